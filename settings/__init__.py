@@ -1,0 +1,84 @@
+"""Configuration for every idflow process, read from the environment.
+
+All paths default to one data directory (``IDFLOW_HOME``, default ``.idflow``
+in the project checkout) so that a fresh clone runs with no configuration.
+Each setting can be overridden by its own ``IDFLOW_*`` variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    model_cache: Path
+    blob_dir: Path
+    database_url: str
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    cpu_task_queue: str = "idflow-cpu"
+    gpu_task_queue: str = "idflow-gpu"
+    cpu_concurrency: int = 4
+    gpu_concurrency: int = 16
+    batch_max_size: int = 16
+    batch_max_wait_ms: float = 5.0
+    review_deadline_seconds: int = 72 * 3600
+    issuer_id: str = "https://issuer.idflow.invalid"
+
+    @property
+    def dev_server_db(self) -> Path:
+        return self.home / "temporal.db"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        home = _env_path("IDFLOW_HOME", PROJECT_ROOT / ".idflow")
+        return cls(
+            home=home,
+            model_cache=_env_path("IDFLOW_MODEL_CACHE", home / "models"),
+            blob_dir=_env_path("IDFLOW_BLOB_DIR", home / "blobs"),
+            database_url=os.environ.get("IDFLOW_DATABASE_URL")
+            or f"sqlite:///{home / 'idflow.db'}",
+            temporal_address=os.environ.get("IDFLOW_TEMPORAL_ADDRESS", "localhost:7233"),
+            temporal_namespace=os.environ.get("IDFLOW_TEMPORAL_NAMESPACE", "default"),
+            temporal_ui_port=_env_int("IDFLOW_TEMPORAL_UI_PORT", 8233),
+            cpu_task_queue=os.environ.get("IDFLOW_CPU_TASK_QUEUE", "idflow-cpu"),
+            gpu_task_queue=os.environ.get("IDFLOW_GPU_TASK_QUEUE", "idflow-gpu"),
+            cpu_concurrency=_env_int("IDFLOW_CPU_CONCURRENCY", 4),
+            gpu_concurrency=_env_int("IDFLOW_GPU_CONCURRENCY", 16),
+            batch_max_size=_env_int("IDFLOW_BATCH_MAX_SIZE", 16),
+            batch_max_wait_ms=_env_float("IDFLOW_BATCH_MAX_WAIT_MS", 5.0),
+            review_deadline_seconds=_env_int("IDFLOW_REVIEW_DEADLINE_SECONDS", 72 * 3600),
+            issuer_id=os.environ.get("IDFLOW_ISSUER_ID", "https://issuer.idflow.invalid"),
+        )

@@ -1,0 +1,1 @@
+"""Fixtures: photos (to be written)."""

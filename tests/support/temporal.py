@@ -1,0 +1,1 @@
+"""Fixtures: temporal (to be written)."""

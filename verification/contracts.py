@@ -1,0 +1,133 @@
+"""Data that crosses process boundaries: workflow input/output, activity results.
+
+Plain dataclasses of plain values (stdlib only) so that the workflow sandbox,
+the Temporal data converter, the activities and the client all share them.
+Nothing here holds image bytes or embeddings; claims are personal and only
+ever travel inside encrypted payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .reasons import Decision, ReasonCode
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """A stored image: its id in the blob store and the sha256 of its bytes."""
+
+    blob_id: str
+    sha256: str
+    media_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class DeviceBinding:
+    """The holder's device key (P-256 JWK) and its proof-of-possession JWT."""
+
+    public_jwk: dict[str, str]
+    proof_jwt: str
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """An exact model version chosen for a task, with its decision thresholds.
+
+    ``accept`` and ``reject`` bound the grey zone: scores at or above
+    ``accept`` pass, below ``reject`` fail, anything between goes to review.
+    """
+
+    task: str
+    name: str
+    version: str
+    sha256: str
+    accept: Optional[float] = None
+    reject: Optional[float] = None
+    alias: Optional[str] = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    """Where the face is in the decoded (EXIF-oriented) image, in pixels."""
+
+    box: list[float]  # x1, y1, x2, y2 (square, clipped to the image)
+    landmarks5: list[list[float]]  # left eye, right eye, nose, mouth left, mouth right
+    detection_score: float
+
+
+@dataclass(frozen=True)
+class QualityMeasures:
+    """Model-free and model-based quality measures of one image."""
+
+    width: int
+    height: int
+    face_count: int
+    sharpness: float  # variance of the Laplacian on the face (or whole image)
+    brightness: float  # mean luma 0..255
+    contrast: float  # std of luma 0..255
+    clipped_dark: float  # fraction of pixels <= 5
+    clipped_bright: float  # fraction of pixels >= 250
+    face_size_px: Optional[float] = None  # side of the square face box
+    inter_eye_px: Optional[float] = None
+    roll_deg: Optional[float] = None
+    yaw_deg: Optional[float] = None
+    pitch_deg: Optional[float] = None
+    eyes_closed: Optional[float] = None  # max over both eyes of P(closed)
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    role: str  # "selfie" or "document"
+    measures: QualityMeasures
+    face: Optional[FaceObservation]
+    reasons: list[ReasonCode] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VerificationRequest:
+    verification_id: str  # the caller's id; the workflow id derives from it
+    subject_ref: str  # opaque reference to the person in the caller's system
+    selfie: BlobRef
+    document: BlobRef
+    device: Optional[DeviceBinding] = None
+    claims: Optional[dict[str, Any]] = None  # personal: travels encrypted only
+    model_pins: dict[str, str] = field(default_factory=dict)  # task -> alias or name@version
+    review_deadline_seconds: int = 72 * 3600
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """Payload of the review update sent by a person."""
+
+    reviewer: str
+    approve: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    """What the caller hands to the wallet, plus non-personal facts about it."""
+
+    issuer_signed_b64: str
+    doc_type: str
+    mso_digest: str
+    device_key_thumbprint: str
+    valid_until: str
+    signer_serial: str
+
+
+@dataclass
+class VerificationResult:
+    verification_id: str
+    decision: Decision
+    reasons: list[ReasonCode]
+    scores: dict[str, float] = field(default_factory=dict)
+    model_versions: dict[str, str] = field(default_factory=dict)
+    credential: Optional[IssuedCredential] = None
+    reviewer: Optional[str] = None

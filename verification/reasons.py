@@ -1,0 +1,53 @@
+"""The one vocabulary of outcomes: decisions and the reason codes behind them.
+
+Reason codes are plaintext in search attributes and the database, so each one
+names a kind of outcome, never anything about the person.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Decision(str, Enum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+    RETRY = "retry"  # the user should recapture: a quality problem
+    REVIEW = "review"  # a person decides (grey zone)
+
+
+class ReasonCode(str, Enum):
+    # Image quality: the user should recapture (decision RETRY).
+    QUALITY_NO_FACE = "QUALITY_NO_FACE"
+    QUALITY_MULTIPLE_FACES = "QUALITY_MULTIPLE_FACES"
+    QUALITY_FACE_TOO_SMALL = "QUALITY_FACE_TOO_SMALL"
+    QUALITY_BLURRY = "QUALITY_BLURRY"
+    QUALITY_TOO_DARK = "QUALITY_TOO_DARK"
+    QUALITY_OVEREXPOSED = "QUALITY_OVEREXPOSED"
+    QUALITY_LOW_CONTRAST = "QUALITY_LOW_CONTRAST"
+    QUALITY_EYES_CLOSED = "QUALITY_EYES_CLOSED"
+    QUALITY_POSE = "QUALITY_POSE"
+    # Input that cannot be processed at all (decided on the first attempt).
+    INPUT_UNREADABLE = "INPUT_UNREADABLE"
+    INPUT_TOO_LARGE = "INPUT_TOO_LARGE"
+    INPUT_UNSUPPORTED_FORMAT = "INPUT_UNSUPPORTED_FORMAT"
+    INPUT_INTEGRITY = "INPUT_INTEGRITY"  # blob does not match its sha256 reference
+    INPUT_PURGED = "INPUT_PURGED"  # blob was crypto-shredded by retention
+    # Biometric checks.
+    LIVENESS_FAILED = "LIVENESS_FAILED"
+    LIVENESS_UNCERTAIN = "LIVENESS_UNCERTAIN"  # grey zone: goes to review
+    FACE_MISMATCH = "FACE_MISMATCH"
+    FACE_MATCH_UNCERTAIN = "FACE_MATCH_UNCERTAIN"  # grey zone: goes to review
+    # Credential binding.
+    DEVICE_PROOF_INVALID = "DEVICE_PROOF_INVALID"
+    CLAIMS_INVALID = "CLAIMS_INVALID"
+    # Review.
+    REVIEW_APPROVED = "REVIEW_APPROVED"
+    REVIEW_DECLINED = "REVIEW_DECLINED"
+    REVIEW_EXPIRED = "REVIEW_EXPIRED"
+    # Models.
+    MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
+
+
+QUALITY_REASONS = frozenset(r for r in ReasonCode if r.value.startswith("QUALITY_"))
+INPUT_REASONS = frozenset(r for r in ReasonCode if r.value.startswith("INPUT_"))
