@@ -1,0 +1,40 @@
+"""The ``idflow`` command line.
+
+Each role registers its own subcommands: a module listed in COMMAND_MODULES
+has ``register(subparsers)`` which adds parsers whose defaults carry
+``run=<function(args) -> int>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMAND_MODULES: list[str] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idflow", description="Durable identity verification.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+def main() -> None:
+    try:
+        rc = run()
+    except KeyboardInterrupt:
+        rc = 130
+    # Short-lived Temporal clients can crash at interpreter exit (sdk-python #300):
+    # flush what we printed and leave without running interpreter teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
