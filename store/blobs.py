@@ -10,10 +10,13 @@ import hashlib
 import os
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from verification.contracts import BlobRef
 from verification.errors import BlobIntegrityError, ImageUnreadable
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 
 class BlobStore(Protocol):
@@ -73,3 +76,8 @@ class FilesystemBlobStore:
             count += 1
         folder.rmdir()
         return count
+
+
+def open_blob_store(settings: "Settings") -> BlobStore:
+    """The blob store every process uses, configured from settings."""
+    return FilesystemBlobStore(settings.blob_dir)
