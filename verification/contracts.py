@@ -9,6 +9,7 @@ ever travel inside encrypted payloads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Optional
 
 from .reasons import Decision, ReasonCode
@@ -99,6 +100,7 @@ class VerificationRequest:
     claims: Optional[dict[str, Any]] = None  # personal: travels encrypted only
     model_pins: dict[str, str] = field(default_factory=dict)  # task -> alias or name@version
     review_deadline_seconds: int = 72 * 3600
+    gpu_task_queue: str = "idflow-gpu"  # where liveness and face match run (settings)
 
 
 @dataclass(frozen=True)
@@ -131,3 +133,85 @@ class VerificationResult:
     model_versions: dict[str, str] = field(default_factory=dict)
     credential: Optional[IssuedCredential] = None
     reviewer: Optional[str] = None
+
+
+# --- The workflow's stages and activity contracts (workflow engineer) --------
+
+
+class Stage(str, Enum):
+    """Where a verification stands; also its ``IdflowStatus`` search attribute."""
+
+    RESOLVING_MODELS = "resolving_models"
+    QUALITY_CHECK = "quality_check"
+    BIOMETRICS = "biometrics"  # liveness and face match
+    AWAITING_REVIEW = "awaiting_review"
+    BINDING_CREDENTIAL = "binding_credential"
+    RECORDING = "recording"
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class ResolveModelsInput:
+    model_pins: dict[str, str]  # task -> alias or name@version; empty: production
+
+
+@dataclass(frozen=True)
+class QualityCheckInput:
+    verification_id: str
+    role: str  # "selfie" or "document"
+    image: BlobRef
+    models: dict[str, ModelChoice]  # the tasks the face observation needs
+
+
+@dataclass(frozen=True)
+class LivenessInput:
+    verification_id: str
+    selfie: BlobRef
+    face: FaceObservation  # from the quality check: never detected twice
+    model: ModelChoice
+
+
+@dataclass(frozen=True)
+class LivenessResult:
+    score: float  # probability that the selfie shows a live person
+
+
+@dataclass(frozen=True)
+class FaceMatchInput:
+    verification_id: str
+    selfie: BlobRef
+    selfie_face: FaceObservation
+    document: BlobRef
+    document_face: FaceObservation
+    model: ModelChoice
+
+
+@dataclass(frozen=True)
+class FaceMatchResult:
+    similarity: float  # cosine similarity of the two embeddings; they stay in the activity
+
+
+@dataclass(frozen=True)
+class RecordInput:
+    """One row update plus one audit entry for a verification."""
+
+    verification_id: str
+    workflow_id: str
+    stage: Stage
+    event: str  # audit event name, e.g. "review_requested", "decided"
+    result: Optional[VerificationResult] = None
+    reviewer: Optional[str] = None
+    note: Optional[str] = None  # reviewer's reason: kept in the audit log only
+
+
+@dataclass
+class VerificationProgress:
+    """What the ``progress`` query returns: the stage and what is known so far."""
+
+    verification_id: str
+    stage: Stage
+    decision: Optional[Decision] = None
+    reasons: list[ReasonCode] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    model_versions: dict[str, str] = field(default_factory=dict)
+    review_deadline: Optional[str] = None  # ISO 8601, while awaiting review

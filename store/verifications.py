@@ -1,0 +1,113 @@
+"""The verifications table: one row per verification, its status and outcome.
+
+Only non-personal facts: ids, the caller's opaque subject reference, stage,
+decision, reason codes, scores, exact model versions, the reviewer's id and
+timestamps. Every change also appends an entry to the audit log
+(``store.audit``) in the same call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, select
+
+from verification.contracts import RecordInput, Stage
+
+from . import audit
+from .audit import utcnow
+
+CREATED = "created"  # status before the workflow has run a stage
+
+
+class VerificationRecord(SQLModel, table=True):
+    __tablename__ = "verifications"
+
+    verification_id: str = Field(primary_key=True, max_length=64)
+    workflow_id: str = Field(max_length=80)
+    subject_ref: str = Field(index=True, max_length=200)
+    status: str = Field(default=CREATED, index=True, max_length=32)
+    decision: Optional[str] = Field(default=None, index=True, max_length=16)
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    scores: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    model_versions: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    reviewer: Optional[str] = Field(default=None, max_length=200)
+    credential_issued: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    decided_at: Optional[datetime] = None
+
+
+def create(engine: Engine, verification_id: str, workflow_id: str, subject_ref: str) -> bool:
+    """Insert the row for a new verification; False when it already exists."""
+    with Session(engine) as session:
+        session.add(
+            VerificationRecord(
+                verification_id=verification_id, workflow_id=workflow_id, subject_ref=subject_ref
+            )
+        )
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            if session.get(VerificationRecord, verification_id) is None:
+                raise
+            return False
+    audit.append(engine, f"{verification_id}:created", verification_id, "created", "client")
+    return True
+
+
+def record(engine: Engine, entry: RecordInput, key: str) -> None:
+    """Apply a workflow record to the row and append it to the audit log.
+
+    ``key`` makes the audit entry idempotent (the activity's id within its run),
+    and the row update is idempotent by construction: it sets values.
+    """
+    now = utcnow()
+    details: dict[str, Any] = {"stage": entry.stage.value}
+    with Session(engine) as session:
+        row = session.get(VerificationRecord, entry.verification_id) or VerificationRecord(
+            verification_id=entry.verification_id,
+            workflow_id=entry.workflow_id,
+            subject_ref="",  # started without the client: the workflow knows no subject
+        )
+        row.status = entry.stage.value
+        row.updated_at = now
+        if entry.reviewer is not None:
+            row.reviewer = entry.reviewer
+        if entry.result is not None:
+            result = entry.result
+            row.decision = result.decision.value
+            row.reasons = [reason.value for reason in result.reasons]
+            row.scores = dict(result.scores)
+            row.model_versions = dict(result.model_versions)
+            row.credential_issued = result.credential is not None
+            row.decided_at = now
+            details |= {"decision": row.decision, "reasons": row.reasons}
+        session.add(row)
+        session.commit()
+    if entry.note is not None:
+        details["note"] = entry.note
+    actor = entry.reviewer or "workflow"
+    audit.append(engine, key, entry.verification_id, entry.event, actor, **details)
+
+
+def get(engine: Engine, verification_id: str) -> Optional[VerificationRecord]:
+    with Session(engine) as session:
+        return session.get(VerificationRecord, verification_id)
+
+
+def list_recent(
+    engine: Engine, limit: int = 20, status: Optional[Stage] = None
+) -> list[VerificationRecord]:
+    with Session(engine) as session:
+        query = select(VerificationRecord).order_by(VerificationRecord.created_at.desc())  # type: ignore[attr-defined]
+        if status is not None:
+            query = query.where(VerificationRecord.status == status.value)
+        return list(session.exec(query.limit(limit)))
