@@ -1,0 +1,393 @@
+"""The model registry: every model version, and movable aliases per task.
+
+A model version (``name@version``) is immutable: its file is pinned by sha256
+and lives in the model cache. An alias (``production``, ``candidate``, ...) is
+a movable name per task that resolves to exact versions; every move is
+appended to the alias history, which is never rewritten. Workflows resolve
+their pins to ``ModelChoice`` once, at start, and record the exact versions.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, select
+
+from store.audit import utcnow
+from verification.contracts import ModelChoice
+from verification.errors import ModelUnavailable
+
+from .cache import RESERVED_NAMES, install, model_path, sha256_of, version_dir, visible_files
+from .errors import ModelHashMismatch
+from .pull import verify
+from .sources import DEFAULT_THRESHOLDS, PREPROCESSING, SOURCES, TASKS, Source
+
+PRODUCTION = "production"
+MANIFEST_ACTOR = "manifest"  # who set the aliases seeded from models/sources.py
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
+_ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+class RegistryError(Exception):
+    """A registration the registry refuses."""
+
+
+class VersionConflict(RegistryError):
+    """name@version already exists with other content, or the name belongs to another task."""
+
+
+class InvalidRegistration(RegistryError):
+    """Bad task, name, version, alias, preprocessing id or model file."""
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_versions_name_version"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    task: str = Field(index=True, max_length=32)
+    name: str = Field(max_length=64)
+    version: str = Field(max_length=32)
+    filename: str = Field(max_length=200)  # the file in <model_cache>/<name>/<version>/
+    sha256: str = Field(max_length=64)
+    source_registry: str = Field(max_length=16)  # "npm", "pypi" or "file" (imported)
+    source_spec: str = Field(max_length=300)  # package spec, or where an import came from
+    source_member: str = Field(default="", max_length=300)  # path inside the package archive
+    licence: str = Field(max_length=100)
+    caveats: str = Field(default="", max_length=2000)
+    input_spec: str = Field(default="", max_length=1000)  # tensors, read from the ONNX file
+    preprocessing: str = Field(max_length=64)  # key of models.sources.PREPROCESSING
+    thresholds: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class ModelAlias(SQLModel, table=True):
+    """Where an alias of a task points now."""
+
+    __tablename__ = "model_aliases"
+
+    task: str = Field(primary_key=True, max_length=32)
+    alias: str = Field(primary_key=True, max_length=32)
+    version_id: int = Field(foreign_key="model_versions.id")
+    moved_at: datetime = Field(default_factory=utcnow)
+    moved_by: str = Field(max_length=200)
+
+
+class AliasMove(SQLModel, table=True):
+    """One move of an alias; rows are only ever appended."""
+
+    __tablename__ = "model_alias_history"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    task: str = Field(index=True, max_length=32)
+    alias: str = Field(max_length=32)
+    target: str = Field(max_length=100)  # name@version
+    previous: Optional[str] = Field(default=None, max_length=100)
+    moved_by: str = Field(max_length=200)
+    moved_at: datetime = Field(default_factory=utcnow)
+    note: str = Field(default="", max_length=500)
+
+
+# --- Resolving pins ------------------------------------------------------------
+
+
+def resolve(engine: Engine, task: str, pin: str) -> ModelChoice:
+    """The exact version for ``pin``: an alias of ``task`` or ``name@version``."""
+    with Session(engine) as session:
+        return _resolve(session, task, pin)
+
+
+def resolve_all(engine: Engine, pins: dict[str, str]) -> dict[str, ModelChoice]:
+    """A choice for every task: its pin if given, else the ``production`` alias."""
+    unknown = sorted(set(pins) - set(TASKS))
+    if unknown:
+        raise ModelUnavailable(f"pins name unknown tasks {unknown}; tasks are {list(TASKS)}")
+    with Session(engine) as session:
+        return {task: _resolve(session, task, pins.get(task, PRODUCTION)) for task in TASKS}
+
+
+def _resolve(session: Session, task: str, pin: str) -> ModelChoice:
+    if task not in TASKS:
+        raise ModelUnavailable(f"unknown model task {task!r}; tasks are {list(TASKS)}")
+    if "@" in pin:
+        name, _, version = pin.partition("@")
+        row = _find(session, name, version)
+        if row is None:
+            raise ModelUnavailable(f"model {pin} is not registered")
+        if row.task != task:
+            raise ModelUnavailable(f"model {pin} is a {row.task} model, not a {task} model")
+        return _choice(row, alias=None)
+    alias = session.get(ModelAlias, (task, pin))
+    if alias is None:
+        known = session.exec(select(ModelAlias.alias).where(ModelAlias.task == task)).all()
+        raise ModelUnavailable(
+            f"no alias {pin!r} for task {task!r} (its aliases: {sorted(known) or 'none'}); "
+            f"pin an alias or name@version"
+        )
+    return _choice(session.get(ModelVersion, alias.version_id), alias=pin)
+
+
+def _choice(row: ModelVersion, alias: Optional[str]) -> ModelChoice:
+    return ModelChoice(
+        task=row.task, name=row.name, version=row.version, sha256=row.sha256,
+        accept=row.thresholds.get("accept"), reject=row.thresholds.get("reject"), alias=alias,
+    )
+
+
+def _find(session: Session, name: str, version: str) -> Optional[ModelVersion]:
+    query = select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version)
+    return session.exec(query).first()
+
+
+# --- Aliases -------------------------------------------------------------------
+
+
+def set_alias(engine: Engine, task: str, alias: str, ref: str, moved_by: str,
+              note: str = "") -> ModelChoice:
+    """Point ``alias`` of ``task`` at the exact version ``ref`` (name@version)."""
+    if not _ALIAS.fullmatch(alias):
+        raise InvalidRegistration(f"alias {alias!r} must match {_ALIAS.pattern}")
+    if "@" not in ref:
+        raise InvalidRegistration(f"an alias points at an exact name@version, not {ref!r}")
+    if not moved_by.strip():
+        raise InvalidRegistration("say who moves the alias (moved_by)")
+    with Session(engine) as session:
+        target = _resolve(session, task, ref)
+        row = _find(session, target.name, target.version)
+        current = session.get(ModelAlias, (task, alias))
+        previous = session.get(ModelVersion, current.version_id).ref if current else None
+        choice = _choice(row, alias)
+        if previous == ref:
+            return choice
+        now = utcnow()
+        if current is None:
+            current = ModelAlias(task=task, alias=alias, version_id=row.id, moved_by=moved_by)
+        current.version_id, current.moved_at, current.moved_by = row.id, now, moved_by
+        session.add(current)
+        session.add(AliasMove(task=task, alias=alias, target=ref, previous=previous,
+                              moved_by=moved_by, moved_at=now, note=note))
+        session.commit()
+        return choice
+
+
+def alias_history(engine: Engine, task: Optional[str] = None,
+                  alias: Optional[str] = None) -> list[AliasMove]:
+    """Every alias move, oldest first."""
+    query = select(AliasMove).order_by(AliasMove.id)
+    if task is not None:
+        query = query.where(AliasMove.task == task)
+    if alias is not None:
+        query = query.where(AliasMove.alias == alias)
+    with Session(engine) as session:
+        return list(session.exec(query).all())
+
+
+def current_aliases(engine: Engine) -> dict[str, list[str]]:
+    """Aliases by the name@version they point at now."""
+    query = select(ModelAlias.alias, ModelVersion.name, ModelVersion.version).join(
+        ModelVersion, ModelAlias.version_id == ModelVersion.id).order_by(ModelAlias.alias)
+    found: dict[str, list[str]] = {}
+    with Session(engine) as session:
+        for alias, name, version in session.exec(query).all():
+            found.setdefault(f"{name}@{version}", []).append(alias)
+    return found
+
+
+# --- Versions ------------------------------------------------------------------
+
+
+def list_versions(engine: Engine, task: Optional[str] = None) -> list[ModelVersion]:
+    """Registered versions in task order, oldest first within a task."""
+    query = select(ModelVersion)
+    if task is not None:
+        query = query.where(ModelVersion.task == task)
+    with Session(engine) as session:
+        rows = list(session.exec(query).all())
+    order = {name: i for i, name in enumerate(TASKS)}
+    return sorted(rows, key=lambda r: (order.get(r.task, len(order)), r.created_at, r.id))
+
+
+def get_version(engine: Engine, ref: str) -> ModelVersion:
+    name, _, version = ref.partition("@")
+    with Session(engine) as session:
+        row = _find(session, name, version)
+    if row is None:
+        raise ModelUnavailable(f"model {ref} is not registered")
+    return row
+
+
+def record_metrics(engine: Engine, name: str, version: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Merge measured metrics (top-level keys replace) into a version; returns them all."""
+    with Session(engine) as session:
+        row = _find(session, name, version)
+        if row is None:
+            raise ModelUnavailable(f"model {name}@{version} is not registered")
+        row.metrics = {**row.metrics, **metrics}  # a new dict, so the JSON column is saved
+        session.add(row)
+        session.commit()
+        return dict(row.metrics)
+
+
+def register_pulled(engine: Engine, cache_root: Path,
+                    sources: tuple[Source, ...] = SOURCES) -> list[str]:
+    """Register every manifest model in the cache; returns the refs new to the registry.
+
+    Idempotent and safe to run from several processes at once. A model's default
+    alias (``production``) is set only when its task has no such alias yet, so a
+    moved alias stays where it was moved.
+    """
+    verify(cache_root, sources)
+    added: list[str] = []
+    for source in sources:
+        for model in source.files:
+            path = model_path(cache_root, source, model)
+            row = ModelVersion(
+                task=model.task, name=model.name, version=source.version, filename=path.name,
+                sha256=model.sha256, source_registry=source.registry, source_spec=source.spec,
+                source_member=model.member, licence=source.licence, caveats=source.caveats,
+                input_spec=_input_spec(path, model.sha256), preprocessing=model.preprocessing,
+                thresholds=dict(DEFAULT_THRESHOLDS.get(model.name, {})),
+            )
+            if _insert_once(engine, row):
+                added.append(row.ref)
+            if model.alias is not None:
+                _seed_alias(engine, model.task, model.alias, row.ref)
+    return added
+
+
+def register_version(
+    engine: Engine,
+    cache_root: Path,
+    file: Path,
+    *,
+    task: str,
+    name: str,
+    version: str,
+    sha256: str,
+    licence: str,
+    preprocessing: str,
+    caveats: str = "",
+    source: str = "",
+    thresholds: Optional[dict[str, float]] = None,
+    alias: Optional[str] = None,
+    moved_by: str = "",
+) -> ModelChoice:
+    """Import a model file as a new version (checked against ``sha256``), optionally aliased.
+
+    The file is copied into the model cache; ``source`` says where it came from
+    (default: its file name). Versions are immutable: re-importing the same
+    name@version with the same sha256 is a no-op, with another is refused.
+    """
+    _check_new_version(task, name, version, preprocessing, thresholds)
+    actual = sha256_of(file)
+    if actual != sha256:
+        raise ModelHashMismatch(f"imported file {file.name}", sha256, actual)
+    dest = version_dir(cache_root, name, version) / file.name
+    others = [p.name for p in visible_files(dest.parent) if p != dest]
+    if others:
+        raise VersionConflict(f"the cache already holds {others} for {name}@{version}")
+    row = ModelVersion(
+        task=task, name=name, version=version, filename=file.name, sha256=sha256,
+        source_registry="file", source_spec=source or f"imported file {file.name}",
+        licence=licence, caveats=caveats, input_spec=_input_spec(file, sha256),
+        preprocessing=preprocessing, thresholds=dict(thresholds or {}),
+    )
+    with Session(engine) as session:
+        owner = session.exec(select(ModelVersion.task).where(ModelVersion.name == name)).first()
+        existing = _find(session, name, version)
+    if owner is not None and owner != task:
+        raise VersionConflict(f"model name {name!r} belongs to task {owner!r}, not {task!r}")
+    if existing is not None:
+        _check_same_content(existing, sha256)
+    with file.open("rb") as stream:
+        install(stream, dest, sha256, what=f"imported file {file.name}")
+    _insert_once(engine, row)
+    if alias is not None:
+        return set_alias(engine, task, alias, row.ref, moved_by, note="set on import")
+    return resolve(engine, task, row.ref)
+
+
+def _check_new_version(task: str, name: str, version: str, preprocessing: str,
+                       thresholds: Optional[dict[str, float]]) -> None:
+    if task not in TASKS:
+        raise InvalidRegistration(f"unknown task {task!r}; tasks are {list(TASKS)}")
+    if not _NAME.fullmatch(name) or name in RESERVED_NAMES:
+        raise InvalidRegistration(
+            f"model name {name!r} must match {_NAME.pattern} and not be one of {sorted(RESERVED_NAMES)}")
+    if not _VERSION.fullmatch(version):
+        raise InvalidRegistration(f"version {version!r} must match {_VERSION.pattern}")
+    if preprocessing not in PREPROCESSING:
+        raise InvalidRegistration(
+            f"unknown preprocessing {preprocessing!r}; known: {sorted(PREPROCESSING)}")
+    if thresholds and not set(thresholds) <= {"accept", "reject"}:
+        raise InvalidRegistration(f"thresholds take 'accept' and 'reject', got {sorted(thresholds)}")
+
+
+def _insert_once(engine: Engine, row: ModelVersion) -> bool:
+    """Insert a version unless name@version exists with the same sha256 (False then)."""
+    with Session(engine, expire_on_commit=False) as session:
+        existing = _find(session, row.name, row.version)
+        if existing is None:
+            session.add(row)
+            try:
+                session.commit()
+                return True
+            except IntegrityError:  # registered by a concurrent process meanwhile
+                session.rollback()
+                existing = _find(session, row.name, row.version)
+        _check_same_content(existing, row.sha256)
+        return False
+
+
+def _check_same_content(existing: ModelVersion, sha256: str) -> None:
+    if existing.sha256 != sha256:
+        raise VersionConflict(
+            f"{existing.ref} is registered with sha256 {existing.sha256}, not {sha256}; "
+            f"versions are immutable: register a new version")
+
+
+def _seed_alias(engine: Engine, task: str, alias: str, ref: str) -> None:
+    with Session(engine) as session:
+        if session.get(ModelAlias, (task, alias)) is not None:
+            return
+        row = _find(session, *ref.split("@"))
+        now = utcnow()
+        session.add(ModelAlias(task=task, alias=alias, version_id=row.id, moved_at=now,
+                               moved_by=MANIFEST_ACTOR))
+        session.add(AliasMove(task=task, alias=alias, target=ref, moved_by=MANIFEST_ACTOR,
+                              moved_at=now, note="default alias from models/sources.py"))
+        try:
+            session.commit()
+        except IntegrityError:  # seeded by a concurrent process meanwhile
+            session.rollback()
+
+
+@functools.lru_cache(maxsize=64)
+def _input_spec(path: Path, sha256: str) -> str:
+    """The model's input and output tensors, read from the ONNX file itself."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # the faceplugin files log harmless initializer warnings
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own untyped errors
+        raise InvalidRegistration(f"{path.name} is not a loadable ONNX model: {error}") from None
+
+    def describe(args: list) -> str:
+        return ", ".join(f"{a.name} {a.type.removeprefix('tensor(').rstrip(')')}{a.shape}" for a in args)
+
+    return f"inputs: {describe(session.get_inputs())}; outputs: {describe(session.get_outputs())}"
