@@ -1,0 +1,9 @@
+"""Activity names, shared by the workflow (which must not import the activity
+modules: they pull in numpy and onnxruntime) and the workers that register them."""
+
+RESOLVE_MODELS = "resolve_models"
+CHECK_QUALITY = "check_quality"
+CHECK_LIVENESS = "check_liveness"
+MATCH_FACES = "match_faces"
+ISSUE_CREDENTIAL = "issue_credential"
+RECORD = "record_verification"

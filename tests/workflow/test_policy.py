@@ -1,0 +1,88 @@
+"""The decision policy as plain functions, without Temporal."""
+
+from __future__ import annotations
+
+import pytest
+
+from verification import policy
+from verification.contracts import ModelChoice, QualityMeasures, QualityReport, ReviewDecision
+from verification.reasons import Decision, ReasonCode
+
+LIVENESS = ModelChoice("liveness", "live", "1", "0" * 64, accept=0.8, reject=0.3)
+EMBED = ModelChoice("embed", "feat", "1", "0" * 64, accept=0.5, reject=0.35)
+MEASURES = QualityMeasures(640, 480, 1, 100.0, 120.0, 50.0, 0.0, 0.0)
+
+
+def report(*reasons: ReasonCode) -> QualityReport:
+    return QualityReport("selfie", MEASURES, None, list(reasons))
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [(0.8, policy.Band.PASS), (0.99, policy.Band.PASS), (0.5, policy.Band.UNCERTAIN),
+     (0.3, policy.Band.UNCERTAIN), (0.2999, policy.Band.FAIL)],
+)
+def test_band_edges(score: float, expected: policy.Band) -> None:
+    assert policy.band(score, LIVENESS) is expected
+
+
+def test_missing_or_inverted_thresholds_are_refused() -> None:
+    with pytest.raises(policy.ThresholdsMissing, match="live@1"):
+        policy.require_thresholds(ModelChoice("liveness", "live", "1", "0" * 64))
+    with pytest.raises(policy.ThresholdsMissing, match="above accept"):
+        policy.require_thresholds(ModelChoice("embed", "f", "1", "0" * 64, accept=0.3, reject=0.5))
+
+
+def test_quality_reasons_of_both_images_ask_for_a_recapture() -> None:
+    outcome = policy.quality_outcome(
+        [report(ReasonCode.QUALITY_BLURRY), report(ReasonCode.QUALITY_NO_FACE, ReasonCode.QUALITY_BLURRY)]
+    )
+    assert outcome == policy.Outcome(
+        Decision.RETRY, (ReasonCode.QUALITY_BLURRY, ReasonCode.QUALITY_NO_FACE)
+    )
+    assert policy.quality_outcome([report(), report()]) is None
+
+
+@pytest.mark.parametrize(
+    ("liveness", "similarity", "decision", "reasons"),
+    [
+        (0.9, 0.7, Decision.APPROVED, ()),
+        (0.9, 0.1, Decision.DECLINED, (ReasonCode.FACE_MISMATCH,)),
+        (0.1, 0.7, Decision.DECLINED, (ReasonCode.LIVENESS_FAILED,)),
+        (0.1, 0.1, Decision.DECLINED, (ReasonCode.LIVENESS_FAILED, ReasonCode.FACE_MISMATCH)),
+        # A failure wins over an uncertainty: nothing to review.
+        (0.5, 0.1, Decision.DECLINED, (ReasonCode.FACE_MISMATCH,)),
+        (0.9, 0.4, Decision.REVIEW, (ReasonCode.FACE_MATCH_UNCERTAIN,)),
+        (0.5, 0.4, Decision.REVIEW, (ReasonCode.LIVENESS_UNCERTAIN, ReasonCode.FACE_MATCH_UNCERTAIN)),
+    ],
+)
+def test_biometric_outcome(
+    liveness: float, similarity: float, decision: Decision, reasons: tuple[ReasonCode, ...]
+) -> None:
+    assert policy.biometric_outcome(liveness, LIVENESS, similarity, EMBED) == policy.Outcome(
+        decision, reasons
+    )
+
+
+def test_unreadable_input_asks_for_a_recapture_but_tampering_declines() -> None:
+    assert policy.rejection_outcome(ReasonCode.INPUT_UNREADABLE).decision is Decision.RETRY
+    assert policy.rejection_outcome(ReasonCode.INPUT_TOO_LARGE).decision is Decision.RETRY
+    assert policy.rejection_outcome(ReasonCode.INPUT_INTEGRITY).decision is Decision.DECLINED
+    assert policy.rejection_outcome(ReasonCode.DEVICE_PROOF_INVALID) == policy.Outcome(
+        Decision.DECLINED, (ReasonCode.DEVICE_PROOF_INVALID,)
+    )
+    with pytest.raises(ValueError, match="FACE_MISMATCH"):
+        policy.rejection_outcome(ReasonCode.FACE_MISMATCH)
+
+
+def test_review_outcome_keeps_why_it_was_reviewed() -> None:
+    grey = policy.Outcome(Decision.REVIEW, (ReasonCode.FACE_MATCH_UNCERTAIN,))
+    approve = ReviewDecision("staff-7", True, "matches the passport")
+    decline = ReviewDecision("staff-7", False, "different person")
+    assert policy.review_outcome(grey, approve) == policy.Outcome(
+        Decision.APPROVED, (ReasonCode.FACE_MATCH_UNCERTAIN, ReasonCode.REVIEW_APPROVED)
+    )
+    assert policy.review_outcome(grey, decline).decision is Decision.DECLINED
+    assert policy.review_outcome(grey, None) == policy.Outcome(
+        Decision.DECLINED, (ReasonCode.FACE_MATCH_UNCERTAIN, ReasonCode.REVIEW_EXPIRED)
+    )
