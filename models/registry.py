@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
@@ -67,7 +67,7 @@ class ModelVersion(SQLModel, table=True):
     preprocessing: str = Field(max_length=64)  # key of models.sources.PREPROCESSING
     thresholds: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
     @property
     def ref(self) -> str:
@@ -82,7 +82,7 @@ class ModelAlias(SQLModel, table=True):
     task: str = Field(primary_key=True, max_length=32)
     alias: str = Field(primary_key=True, max_length=32)
     version_id: int = Field(foreign_key="model_versions.id")
-    moved_at: datetime = Field(default_factory=utcnow)
+    moved_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     moved_by: str = Field(max_length=200)
 
 
@@ -97,7 +97,7 @@ class AliasMove(SQLModel, table=True):
     target: str = Field(max_length=100)  # name@version
     previous: Optional[str] = Field(default=None, max_length=100)
     moved_by: str = Field(max_length=200)
-    moved_at: datetime = Field(default_factory=utcnow)
+    moved_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     note: str = Field(default="", max_length=500)
 
 

@@ -1,0 +1,158 @@
+"""``idflow models ...``: pull, list, cards, aliases and imports of face models."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import getpass
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from settings import Settings
+from store.engine import get_engine
+from verification.errors import ModelUnavailable
+
+from . import registry
+from .cards import utc_minute, write_cards
+from .errors import PullError
+from .pull import pull
+from .sources import PREPROCESSING, TASKS
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _clear_errors(command: Command) -> Command:
+    """Print the typed error's message (it names the file, hash or pin) instead of a traceback."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (PullError, registry.RegistryError, ModelUnavailable) as error:
+            print(f"idflow models {args.models_command}: {error}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    models = subparsers.add_parser("models", help="face models: pull, registry, cards, aliases")
+    commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+
+    pull_cmd = commands.add_parser(
+        "pull", help="download and verify the manifest models, register them, write their cards")
+    pull_cmd.set_defaults(run=run_pull)
+
+    list_cmd = commands.add_parser("list", help="registered model versions and their aliases")
+    list_cmd.add_argument("--task", choices=TASKS)
+    list_cmd.set_defaults(run=run_list)
+
+    card = commands.add_parser("card", help="render model cards (all versions by default)")
+    card.add_argument("refs", nargs="*", metavar="NAME@VERSION")
+    card.add_argument("--print", action="store_true", help="print the cards instead of their paths")
+    card.set_defaults(run=run_card)
+
+    alias = commands.add_parser(
+        "alias", help="move an alias of a task to NAME@VERSION, or show its history")
+    alias.add_argument("task", choices=TASKS)
+    alias.add_argument("alias", help="e.g. production, candidate, shadow")
+    alias.add_argument("ref", nargs="?", metavar="NAME@VERSION", help="omit to show the history")
+    alias.add_argument("--by", default=None, help="who moves it (default: the login name)")
+    alias.add_argument("--note", default="", help="why it moves")
+    alias.set_defaults(run=run_alias)
+
+    imp = commands.add_parser("import", help="register an ONNX file as a new model version")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--task", required=True, choices=TASKS)
+    imp.add_argument("--name", required=True)
+    imp.add_argument("--version", required=True)
+    imp.add_argument("--sha256", required=True, help="expected sha256 of the file")
+    imp.add_argument("--licence", required=True)
+    imp.add_argument("--caveats", default="")
+    imp.add_argument("--source", default="", help="where the file came from (URL, package spec)")
+    imp.add_argument("--preprocessing", required=True, choices=sorted(PREPROCESSING))
+    imp.add_argument("--accept", type=float, help="score at or above which the check passes")
+    imp.add_argument("--reject", type=float, help="score below which the check fails")
+    imp.add_argument("--alias", help="alias to point at the new version, e.g. candidate")
+    imp.add_argument("--by", default=None, help="who moves the alias (default: the login name)")
+    imp.set_defaults(run=run_import)
+
+    # `idflow models evaluate` (face pipeline engineer, models/evaluate.py) registers here.
+
+
+@_clear_errors
+def run_pull(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    report = pull(settings)
+    engine = get_engine(settings.database_url)
+    added = registry.register_pulled(engine, report.cache_root)
+    cards = write_cards(engine, report.cache_root)
+    print(report.summary())
+    print(f"registered {len(added)} new model version(s); {len(cards)} card(s) in "
+          f"{cards[0].parent if cards else report.cache_root}")
+    return 0
+
+
+@_clear_errors
+def run_list(args: argparse.Namespace) -> int:
+    engine = get_engine(Settings.from_env().database_url)
+    versions = registry.list_versions(engine, args.task)
+    if not versions:
+        print("no model versions registered: run `idflow models pull`")
+        return 0
+    aliases = registry.current_aliases(engine)
+    rows = [("TASK", "MODEL", "ALIASES", "SHA256", "LICENCE", "ACCEPT", "REJECT", "METRICS")]
+    for v in versions:
+        rows.append((v.task, v.ref, ",".join(aliases.get(v.ref, [])) or "-", v.sha256[:12],
+                     v.licence, _number(v.thresholds.get("accept")),
+                     _number(v.thresholds.get("reject")), ",".join(v.metrics) or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+@_clear_errors
+def run_card(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    paths = write_cards(get_engine(settings.database_url), settings.model_cache, args.refs)
+    for path in paths:
+        print(path.read_text() if args.print else path)
+    return 0
+
+
+@_clear_errors
+def run_alias(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    engine = get_engine(settings.database_url)
+    if args.ref is not None:
+        choice = registry.set_alias(engine, args.task, args.alias, args.ref,
+                                    moved_by=args.by or getpass.getuser(), note=args.note)
+        write_cards(engine, settings.model_cache)  # cards show the aliases
+        print(f"{args.task}@{args.alias} -> {choice.ref}")
+    for move in registry.alias_history(engine, args.task, args.alias):
+        print(f"{utc_minute(move.moved_at)}  {move.previous or '-'} -> {move.target}  "
+              f"by {move.moved_by}" + (f"  ({move.note})" if move.note else ""))
+    return 0
+
+
+@_clear_errors
+def run_import(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    engine = get_engine(settings.database_url)
+    thresholds = {k: v for k, v in (("accept", args.accept), ("reject", args.reject)) if v is not None}
+    choice = registry.register_version(
+        engine, settings.model_cache, args.file, task=args.task, name=args.name,
+        version=args.version, sha256=args.sha256, licence=args.licence, caveats=args.caveats,
+        source=args.source, preprocessing=args.preprocessing, thresholds=thresholds,
+        alias=args.alias, moved_by=args.by or getpass.getuser(),
+    )
+    (card,) = write_cards(engine, settings.model_cache, [choice.ref])
+    print(f"registered {choice.ref} for {choice.task}" +
+          (f", alias {choice.alias}" if choice.alias else "") + f"; card {card}")
+    return 0
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
