@@ -215,3 +215,20 @@ class VerificationProgress:
     scores: dict[str, float] = field(default_factory=dict)
     model_versions: dict[str, str] = field(default_factory=dict)
     review_deadline: Optional[str] = None  # ISO 8601, while awaiting review
+
+
+# --- Credential binding (credential engineer) --------------------------------
+
+
+@dataclass(frozen=True)
+class IssueCredentialInput:
+    """Issue the mdoc for an approved verification (activity ``issue_credential``).
+
+    ``portrait`` is the verified selfie: the credential's portrait is taken
+    from it. ``claims`` are personal and travel encrypted only.
+    """
+
+    verification_id: str
+    device: DeviceBinding
+    claims: dict[str, Any]
+    portrait: BlobRef
