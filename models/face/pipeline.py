@@ -1,0 +1,120 @@
+"""The face pipeline: what the quality, liveness and face-match activities call.
+
+``observe_faces`` runs once per image (CPU pool): detect -> 68 landmarks ->
+five points, plus the quality measures of the largest face (exposure, size,
+eye state, head pose). Its small ``FaceObservation`` is all that later stages
+need: ``liveness_score`` and ``face_embedding`` (GPU pool) crop and align from
+it without detecting again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from verification.contracts import FaceObservation, ModelChoice, QualityMeasures
+
+from ..serving import ModelServer, Runner
+from . import stages
+from .geometry import Box
+from .quality import exposure, face_view, grey
+
+MAX_FACES = 16  # faces observed in full; more are only counted
+
+
+@dataclass(frozen=True)
+class FaceModels:
+    """The runners a worker serves, by task (models/sources.py TASKS). Unused ones stay None."""
+
+    detect: Runner | None = None
+    landmarks: Runner | None = None
+    eye: Runner | None = None
+    pose: Runner | None = None
+    liveness: Runner | None = None
+    embed: Runner | None = None
+
+    @classmethod
+    def load(cls, server: ModelServer, choices: Mapping[str, ModelChoice]) -> "FaceModels":
+        """One runner per task of ``choices`` (task -> exact model version)."""
+        tasks = {f.name for f in fields(cls)}
+        unknown = set(choices) - tasks
+        if unknown:
+            raise ValueError(f"no face stage for tasks {sorted(unknown)}; known: {sorted(tasks)}")
+        return cls(**{task: server.runner(choice) for task, choice in choices.items()})
+
+    def need(self, task: str) -> Runner:
+        runner = getattr(self, task)
+        if runner is None:
+            raise ValueError(f"this worker serves no {task!r} model")
+        return runner
+
+
+def observe_faces(image: np.ndarray,
+                  models: FaceModels) -> tuple[list[FaceObservation], QualityMeasures]:
+    """Every face, largest first, and the quality measures of the largest (or of the image)."""
+    height, width = image.shape[:2]
+    view = stages.detector_view(image)
+    detections = stages.read_detections(models.need("detect").run(stages.detect_input(view)),
+                                        width, height)
+    detections.sort(key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), reverse=True)
+    faces, points = [], []
+    for detection in detections[:MAX_FACES]:
+        points68 = stages.read_landmarks(
+            models.need("landmarks").run(stages.landmarks_input(image, detection.box)),
+            detection.box)
+        points.append(points68)
+        faces.append(FaceObservation(
+            box=[round(v, 2) for v in detection.box],
+            landmarks5=[[round(float(v), 2) for v in p] for p in stages.five_points(points68)],
+            detection_score=round(detection.score, 4),
+        ))
+    if not faces:
+        return [], QualityMeasures(width=width, height=height, face_count=0,
+                                   **vars(exposure(grey(view))))
+    return faces, _face_measures(image, faces[0], points[0], len(detections), models)
+
+
+def _face_measures(image: np.ndarray, face: FaceObservation, points68: np.ndarray,
+                   face_count: int, models: FaceModels) -> QualityMeasures:
+    height, width = image.shape[:2]
+    box = _box(face)
+    left_eye, right_eye = np.asarray(face.landmarks5[:2])
+    eyes_closed = max(stages.read_eye_closed(models.need("eye").run(stages.eye_input(image, b)))
+                      for b in stages.eye_boxes(points68))
+    # Roll from the eye line: it follows a rotated photo within a few degrees, where the
+    # pose model's roll drifts past 15 degrees; yaw and pitch come from the pose model.
+    yaw, pitch, _ = stages.read_pose(models.need("pose").run(stages.pose_input(image, box)))
+    roll = float(np.degrees(np.arctan2(*(right_eye - left_eye)[::-1])))
+    return QualityMeasures(
+        width=width, height=height, face_count=face_count,
+        **vars(exposure(face_view(image, box))),
+        face_size_px=round(box[3] - box[1], 1),
+        inter_eye_px=round(float(np.linalg.norm(right_eye - left_eye)), 1),
+        roll_deg=round(roll, 1), yaw_deg=round(yaw, 1), pitch_deg=round(pitch, 1),
+        eyes_closed=round(eyes_closed, 4),
+    )
+
+
+def liveness_score(image: np.ndarray, face: FaceObservation, models: FaceModels) -> float:
+    """P(live) of the face: high for a live capture, low for a print or a screen."""
+    runner = models.need("liveness")
+    return stages.read_liveness(runner.run(stages.liveness_input(image, _box(face))))
+
+
+def face_embedding(image: np.ndarray, face: FaceObservation, models: FaceModels) -> np.ndarray:
+    """The face's 512-d identity vector, L2-normalised (float32)."""
+    aligned = stages.embed_input(image, np.asarray(face.landmarks5, np.float64))
+    return stages.read_embedding(models.need("embed").run(aligned))
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of two embeddings: about 1 for the same face, about 0 for strangers."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+def _box(face: FaceObservation) -> Box:
+    x1, y1, x2, y2 = face.box
+    return (float(x1), float(y1), float(x2), float(y2))
