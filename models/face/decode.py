@@ -76,8 +76,8 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray
         rgb = image if image.mode == "RGB" else image.convert("RGB")
     except ImageTooLarge:
         raise
-    except Image.DecompressionBombError:  # Pillow's own guard, in case limits were raised past it
-        raise ImageTooLarge(f"{kind} image exceeds Pillow's decompression-bomb limit") from None
+    except Image.DecompressionBombError as bomb:  # Pillow's guard, run while reading the header
+        raise ImageTooLarge(f"{kind} image refused as a decompression bomb: {bomb}") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as error:
         raise ImageUnreadable(f"{kind} image cannot be decoded ({type(error).__name__}: "
                               f"corrupt or truncated data)") from None

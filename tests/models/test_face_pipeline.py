@@ -1,0 +1,117 @@
+"""The face pipeline on real photos, with the production models and thresholds."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.face import (
+    cosine_similarity,
+    decode_image,
+    face_embedding,
+    liveness_score,
+    observe_faces,
+)
+from models.samples import BIDEN, OBAMA
+
+
+@pytest.fixture(scope="module")
+def embeddings(observe, face_models) -> dict[str, np.ndarray]:
+    found = {}
+    for name in (*OBAMA, BIDEN, "astronaut.png"):
+        image, faces, _ = observe(name)
+        assert len(faces) == 1, name
+        found[name] = face_embedding(image, faces[0], face_models)
+    return found
+
+
+def test_embeddings_are_unit_vectors(embeddings):
+    for vector in embeddings.values():
+        assert vector.shape == (512,)
+        assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_every_obama_pair_matches(embeddings, production_models):
+    accept = production_models["embed"].accept
+    scores = {(a, b): cosine_similarity(embeddings[a], embeddings[b])
+              for a, b in combinations(OBAMA, 2)}
+    assert len(scores) == 10
+    assert min(scores.values()) >= accept, scores
+
+
+def test_no_obama_biden_pair_matches(embeddings, production_models):
+    reject = production_models["embed"].reject
+    scores = [cosine_similarity(embeddings[name], embeddings[BIDEN]) for name in OBAMA]
+    assert max(scores) < reject, scores
+
+
+def test_astronaut_has_exactly_one_face(observe):
+    image, faces, measures = observe("astronaut.png")
+    assert len(faces) == 1 and measures.face_count == 1
+    x1, y1, x2, y2 = faces[0].box
+    # Eileen Collins' face is in the upper middle of the 512x512 picture.
+    assert 120 < (x1 + x2) / 2 < 330 and 40 < (y1 + y2) / 2 < 200
+    left_eye, right_eye = faces[0].landmarks5[:2]
+    assert x1 < left_eye[0] < right_eye[0] < x2
+
+
+def test_faces_are_sorted_largest_first(face_models, observe):
+    big, _, _ = observe("obama.jpg")
+    small = np.asarray(Image.fromarray(big).resize((big.shape[1] // 3, big.shape[0] // 3)))
+    canvas = np.full((big.shape[0], big.shape[1] + small.shape[1], 3), 200, np.uint8)
+    canvas[:small.shape[0], :small.shape[1]] = small
+    canvas[:, small.shape[1]:] = big
+    faces, measures = observe_faces(canvas, face_models)
+    sides = [face.box[2] - face.box[0] for face in faces]
+    assert len(faces) == 2 and measures.face_count == 2
+    assert sides[0] > 2 * sides[1]
+    assert measures.face_size_px == pytest.approx(sides[0], abs=0.5)
+
+
+def test_no_face_in_a_landscape(photo, face_models):
+    camera = decode_image(photo("camera.png"))
+    tripod_and_grass = np.ascontiguousarray(camera[300:, :])
+    faces, measures = observe_faces(tripod_and_grass, face_models)
+    assert faces == [] and measures.face_count == 0
+    assert measures.face_size_px is None and 0 < measures.brightness < 255
+
+
+def upscaled_with_margin(face: np.ndarray) -> np.ndarray:
+    """A 25x25 LFW crop as a 112 px face on a grey canvas 1.5x its size: the detector
+    needs some context around a tight crop."""
+    big = Image.fromarray(face).convert("RGB").resize((112, 112), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (168, 168), (127, 127, 127))
+    canvas.paste(big, (28, 28))
+    return np.asarray(canvas)
+
+
+def test_lfw_subset_faces_found_and_non_faces_not(lfw_subset, face_models):
+    found = [len(observe_faces(upscaled_with_margin(crop), face_models)[0]) > 0
+             for crop in lfw_subset]
+    faces_found, non_faces_found = sum(found[:100]), sum(found[100:])
+    assert faces_found >= 85, faces_found
+    assert non_faces_found <= 5, non_faces_found
+
+
+@pytest.mark.parametrize("degrees", [-30, -15, 15, 30])
+def test_roll_follows_a_rotation(observe, face_models, degrees):
+    image, _, upright = observe("obama.jpg")
+    # PIL turns counter-clockwise for positive angles: the face's right side goes up.
+    turned = np.asarray(Image.fromarray(image).rotate(degrees, Image.Resampling.BILINEAR,
+                                                      expand=True))
+    faces, measures = observe_faces(turned, face_models)
+    assert len(faces) == 1
+    change = measures.roll_deg - upright.roll_deg
+    assert np.sign(change) == -np.sign(degrees)
+    assert abs(abs(change) - abs(degrees)) < 6, (degrees, change)
+
+
+def test_genuine_photos_pass_liveness(observe, face_models, production_models):
+    accept = production_models["liveness"].accept
+    for name in (*OBAMA, BIDEN):
+        image, faces, _ = observe(name)
+        score = liveness_score(image, faces[0], face_models)
+        assert accept <= score <= 1.0, (name, score)

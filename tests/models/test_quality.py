@@ -1,0 +1,82 @@
+"""Quality rules on real photos and on degraded copies of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter
+
+from models.face import observe_faces
+from models.samples import BIDEN, OBAMA
+from verification.quality_rules import DOCUMENT, SELFIE, assess_quality
+from verification.reasons import ReasonCode as R
+
+
+@pytest.mark.parametrize("name", [*OBAMA, BIDEN, "astronaut.png"])
+@pytest.mark.parametrize("role", [SELFIE, DOCUMENT])
+def test_real_photos_pass(observe, name, role):
+    _, faces, measures = observe(name)
+    assert assess_quality(role, len(faces), measures) == []
+
+
+def degrade(change: Callable[[Image.Image], Image.Image]):
+    def run(image: np.ndarray) -> np.ndarray:
+        return np.asarray(change(Image.fromarray(image)).convert("RGB"))
+    return run
+
+
+def rotate(degrees: float):
+    return degrade(lambda p: p.rotate(degrees, Image.Resampling.BILINEAR, expand=True))
+
+
+def shrink(factor: float):
+    return degrade(lambda p: p.resize((int(p.width * factor), int(p.height * factor)),
+                                      Image.Resampling.BILINEAR))
+
+
+DEGRADED = {
+    "blurred": (degrade(lambda p: p.filter(ImageFilter.GaussianBlur(4))), R.QUALITY_BLURRY),
+    "dark": (degrade(lambda p: ImageEnhance.Brightness(p).enhance(0.3)), R.QUALITY_TOO_DARK),
+    "overexposed": (degrade(lambda p: ImageEnhance.Brightness(p).enhance(1.8)),
+                    R.QUALITY_OVEREXPOSED),
+    "flat": (degrade(lambda p: ImageEnhance.Contrast(p).enhance(0.3)), R.QUALITY_LOW_CONTRAST),
+    "tiny": (shrink(0.15), R.QUALITY_FACE_TOO_SMALL),
+    "tilted": (rotate(35), R.QUALITY_POSE),
+}
+
+
+@pytest.mark.parametrize("kind", DEGRADED)
+def test_degraded_copy_is_sent_back_with_its_reason(observe, face_models, kind):
+    change, reason = DEGRADED[kind]
+    image, _, _ = observe("obama.jpg")
+    faces, measures = observe_faces(change(image), face_models)
+    assert len(faces) == 1
+    assert reason in assess_quality(SELFIE, len(faces), measures)
+
+
+def test_two_faces_fail_a_selfie_but_not_a_document(observe, face_models):
+    obama, _, _ = observe("obama.jpg")
+    biden, _, _ = observe(BIDEN)
+    h = min(obama.shape[0], biden.shape[0])
+    pair = np.hstack([obama[:h], biden[:h]])
+    faces, measures = observe_faces(pair, face_models)
+    assert len(faces) == 2
+    assert assess_quality(SELFIE, len(faces), measures) == [R.QUALITY_MULTIPLE_FACES]
+    assert assess_quality(DOCUMENT, len(faces), measures) == []
+
+
+def test_no_face_reports_it_and_the_exposure(observe, face_models):
+    image, _, _ = observe("camera.png")
+    dark_grass = np.asarray(ImageEnhance.Brightness(Image.fromarray(image[300:])).enhance(0.2))
+    faces, measures = observe_faces(np.ascontiguousarray(dark_grass), face_models)
+    reasons = assess_quality(DOCUMENT, len(faces), measures)
+    assert reasons[0] is R.QUALITY_NO_FACE
+    assert R.QUALITY_TOO_DARK in reasons
+
+
+def test_unknown_role_is_refused(observe):
+    _, faces, measures = observe("obama.jpg")
+    with pytest.raises(ValueError):
+        assess_quality("passport", len(faces), measures)

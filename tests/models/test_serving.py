@@ -1,0 +1,137 @@
+"""Serving: sessions per model version, provider choice and the dynamic batcher."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from models.batching import Batcher, BatcherClosed, BatchPolicy
+from models.errors import CachedFileTampered
+from models.serving import CPU, CUDA, ModelServer, select_providers
+
+
+def items(runner, count: int, seed: int = 7) -> np.ndarray:
+    return np.random.default_rng(seed).random((count, *runner.input_shape), dtype=np.float32)
+
+
+def run_together(function, inputs) -> list:
+    """Call ``function`` on every input from its own thread, all released at once."""
+    start = threading.Barrier(len(inputs))
+
+    def call(x):
+        start.wait()
+        return function(x)
+
+    with ThreadPoolExecutor(len(inputs)) as pool:
+        return list(pool.map(call, inputs))
+
+
+def test_providers_prefer_cuda_and_fall_back_to_cpu():
+    assert select_providers(available=[CUDA, CPU]) == [CUDA, CPU]
+    assert select_providers(available=["AzureExecutionProvider", CPU]) == [CPU]
+    assert select_providers([CUDA], available=[CPU]) == [CPU]
+    assert select_providers([CPU, CUDA], available=[CUDA, CPU]) == [CUDA, CPU]
+
+
+@pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="this machine has CUDA")
+def test_server_asking_for_cuda_runs_on_cpu_here(model_cache, production_models):
+    with ModelServer(model_cache, providers=[CUDA, CPU]) as server:
+        runner = server.runner(production_models["eye"])
+        assert server.provider == CPU and runner.provider == CPU
+        (closed_logits,) = runner.run(np.zeros(runner.input_shape, np.float32))
+        assert closed_logits.shape == (2,)
+
+
+def test_one_runner_per_model_version(model_server, production_models):
+    choice = production_models["landmarks"]
+    runners = run_together(lambda _: model_server.runner(choice), range(8))
+    assert all(runner is runners[0] for runner in runners)
+
+
+def test_a_choice_whose_hash_differs_from_the_file_is_refused(model_cache, production_models):
+    wrong = dataclasses.replace(production_models["eye"], sha256="0" * 64)
+    with ModelServer(model_cache) as server, pytest.raises(CachedFileTampered):
+        server.runner(wrong)
+
+
+def test_items_of_the_wrong_shape_are_refused(model_server, production_models):
+    runner = model_server.runner(production_models["eye"])
+    with pytest.raises(ValueError, match="shape"):
+        runner.run(np.zeros((3, 24, 24), np.float32))
+
+
+@pytest.fixture(scope="module")
+def batching_server(model_cache):
+    with ModelServer(model_cache, batch_policy=BatchPolicy(max_batch_size=8, max_wait_ms=50)) as s:
+        yield s
+
+
+@pytest.mark.parametrize("task", ["embed", "liveness", "landmarks", "pose", "detect", "eye"])
+def test_batched_results_equal_one_at_a_time(batching_server, model_server, production_models,
+                                             task):
+    batched = batching_server.runner(production_models[task])
+    single = model_server.runner(production_models[task])
+    inputs = items(single, 24)
+    expected = [single.run(x) for x in inputs]
+    got = run_together(batched.run, list(inputs))
+    for mine, reference in zip(got, expected):
+        for a, b in zip(mine, reference):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert max(batched.batch_sizes) > 1, batched.batch_sizes
+    assert max(batched.batch_sizes) <= 8
+    assert sum(size * count for size, count in batched.batch_sizes.items()) >= 24
+
+
+def test_face_models_run_with_a_free_batch_axis(batching_server, production_models):
+    for task in ("embed", "liveness", "landmarks", "pose", "eye", "detect"):
+        assert batching_server.runner(production_models[task]).batching == "dynamic", task
+
+
+def test_a_failing_item_fails_only_its_caller():
+    def double_positive(batch: np.ndarray) -> list[np.ndarray]:
+        if (batch < 0).any():
+            raise ArithmeticError("negative input")
+        return [batch * 2]
+
+    batcher = Batcher(double_positive, BatchPolicy(max_batch_size=16, max_wait_ms=50))
+
+    def submit(value: float):
+        try:
+            return float(batcher.submit(np.array([value], np.float32))[0][0])
+        except ArithmeticError as error:
+            return error
+
+    try:
+        results = run_together(submit, [1.0, 2.0, -1.0, 3.0, 4.0])
+    finally:
+        batcher.close()
+    assert results[:2] == [2.0, 4.0] and results[3:] == [6.0, 8.0]
+    assert isinstance(results[2], ArithmeticError)
+    assert max(batcher.batch_sizes) > 1
+
+
+def test_close_finishes_queued_work_then_refuses_more():
+    release = threading.Event()
+
+    def slow_identity(batch: np.ndarray) -> list[np.ndarray]:
+        release.wait(5)
+        return [batch]
+
+    batcher = Batcher(slow_identity, BatchPolicy(max_batch_size=1, max_wait_ms=0))
+    with ThreadPoolExecutor(4) as pool:
+        pending = [pool.submit(batcher.submit, np.full(1, i, np.float32)) for i in range(3)]
+        time.sleep(0.2)  # let the three callers queue their items behind the first batch
+        closer = pool.submit(batcher.close)
+        time.sleep(0.1)
+        assert not closer.done()  # close waits for the queued work
+        release.set()
+        assert [float(f.result(5)[0][0]) for f in pending] == [0.0, 1.0, 2.0]
+        closer.result(5)
+    with pytest.raises(BatcherClosed):
+        batcher.submit(np.zeros(1, np.float32))
