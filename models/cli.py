@@ -16,7 +16,10 @@ from verification.errors import ModelUnavailable
 from . import registry
 from .cards import utc_minute, write_cards
 from .errors import PullError
+from .evaluate import EVALUATED_TASKS, evaluate
+from .labelled_sets import LabelledSetError, write_sample_sets
 from .pull import pull
+from .samples import sample_root
 from .sources import PREPROCESSING, TASKS
 
 Command = Callable[[argparse.Namespace], int]
@@ -79,6 +82,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.set_defaults(run=run_import)
 
     # `idflow models evaluate` (face pipeline engineer, models/evaluate.py) registers here.
+    evaluate = commands.add_parser(
+        "evaluate", help="measure a model on a labelled set; record the metrics and a plot")
+    evaluate.add_argument("task", choices=EVALUATED_TASKS)
+    evaluate.add_argument("labelled", nargs="?", type=Path,
+                          help="folder or CSV of labelled images (see models/labelled_sets.py)")
+    evaluate.add_argument("--samples", action="store_true",
+                          help="instead, the sets built from the registry sample photos")
+    evaluate.add_argument("--model", metavar="ALIAS|NAME@VERSION",
+                          help="the version to measure (default: the task's production alias)")
+    evaluate.add_argument("--no-record", action="store_true",
+                          help="only print: leave the registry and the card as they are")
+    evaluate.set_defaults(run=run_evaluate)
 
 
 @_clear_errors
@@ -151,6 +166,30 @@ def run_import(args: argparse.Namespace) -> int:
     (card,) = write_cards(engine, settings.model_cache, [choice.ref])
     print(f"registered {choice.ref} for {choice.task}" +
           (f", alias {choice.alias}" if choice.alias else "") + f"; card {card}")
+    return 0
+
+
+@_clear_errors
+def run_evaluate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if (args.labelled is None) != args.samples:
+        print("idflow models evaluate: give a labelled folder/CSV or --samples (one of them)",
+              file=sys.stderr)
+        return 2
+    if args.samples:
+        identities, liveness = write_sample_sets(sample_root(settings) / "eval")
+        labelled = identities if args.task == "embed" else liveness
+    else:
+        labelled = args.labelled
+    try:
+        evaluation = evaluate(get_engine(settings.database_url), settings.model_cache, args.task,
+                              labelled, args.model, record=not args.no_record)
+    except LabelledSetError as error:
+        print(f"idflow models evaluate: {error}", file=sys.stderr)
+        return 1
+    print(evaluation.summary())
+    if evaluation.plot is not None:
+        print(f"metrics recorded for {evaluation.model.ref}; plot {evaluation.plot}")
     return 0
 
 

@@ -1,0 +1,215 @@
+"""Measure a model version on a labelled set; record the numbers and draw the plot.
+
+- embed: cosine scores of genuine and impostor pairs; FNMR at FMR = 0, 1e-2 and
+  1e-3 with the threshold that reaches each, and FMR/FNMR at the version's
+  accept and reject thresholds.
+- liveness: P(live) of bona fide and attack presentations; APCER and BPCER at
+  the accept and reject thresholds (ISO/IEC 30107-3 terms), BPCER at APCER 5%,
+  and APCER per attack kind.
+
+Every image goes through the production face pipeline (decode, detect,
+landmarks); an image without a usable face is a failure to acquire, counted
+and left out of the rates. A target rate finer than one error in the set
+(1/impostors, 1/attacks) cannot be measured: the metrics say how fine they go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from verification.contracts import FaceObservation, ModelChoice
+from verification.errors import InputRejected
+
+from .cards import plot_path, write_cards
+from .face import FaceModels, decode_image, face_embedding, liveness_score, observe_faces
+from .face.pipeline import cosine_similarity
+from .labelled_sets import read_pairs, read_presentations
+from .plots import score_plot
+from .registry import record_metrics, resolve_all
+from .serving import ModelServer
+
+FMR_TARGETS = (0.0, 1e-2, 1e-3)
+APCER_TARGET = 0.05
+EVALUATED_TASKS = ("embed", "liveness")
+FACE_TASKS = ("detect", "landmarks", "eye", "pose")
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Evaluation:
+    task: str
+    model: ModelChoice
+    dataset: str
+    positives: list[float]  # genuine pair / bona fide scores: should be high
+    negatives: list[float]  # impostor pair / attack scores: should be low
+    metrics: dict[str, Any] = field(default_factory=dict)
+    plot: Path | None = None
+
+    def summary(self) -> str:
+        return "\n".join(f"{key}: {value}" for key, value in self.metrics.items())
+
+
+def threshold_at(negatives: np.ndarray, target: float) -> float:
+    """The lowest threshold at which at most ``target`` of ``negatives`` score at or above it."""
+    if len(negatives) == 0:
+        return float("-inf")
+    allowed = int(np.floor(target * len(negatives) + 1e-9))
+    ranked = np.sort(negatives)[::-1]
+    if allowed >= len(ranked):
+        return float(ranked[-1])
+    return float(np.nextafter(ranked[allowed], np.inf))
+
+
+def rates(positives: np.ndarray, negatives: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(false accept rate of negatives, false reject rate of positives) at ``threshold``."""
+    false_accept = float((negatives >= threshold).mean()) if len(negatives) else float("nan")
+    false_reject = float((positives < threshold).mean()) if len(positives) else float("nan")
+    return false_accept, false_reject
+
+
+def _spread(values: np.ndarray) -> dict[str, float]:
+    if len(values) == 0:
+        return {}
+    return {"min": round(float(values.min()), 4), "median": round(float(np.median(values)), 4),
+            "max": round(float(values.max()), 4)}
+
+
+def embed_metrics(genuine: np.ndarray, impostor: np.ndarray, model: ModelChoice) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "genuine_pairs": len(genuine), "impostor_pairs": len(impostor),
+        "genuine_scores": _spread(genuine), "impostor_scores": _spread(impostor),
+        "smallest_measurable_fmr": round(1 / len(impostor), 6) if len(impostor) else None,
+        "fnmr_at_fmr": {},
+    }
+    for target in FMR_TARGETS:
+        threshold = threshold_at(impostor, target)
+        fmr, fnmr = rates(genuine, impostor, threshold)
+        metrics["fnmr_at_fmr"][f"{target:g}"] = {"threshold": round(threshold, 4),
+                                                 "fnmr": round(fnmr, 4), "fmr": round(fmr, 4)}
+    for name, threshold in (("at_accept", model.accept), ("at_reject", model.reject)):
+        if threshold is not None:
+            fmr, fnmr = rates(genuine, impostor, threshold)
+            metrics[name] = {"threshold": threshold, "fmr": round(fmr, 4), "fnmr": round(fnmr, 4)}
+    return metrics
+
+
+def liveness_metrics(bona_fide: np.ndarray, attacks: np.ndarray, attack_kinds: list[str],
+                     model: ModelChoice) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "bona_fide": len(bona_fide), "attacks": len(attacks),
+        "bona_fide_scores": _spread(bona_fide), "attack_scores": _spread(attacks),
+    }
+    for name, threshold in (("at_accept", model.accept), ("at_reject", model.reject)):
+        if threshold is not None:
+            apcer, bpcer = rates(bona_fide, attacks, threshold)
+            metrics[name] = {"threshold": threshold, "apcer": round(apcer, 4),
+                             "bpcer": round(bpcer, 4)}
+    threshold = threshold_at(attacks, APCER_TARGET)
+    apcer, bpcer = rates(bona_fide, attacks, threshold)
+    metrics["bpcer_at_apcer_5pct"] = {"threshold": round(threshold, 4), "bpcer": round(bpcer, 4),
+                                      "apcer": round(apcer, 4)}
+    if model.accept is not None:
+        kinds = np.asarray(attack_kinds)
+        metrics["apcer_at_accept_by_attack"] = {
+            kind: round(float((attacks[kinds == kind] >= model.accept).mean()), 4)
+            for kind in sorted(set(attack_kinds))}
+    return metrics
+
+
+class _Faces:
+    """Decoded images and their largest face, each computed once."""
+
+    def __init__(self, models: FaceModels) -> None:
+        self.models = models
+        self._seen: dict[Path, tuple[np.ndarray, FaceObservation] | None] = {}
+
+    def largest(self, path: Path) -> tuple[np.ndarray, FaceObservation] | None:
+        if path not in self._seen:
+            try:
+                image = decode_image(path.read_bytes())
+                faces, _ = observe_faces(image, self.models)
+                self._seen[path] = (image, faces[0]) if faces else None
+            except (OSError, InputRejected):
+                self._seen[path] = None
+        return self._seen[path]
+
+    @property
+    def failures(self) -> int:
+        return sum(1 for found in self._seen.values() if found is None)
+
+
+def score_pairs(faces: _Faces, labelled: Path, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+    pairs = read_pairs(labelled)
+    embeddings: dict[Path, np.ndarray | None] = {}
+    for path in sorted({p for pair in pairs for p in (pair.a, pair.b)}):
+        found = faces.largest(path)
+        embeddings[path] = face_embedding(*found, faces.models) if found else None
+    progress(f"embedded {len(embeddings)} images ({faces.failures} without a usable face)")
+    genuine, impostor = [], []
+    for pair in pairs:
+        a, b = embeddings[pair.a], embeddings[pair.b]
+        if a is not None and b is not None:
+            (genuine if pair.same else impostor).append(cosine_similarity(a, b))
+    return np.asarray(genuine), np.asarray(impostor)
+
+
+def score_presentations(faces: _Faces, labelled: Path,
+                        progress: Progress) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    bona_fide, attacks, kinds = [], [], []
+    for presentation in read_presentations(labelled):
+        found = faces.largest(presentation.image)
+        if found is None:
+            continue
+        score = liveness_score(*found, faces.models)
+        if presentation.live:
+            bona_fide.append(score)
+        else:
+            attacks.append(score)
+            kinds.append(presentation.kind)
+    progress(f"scored {len(bona_fide) + len(attacks)} presentations "
+             f"({faces.failures} without a usable face)")
+    return np.asarray(bona_fide), np.asarray(attacks), kinds
+
+
+def evaluate(engine: Engine, cache_root: Path, task: str, labelled: Path,
+             model: str | None = None, record: bool = True,
+             progress: Progress = print) -> Evaluation:
+    """Evaluate ``model`` (an alias or name@version; default the task's production
+    version) on ``labelled``; record the metrics in the registry and write the plot
+    beside the model card unless ``record`` is False."""
+    if task not in EVALUATED_TASKS:
+        raise ValueError(f"evaluation covers the tasks {EVALUATED_TASKS}, not {task!r}")
+    choices = resolve_all(engine, {task: model} if model else {})
+    choice = choices[task]
+    progress(f"evaluating {choice.ref} ({task}) on {labelled}")
+    with ModelServer(cache_root) as server:
+        faces = _Faces(FaceModels.load(server, {t: choices[t] for t in (*FACE_TASKS, task)}))
+        if task == "embed":
+            positives, negatives = score_pairs(faces, labelled, progress)
+            metrics = embed_metrics(positives, negatives, choice)
+            names, errors = ("genuine", "impostor"), ("FNMR", "FMR")
+        else:
+            positives, negatives, kinds = score_presentations(faces, labelled, progress)
+            metrics = liveness_metrics(positives, negatives, kinds, choice)
+            names, errors = ("bona fide", "attack"), ("BPCER", "APCER")
+    metrics = {"dataset": labelled.name, "failed_to_acquire": faces.failures, **metrics,
+               "evaluated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    evaluation = Evaluation(task, choice, labelled.name, positives.tolist(), negatives.tolist(),
+                            metrics)
+    if record:
+        record_metrics(engine, choice.name, choice.version, {"evaluation": metrics})
+        thresholds = {k: v for k, v in (("accept", choice.accept), ("reject", choice.reject))
+                      if v is not None}
+        evaluation.plot = plot_path(cache_root, choice.ref)
+        evaluation.plot.parent.mkdir(parents=True, exist_ok=True)
+        score_plot(f"{choice.ref} on {labelled.name}", positives, negatives, names, errors,
+                   thresholds).save(evaluation.plot)
+        write_cards(engine, cache_root, [choice.ref])
+    return evaluation

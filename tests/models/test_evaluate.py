@@ -1,0 +1,142 @@
+"""Evaluation: the error-rate arithmetic, and whole runs on small real labelled sets."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.cards import card_path
+from models.evaluate import embed_metrics, evaluate, liveness_metrics, rates, threshold_at
+from models.labelled_sets import ATTACKS, LabelledSetError, read_pairs, read_presentations
+from models.registry import get_version
+from starter.cli import run as idflow
+from verification.contracts import ModelChoice
+
+
+def choice(accept: float, reject: float) -> ModelChoice:
+    return ModelChoice("embed", "m", "1", "0" * 64, accept=accept, reject=reject)
+
+
+def test_threshold_at_a_target_rate():
+    negatives = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+    strict = threshold_at(negatives, 0.0)
+    assert strict > 0.95 and rates(np.array([]), negatives, strict)[0] == 0.0
+    one_in_ten = threshold_at(negatives, 0.1)
+    assert 0.9 < one_in_ten < 0.95 and rates(np.array([]), negatives, one_in_ten)[0] == 0.1
+    assert threshold_at(negatives, 0.05) == strict  # finer than 1/10 cannot be reached
+
+
+def test_embed_metrics_report_fnmr_at_each_fmr():
+    genuine = np.array([0.2, 0.5, 0.6, 0.7, 0.8])
+    impostor = np.linspace(-0.1, 0.3, 100)  # the top impostor scores 0.3
+    metrics = embed_metrics(genuine, impostor, choice(accept=0.45, reject=0.25))
+    assert metrics["fnmr_at_fmr"]["0"]["fnmr"] == 0.2  # only 0.2 falls below ~0.3
+    assert metrics["fnmr_at_fmr"]["0.01"]["fmr"] == 0.01
+    assert metrics["at_accept"] == {"threshold": 0.45, "fmr": 0.0, "fnmr": 0.2}
+    assert metrics["at_reject"]["fmr"] == pytest.approx(0.13, abs=0.01)
+    assert metrics["smallest_measurable_fmr"] == 0.01
+
+
+def test_liveness_metrics_report_apcer_bpcer():
+    bona_fide = np.array([0.95, 0.99, 0.6, 0.3])
+    attacks = np.array([0.1, 0.2, 0.95, 0.97])
+    metrics = liveness_metrics(bona_fide, attacks, ["print", "print", "screen", "screen"],
+                               choice(accept=0.9, reject=0.5))
+    assert metrics["at_accept"] == {"threshold": 0.9, "apcer": 0.5, "bpcer": 0.5}
+    assert metrics["at_reject"] == {"threshold": 0.5, "apcer": 0.5, "bpcer": 0.25}
+    assert metrics["apcer_at_accept_by_attack"] == {"print": 0.0, "screen": 1.0}
+    assert metrics["bpcer_at_apcer_5pct"]["apcer"] == 0.0
+    assert metrics["bpcer_at_apcer_5pct"]["bpcer"] == 0.75  # only 0.99 beats the best attack
+
+
+def link(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source)
+    return target
+
+
+@pytest.fixture
+def scratch_cache(model_cache: Path, tmp_path: Path) -> Path:
+    """The pulled models seen through a private cache root: cards and plots stay in tmp."""
+    root = tmp_path / "models"
+    for entry in model_cache.iterdir():
+        if entry.is_dir() and entry.name not in ("cards", "downloads"):
+            link(entry, root / entry.name)
+    return root
+
+
+@pytest.fixture
+def identities(photo_dir: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "identities"
+    for person, names in {"obama": ("obama.jpg", "obama2.jpg", "obama3.jpg"),
+                          "biden": ("biden.jpg",), "collins": ("astronaut.png",)}.items():
+        for name in names:
+            link(photo_dir / name, root / person / name)
+    return root
+
+
+def test_read_pairs_from_folders_and_csv(identities, tmp_path):
+    pairs = read_pairs(identities)
+    assert len(pairs) == 10 and sum(p.same for p in pairs) == 3
+    listing = tmp_path / "pairs.csv"
+    with listing.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["a", "b", "same"])
+        writer.writerows([[p.a.relative_to(tmp_path), p.b.relative_to(tmp_path), int(p.same)]
+                          for p in pairs])
+    assert read_pairs(listing) == pairs
+    with pytest.raises(LabelledSetError):
+        read_presentations(identities)  # no live/ and attack/
+
+
+def test_evaluate_embed_records_metrics_plot_and_card(model_registry_engine, scratch_cache,
+                                                      identities):
+    evaluation = evaluate(model_registry_engine, scratch_cache, "embed", identities,
+                          progress=lambda _: None)
+    metrics = evaluation.metrics
+    assert (metrics["genuine_pairs"], metrics["impostor_pairs"]) == (3, 7)
+    assert metrics["at_accept"]["fnmr"] == 0.0 and metrics["at_reject"]["fmr"] == 0.0
+    assert min(evaluation.positives) > max(evaluation.negatives)
+    stored = get_version(model_registry_engine, evaluation.model.ref).metrics["evaluation"]
+    assert stored["genuine_scores"] == metrics["genuine_scores"]
+    with Image.open(evaluation.plot) as plot:
+        assert plot.size == (960, 400)
+        assert len(plot.getcolors(1 << 16) or []) > 3  # drawn, not blank
+    card = card_path(scratch_cache, evaluation.model.ref).read_text()
+    assert "genuine_pairs: 3" in card and evaluation.plot.name in card
+
+
+def test_evaluate_liveness_on_strong_simulated_attacks(model_registry_engine, scratch_cache,
+                                                       photo_dir, tmp_path):
+    root = tmp_path / "liveness"
+    for name in ("obama.jpg", "biden.jpg"):
+        link(photo_dir / name, root / "live" / name)
+    for name in ("astronaut.png", "obama2.jpg"):  # printed, then held up to the camera
+        with Image.open(photo_dir / name) as photo:
+            attack = root / "attack" / "print-held-up" / f"{Path(name).stem}.png"
+            attack.parent.mkdir(parents=True, exist_ok=True)
+            ATTACKS["print-held-up"](photo.convert("RGB")).save(attack)
+    evaluation = evaluate(model_registry_engine, scratch_cache, "liveness", root,
+                          progress=lambda _: None)
+    metrics = evaluation.metrics
+    assert (metrics["bona_fide"], metrics["attacks"]) == (2, 2)
+    assert metrics["at_accept"]["bpcer"] == 0.0
+    assert metrics["at_reject"]["apcer"] == 0.0  # both attacks fall below the reject threshold
+    assert set(metrics["apcer_at_accept_by_attack"]) == {"print-held-up"}
+
+
+def test_cli_evaluate(model_registry_engine, scratch_cache, identities, tmp_path, monkeypatch,
+                      capsys):
+    monkeypatch.setenv("IDFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("IDFLOW_MODEL_CACHE", str(scratch_cache))
+    monkeypatch.setenv("IDFLOW_DATABASE_URL", str(model_registry_engine.url))
+    assert idflow(["models", "evaluate", "embed", str(identities), "--no-record"]) == 0
+    assert "genuine_pairs: 3" in capsys.readouterr().out
+    assert "evaluation" not in get_version(model_registry_engine,
+                                           "faceplugin-fr-feature@0.0.1").metrics
+    assert idflow(["models", "evaluate", "liveness", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
