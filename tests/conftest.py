@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.photos",
     "tests.support.models",
     "tests.support.temporal",
+    "tests.support.mdoc",
 ]

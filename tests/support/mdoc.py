@@ -1,0 +1,94 @@
+"""Fixtures: an mdoc issuer with real keys, a database, a blob store and a real selfie.
+
+- ``issuer_keys`` (session): an IACA root and document signer in a temporary
+  key store (encrypted with a test passphrase). Tests that rotate make their own.
+- ``mdl_claims``: a complete, valid set of the mDL claims callers provide.
+- ``issuance``: a ``CredentialIssuer`` over a fresh SQLite database and blob
+  store, plus ``issuance.request(verification_id)`` which plays the client and
+  the holder: stores the selfie, hands out the nonce, signs the proof.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mdoc import holder
+from mdoc.issuer import CredentialIssuer
+from mdoc.keystore import KeyStore
+from store import credentials
+from store.blobs import FilesystemBlobStore
+from store.engine import get_engine
+from verification.contracts import IssueCredentialInput
+
+ISSUER_ID = "https://issuer.idflow.test"
+TEST_PASSPHRASE = b"correct horse battery staple"
+
+
+def make_key_store(root: Path) -> KeyStore:
+    store = KeyStore(root, TEST_PASSPHRASE)
+    store.init(country="UT", issuer_url=ISSUER_ID)
+    return store
+
+
+@pytest.fixture(scope="session")
+def issuer_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
+    return make_key_store(tmp_path_factory.mktemp("issuer") / "keys")
+
+
+@pytest.fixture
+def mdl_claims() -> dict[str, Any]:
+    return {
+        "family_name": "Mustermann",
+        "given_name": "Erika",
+        "birth_date": "1964-08-12",
+        "issue_date": "2024-03-01",
+        "expiry_date": "2034-02-28",
+        "issuing_country": "UT",
+        "issuing_authority": "Utopia Department of Motor Vehicles",
+        "document_number": "UT-9912-4471",
+        "driving_privileges": [{"vehicle_category_code": "B", "issue_date": "2024-03-01"}],
+    }
+
+
+@dataclass
+class Issuance:
+    issuer: CredentialIssuer
+    blobs: FilesystemBlobStore
+    selfie: bytes
+    claims: dict[str, Any]
+    device_keys: dict[str, ec.EllipticCurvePrivateKey] = field(default_factory=dict)
+
+    @property
+    def engine(self):  # noqa: ANN201
+        return self.issuer.engine
+
+    def request(
+        self,
+        verification_id: str,
+        device_key: Optional[ec.EllipticCurvePrivateKey] = None,
+        claims: Optional[dict[str, Any]] = None,
+        issued_at: Optional[datetime] = None,
+    ) -> IssueCredentialInput:
+        """A verification's issuance request as the workflow would send it."""
+        key = device_key or holder.new_device_key()
+        self.device_keys[verification_id] = key
+        portrait = self.blobs.put(verification_id, self.selfie, "image/jpeg")
+        nonce = credentials.create_nonce(self.engine, verification_id)
+        binding = holder.device_binding(key, nonce, ISSUER_ID, issued_at)
+        return IssueCredentialInput(verification_id, binding, claims or dict(self.claims), portrait)
+
+
+@pytest.fixture
+def issuance(
+    tmp_path: Path, issuer_keys: KeyStore, photo: Callable[[str], bytes], mdl_claims: dict[str, Any]
+) -> Issuance:
+    engine = get_engine(f"sqlite:///{tmp_path / 'idflow.db'}")
+    blobs = FilesystemBlobStore(tmp_path / "blobs")
+    issuer = CredentialIssuer(engine, blobs, issuer_keys, ISSUER_ID)
+    return Issuance(issuer, blobs, photo("obama.jpg"), mdl_claims)
