@@ -142,10 +142,10 @@ def record_issued(engine: Engine, record: IssuedCredentialRecord) -> IssuedCrede
             return record
         except IntegrityError:
             session.rollback()
-    existing = find_issued(engine, record.verification_id)
-    if existing is None:
-        raise RuntimeError(f"issued credential for {record.verification_id} neither inserted nor found")
-    return existing
+            existing = session.get(IssuedCredentialRecord, record.verification_id)
+            if existing is None:
+                raise
+            return existing
 
 
 def _utc(moment: datetime) -> datetime:
