@@ -7,13 +7,11 @@ so that they share one data converter (the encrypting payload codec).
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.converter import DataConverter
 
+from security.payload_codec import data_converter
 from settings import Settings
 
-
-def data_converter(settings: Settings) -> DataConverter:
-    return DataConverter.default
+__all__ = ["connect", "data_converter"]
 
 
 async def connect(settings: Settings, target: str | None = None) -> Client:

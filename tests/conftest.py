@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.models",
     "tests.support.temporal",
     "tests.support.mdoc",
+    "tests.support.security",
 ]
