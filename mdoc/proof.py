@@ -22,7 +22,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Optional
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -47,8 +47,10 @@ class Proof:
     digest: str  # sha256 of the compact JWT: tells an identical retry from another proof
 
 
-def check_proof(binding: DeviceBinding, issuer_id: str, now: datetime) -> Proof:
+def check_proof(binding: Optional[DeviceBinding], issuer_id: str, now: datetime) -> Proof:
     """Check the proof JWT against the request's device key and our issuer id."""
+    if binding is None:
+        raise DeviceProofInvalid("the request has no device key to bind the credential to")
     try:
         request_key = jwk.from_jwk(binding.public_jwk)
     except jwk.JwkError as err:

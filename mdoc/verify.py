@@ -159,7 +159,7 @@ def _checked_elements(namespaces: dict[str, Any], value_digests: dict[str, Any])
         if digest_id in seen or identifier in elements:
             raise CredentialInvalid("IssuerSignedItems repeat a digestID or element")
         seen.add(digest_id)
-        if len(item["random"]) < 16:
+        if not isinstance(item["random"], bytes) or len(item["random"]) < 16:
             raise CredentialInvalid("IssuerSignedItem salt is shorter than 16 bytes")
         if digests.get(digest_id) != hashlib.sha256(cbor.dumps(tagged)).digest():
             raise CredentialInvalid(f"element {identifier} does not match its digest in the MSO")

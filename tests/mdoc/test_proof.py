@@ -190,3 +190,9 @@ def test_identical_retry_passes_the_consumed_nonce(issuance):
     assert credentials.consume_nonce(issuance.engine, "v-1", nonce, digest) == issued_at
     with pytest.raises(DeviceProofInvalid, match="already used"):
         credentials.consume_nonce(issuance.engine, "v-1", nonce, "e" * 64)
+
+
+def test_request_without_device_key(issuance):
+    request = dataclasses.replace(issuance.request("v-1"), device=None)
+    with pytest.raises(DeviceProofInvalid, match="no device key to bind the credential to"):
+        issuance.issuer.issue(request)
