@@ -4,6 +4,7 @@
     → already issued? return the stored credential
     → else: portrait from the verified selfie, claims checked, MSO signed,
       IssuerSigned stored in the blob store, non-personal facts recorded
+    → audit entry ``credential_issued`` (once, by key)
 
 Exactly once, whatever crashes: the record is unique per verification and
 written last. A worker that dies before it leaves no record, so the retry
