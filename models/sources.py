@@ -83,8 +83,8 @@ PREPROCESSING: dict[str, str] = {
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     # cosine similarity of two embeddings. Calibrated on the sample photos (models/samples.py):
     # 10 Obama/Obama pairs 0.69..0.90, Obama/Biden pairs -0.00..0.11 (impostors with the
-    # astronaut and the cameraman <= 0.13); a wide review band for the untested tail.
-    "faceplugin-fr-feature": {"accept": 0.45, "reject": 0.30},
+    # astronaut and the cameraman <= 0.13): both thresholds sit in the empty gap between.
+    "faceplugin-fr-feature": {"accept": 0.45, "reject": 0.35},
     # P(live). The model is weak: genuine photos score 0.98..1.00, but most simulated
     # print/screen/re-photo attacks score above 0.9 too (see README); only strong ones fall
     # below 0.5. Thresholds keep genuine selfies passing and send doubtful ones to review.
