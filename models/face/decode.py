@@ -40,7 +40,6 @@ class ImageLimits:
     max_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 50_000_000  # a 48 MP phone photo fits; 20000x20000 does not
     max_side: int = 12_000
-    min_side: int = 16
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -74,8 +73,6 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-    except ImageTooLarge:
-        raise
     except Image.DecompressionBombError as bomb:  # Pillow's guard, run while reading the header
         raise ImageTooLarge(f"{kind} image refused as a decompression bomb: {bomb}") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as error:
@@ -90,6 +87,3 @@ def _check_size(size: tuple[int, int], kind: str, limits: ImageLimits) -> None:
         raise ImageTooLarge(
             f"{kind} image is {width}x{height} ({width * height / 1e6:.1f} MP); limits are "
             f"{limits.max_pixels / 1e6:.0f} MP and {limits.max_side} px per side")
-    if min(width, height) < limits.min_side:
-        raise ImageUnreadable(f"{kind} image is {width}x{height}, below {limits.min_side} px "
-                              f"per side")
