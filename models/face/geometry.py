@@ -30,6 +30,12 @@ def clip_box(box: Box, width: int, height: int) -> Box:
             min(max(x2, 0.0), width), min(max(y2, 0.0), height))
 
 
+def visible_area(box: Box, width: int, height: int) -> float:
+    """Pixels of ``box`` inside the image."""
+    x1, y1, x2, y2 = clip_box(box, width, height)
+    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
 def square_box(box: Box, width: int, height: int) -> Box:
     """A square of side = the box's height, centred on the box, clipped to the image."""
     x1, y1, x2, y2 = box

@@ -18,7 +18,7 @@ from verification.contracts import FaceObservation, ModelChoice, QualityMeasures
 
 from ..serving import ModelServer, Runner
 from . import stages
-from .geometry import Box
+from .geometry import Box, visible_area
 from .quality import exposure, face_view, grey
 
 MAX_FACES = 16  # faces observed in full; more are only counted
@@ -81,19 +81,22 @@ def _face_measures(image: np.ndarray, face: FaceObservation, points68: np.ndarra
     height, width = image.shape[:2]
     box = _box(face)
     left_eye, right_eye = np.asarray(face.landmarks5[:2])
-    eyes_closed = max(stages.read_eye_closed(models.need("eye").run(stages.eye_input(image, b)))
-                      for b in stages.eye_boxes(points68))
+    # An eye cut off by the image border has nothing to judge: the other eye decides.
+    eyes = [b for b in stages.eye_boxes(points68) if visible_area(b, width, height) >= 4]
+    eyes_closed = max((stages.read_eye_closed(models.need("eye").run(stages.eye_input(image, b)))
+                       for b in eyes), default=None)
     # Roll from the eye line: it follows a rotated photo within a few degrees, where the
     # pose model's roll drifts past 15 degrees; yaw and pitch come from the pose model.
     yaw, pitch, _ = stages.read_pose(models.need("pose").run(stages.pose_input(image, box)))
-    roll = float(np.degrees(np.arctan2(*(right_eye - left_eye)[::-1])))
+    dx, dy = right_eye - left_eye
     return QualityMeasures(
         width=width, height=height, face_count=face_count,
         **vars(exposure(face_view(image, box))),
         face_size_px=round(box[3] - box[1], 1),
-        inter_eye_px=round(float(np.linalg.norm(right_eye - left_eye)), 1),
-        roll_deg=round(roll, 1), yaw_deg=round(yaw, 1), pitch_deg=round(pitch, 1),
-        eyes_closed=round(eyes_closed, 4),
+        inter_eye_px=round(float(np.hypot(dx, dy)), 1),
+        roll_deg=round(float(np.degrees(np.arctan2(dy, dx))), 1),
+        yaw_deg=round(yaw, 1), pitch_deg=round(pitch, 1),
+        eyes_closed=None if eyes_closed is None else round(eyes_closed, 4),
     )
 
 

@@ -40,11 +40,11 @@ def exposure(grey: np.ndarray) -> Exposure:
     """Measures of a grey ``uint8`` view (H, W)."""
     luma = grey.astype(np.float32)
     return Exposure(
-        sharpness=laplacian_variance(luma),
-        brightness=float(luma.mean()),
-        contrast=float(luma.std()),
-        clipped_dark=float((grey <= DARK_LEVEL).mean()),
-        clipped_bright=float((grey >= BRIGHT_LEVEL).mean()),
+        sharpness=round(laplacian_variance(luma), 1),
+        brightness=round(float(luma.mean()), 1),
+        contrast=round(float(luma.std()), 1),
+        clipped_dark=round(float((grey <= DARK_LEVEL).mean()), 4),
+        clipped_bright=round(float((grey >= BRIGHT_LEVEL).mean()), 4),
     )
 
 
