@@ -53,4 +53,4 @@ def _import_table_modules() -> None:
 
 
 # Modules that define SQLModel tables; each role adds its own here.
-TABLE_MODULES: list[str] = ["store.verifications", "store.audit", "models.registry", "store.credentials"]
+TABLE_MODULES: list[str] = ["store.verifications", "store.audit", "models.registry", "store.credentials", "store.data_keys"]

@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+import os
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -22,7 +23,9 @@ from mdoc import holder
 from mdoc.issuer import CredentialIssuer
 from mdoc.keystore import KeyStore
 from store import credentials
-from store.blobs import FilesystemBlobStore
+from security.envelope import DataKeys
+from security.keys import BLOB, parse_inline
+from store.blobs import BlobStore, EncryptedBlobStore
 from store.engine import get_engine
 from verification.contracts import IssueCredentialInput
 
@@ -59,7 +62,7 @@ def mdl_claims() -> dict[str, Any]:
 @dataclass
 class Issuance:
     issuer: CredentialIssuer
-    blobs: FilesystemBlobStore
+    blobs: BlobStore
     selfie: bytes
     claims: dict[str, Any]
     device_keys: dict[str, ec.EllipticCurvePrivateKey] = field(default_factory=dict)
@@ -89,6 +92,7 @@ def issuance(
     tmp_path: Path, issuer_keys: KeyStore, photo: Callable[[str], bytes], mdl_claims: dict[str, Any]
 ) -> Issuance:
     engine = get_engine(f"sqlite:///{tmp_path / 'idflow.db'}")
-    blobs = FilesystemBlobStore(tmp_path / "blobs")
+    master = parse_inline(BLOB, os.environ["IDFLOW_BLOB_KEYS"], "IDFLOW_BLOB_KEYS")
+    blobs = EncryptedBlobStore(tmp_path / "blobs", DataKeys(engine, master, timedelta(days=30)))
     issuer = CredentialIssuer(engine, blobs, issuer_keys, ISSUER_ID)
     return Issuance(issuer, blobs, photo("obama.jpg"), mdl_claims)

@@ -1,0 +1,62 @@
+"""Security settings, read from ``IDFLOW_*`` variables next to ``settings.Settings``.
+
+| variable                         | default                                      |
+|----------------------------------|----------------------------------------------|
+| ``IDFLOW_RETENTION_DAYS``        | 30: personal data (blobs) kept per verification |
+| ``IDFLOW_RETENTION_SWEEP_SECONDS`` | 3600: how often the retention schedule runs |
+| ``IDFLOW_CODEC_HOST``            | 127.0.0.1                                    |
+| ``IDFLOW_CODEC_PORT``            | Web UI port + 1 (8234)                       |
+| ``IDFLOW_CODEC_ALLOWED_ORIGINS`` | the dev Web UI: http://localhost:8233,http://127.0.0.1:8233 |
+| ``IDFLOW_CODEC_PATH_TOKENS``     | 0; 1 lets a token ride in the URL path (dev Web UI only, see ``security.codec_server``) |
+
+Keys and codec-server tokens have their own loaders (``security.keys``,
+``security.codec_auth``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from settings import Settings
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    retention_days: int = 30
+    retention_sweep_seconds: int = 3600
+    codec_host: str = "127.0.0.1"
+    codec_port: int = 8234
+    codec_allowed_origins: tuple[str, ...] = ()
+    codec_path_tokens: bool = False
+
+    @property
+    def codec_url(self) -> str:
+        return f"http://{self.codec_host}:{self.codec_port}"
+
+    @classmethod
+    def from_env(cls, settings: Settings) -> "SecurityConfig":
+        ui = settings.temporal_ui_port
+        origins = os.environ.get("IDFLOW_CODEC_ALLOWED_ORIGINS")
+        return cls(
+            retention_days=_int("IDFLOW_RETENTION_DAYS", 30),
+            retention_sweep_seconds=_int("IDFLOW_RETENTION_SWEEP_SECONDS", 3600),
+            codec_host=os.environ.get("IDFLOW_CODEC_HOST", "127.0.0.1"),
+            codec_port=_int("IDFLOW_CODEC_PORT", ui + 1),
+            codec_allowed_origins=tuple(
+                origin.strip().rstrip("/") for origin in origins.split(",") if origin.strip()
+            )
+            if origins
+            else (f"http://localhost:{ui}", f"http://127.0.0.1:{ui}"),
+            codec_path_tokens=os.environ.get("IDFLOW_CODEC_PATH_TOKENS", "0") == "1",
+        )

@@ -1,0 +1,135 @@
+"""The data_keys table: one wrapped data key per verification, and its retention.
+
+A verification's blobs (images, issued credential) are encrypted with its own
+data key; the row holds that key wrapped by a blob master key
+(``security.envelope``), never the key itself. Destroying the wrapped key
+(crypto-shredding) makes every copy of those blobs unreadable, wherever the
+ciphertext lives (disk, object store, backups of either). The row stays as a
+tombstone: when, and why, the personal data was purged.
+
+The keys live in the database rather than beside the blobs because deletion
+there is one transaction, independent of how the blob storage keeps (or
+versions, or backs up) files, and because the row also carries the
+retention deadline that the retention sweep queries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import Column, LargeBinary, text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, select
+
+from .audit import utcnow
+
+
+class DataKeyRecord(SQLModel, table=True):
+    __tablename__ = "data_keys"
+
+    verification_id: str = Field(primary_key=True, max_length=64)
+    master_key_id: Optional[str] = Field(default=None, max_length=64)
+    wrapped_key: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    retain_until: datetime = Field(index=True)
+    purged_at: Optional[datetime] = Field(default=None, index=True)
+    purge_reason: Optional[str] = Field(default=None, max_length=200)
+
+    @property
+    def purged(self) -> bool:
+        return self.purged_at is not None
+
+
+def get(engine: Engine, verification_id: str) -> Optional[DataKeyRecord]:
+    with Session(engine) as session:
+        return session.get(DataKeyRecord, verification_id)
+
+
+def insert_if_absent(engine: Engine, row: DataKeyRecord) -> DataKeyRecord:
+    """Insert ``row`` unless the verification has one; returns the row that holds."""
+    with Session(engine) as session:
+        session.add(row)
+        try:
+            session.commit()
+            session.refresh(row)
+            return row
+        except IntegrityError:  # another process created it first: use theirs
+            session.rollback()
+    existing = get(engine, row.verification_id)
+    assert existing is not None
+    return existing
+
+
+def destroy(engine: Engine, verification_id: str, reason: str, retain_until: datetime) -> bool:
+    """Erase the wrapped key (a tombstone row if there was none); False if already purged."""
+    now = utcnow()
+    insert_if_absent(
+        engine, DataKeyRecord(verification_id=verification_id, retain_until=retain_until)
+    )
+    with Session(engine) as session:
+        if engine.dialect.name == "sqlite":
+            # Overwrite freed bytes instead of leaving the old key in free pages.
+            session.connection().execute(text("PRAGMA secure_delete=ON"))
+        changed = session.connection().execute(
+            update(DataKeyRecord)
+            .where(DataKeyRecord.verification_id == verification_id)
+            .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
+            .values(wrapped_key=None, master_key_id=None, purged_at=now, purge_reason=reason)
+        ).rowcount
+        session.commit()
+    return bool(changed)
+
+
+def set_retain_until(engine: Engine, verification_id: str, retain_until: datetime) -> bool:
+    """Move a live verification's retention deadline; False if unknown or already purged."""
+    with Session(engine) as session:
+        changed = session.connection().execute(
+            update(DataKeyRecord)
+            .where(DataKeyRecord.verification_id == verification_id)
+            .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
+            .values(retain_until=retain_until)
+        ).rowcount
+        session.commit()
+    return bool(changed)
+
+
+def expired(engine: Engine, now: datetime, limit: int) -> list[str]:
+    """Ids of verifications whose retention ended and whose key still exists, oldest first."""
+    with Session(engine) as session:
+        query = (
+            select(DataKeyRecord.verification_id)
+            .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
+            .where(DataKeyRecord.retain_until <= now)
+            .order_by(DataKeyRecord.retain_until)
+            .limit(limit)
+        )
+        return list(session.exec(query))
+
+
+def live_wrapped_by_other_than(engine: Engine, master_key_id: str) -> list[DataKeyRecord]:
+    """Live rows wrapped by a master key other than ``master_key_id`` (to re-wrap them)."""
+    with Session(engine) as session:
+        query = (
+            select(DataKeyRecord)
+            .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
+            .where(DataKeyRecord.master_key_id != master_key_id)
+        )
+        return list(session.exec(query))
+
+
+def replace_wrapping(
+    engine: Engine, verification_id: str, old_master_key_id: str, master_key_id: str, wrapped: bytes
+) -> bool:
+    """Store a re-wrapped key, unless the row changed (purged or re-wrapped) meanwhile."""
+    with Session(engine) as session:
+        changed = session.connection().execute(
+            update(DataKeyRecord)
+            .where(DataKeyRecord.verification_id == verification_id)
+            .where(DataKeyRecord.master_key_id == old_master_key_id)
+            .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
+            .values(master_key_id=master_key_id, wrapped_key=wrapped)
+        ).rowcount
+        session.commit()
+    return bool(changed)
