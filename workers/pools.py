@@ -1,0 +1,150 @@
+"""The two worker pools, one process each: ``idflow worker --pool cpu|gpu``.
+
+- cpu: the workflows and the CPU activities (model resolution, quality check,
+  credential binding, records, retention) on ``settings.cpu_task_queue``;
+  activities on the workflow's own queue are dispatched eagerly.
+- gpu: liveness and face match on ``settings.gpu_task_queue``, through the
+  model server's dynamic batcher (concurrent activities share one
+  ``session.run``).
+
+Each pool loads and warms its production models before it polls, so the
+first verification does not pay for loading. On SIGTERM or SIGINT a pool stops
+polling, lets in-flight activities finish for ``GRACEFUL_SHUTDOWN`` and then
+cancels them; Temporal retries whatever did not finish on another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Callable
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.biometrics import BiometricActivities
+from activities.credential import CredentialActivities
+from activities.models import ModelActivities
+from activities.quality import QualityActivities
+from activities.records import RecordActivities
+from mdoc.keystore import KeyStore, keys_dir
+from models.batching import BatchPolicy
+from models.registry import resolve_all
+from models.serving import ModelServer
+from settings import Settings
+from starter.connection import connect
+from store.blobs import open_blob_store
+from store.engine import get_engine
+from workflows.identity_verification import IdentityVerification
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+CPU_TASKS = ("detect", "landmarks", "eye", "pose")  # the quality check's models
+GPU_TASKS = ("liveness", "embed")
+
+
+@dataclass
+class Pool:
+    """A configured worker plus what it must release when it stops."""
+
+    worker: Worker
+    description: str
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in self.closers:
+            close()
+
+
+def _warm_server(settings: Settings, tasks: tuple[str, ...], batching: bool) -> ModelServer:
+    """A model server with the production models of ``tasks`` loaded and warmed."""
+    policy = BatchPolicy(settings.batch_max_size, settings.batch_max_wait_ms) if batching else None
+    server = ModelServer(settings.model_cache, batch_policy=policy)
+    production = resolve_all(get_engine(settings.database_url), {})
+    for task in tasks:
+        server.runner(production[task])
+    return server
+
+
+def cpu_pool(client: Client, settings: Settings) -> Pool:
+    engine = get_engine(settings.database_url)
+    server = _warm_server(settings, CPU_TASKS, batching=False)
+    blobs = open_blob_store(settings)
+    quality = QualityActivities(server, blobs)
+    models = ModelActivities(engine)
+    records = RecordActivities(engine)
+    credential = CredentialActivities(
+        engine, blobs, KeyStore.open(keys_dir(settings.home)), settings.issuer_id
+    )
+    executor = ThreadPoolExecutor(settings.cpu_concurrency, thread_name_prefix="cpu-activity")
+    worker = Worker(
+        client,
+        task_queue=settings.cpu_task_queue,
+        workflows=[IdentityVerification],
+        activities=[
+            models.resolve_models,
+            quality.check_quality,
+            credential.issue_credential,
+            records.record_verification,
+        ],
+        activity_executor=executor,
+        max_concurrent_activities=settings.cpu_concurrency,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+    return Pool(
+        worker,
+        f"cpu pool on {settings.cpu_task_queue} ({server.provider})",
+        [executor.shutdown, server.close],
+    )
+
+
+def gpu_pool(client: Client, settings: Settings) -> Pool:
+    server = _warm_server(settings, GPU_TASKS, batching=True)
+    biometrics = BiometricActivities(server, open_blob_store(settings))
+    # One thread per concurrent activity: the batcher gathers their requests.
+    executor = ThreadPoolExecutor(settings.gpu_concurrency, thread_name_prefix="gpu-activity")
+    worker = Worker(
+        client,
+        task_queue=settings.gpu_task_queue,
+        activities=[biometrics.check_liveness, biometrics.match_faces],
+        activity_executor=executor,
+        max_concurrent_activities=settings.gpu_concurrency,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+    return Pool(
+        worker,
+        f"gpu pool on {settings.gpu_task_queue} ({server.provider}, "
+        f"batches of up to {settings.batch_max_size} within {settings.batch_max_wait_ms} ms)",
+        [executor.shutdown, server.close],
+    )
+
+
+POOLS = {"cpu": cpu_pool, "gpu": gpu_pool}
+
+
+async def run_pool(name: str, settings: Settings) -> None:
+    """Run one pool until SIGTERM or SIGINT, then shut it down gracefully."""
+    client = await connect(settings)
+    pool = POOLS[name](client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    running = asyncio.create_task(pool.worker.run())
+    stopping = asyncio.create_task(stop.wait())
+    print(f"ready: {pool.description}", flush=True)
+    try:
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            print(f"stopping: {pool.description}", flush=True)
+            await pool.worker.shutdown()
+        await running  # raises if the worker failed on its own
+    finally:
+        stopping.cancel()
+        pool.close()
+    print("stopped", flush=True)

@@ -1,0 +1,366 @@
+"""IdentityVerification: the durable verification, as the business process reads.
+
+    resolve models → quality check (selfie and document, side by side)
+    → liveness and face match (side by side, on the GPU pool)
+    → review by a person when a score falls in the grey zone
+    → credential binding when approved → record the result
+
+Deterministic code only: no I/O, no numpy. The activities do the work; the
+decision is ``verification.policy``. Input an activity can never process
+raises a non-retryable error whose type is a reason code; it ends the
+verification with a decision instead of a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any, Optional
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities import names
+    from verification import policy
+    from verification.contracts import (
+        FaceMatchInput,
+        FaceMatchResult,
+        IssueCredentialInput,
+        IssuedCredential,
+        LivenessInput,
+        LivenessResult,
+        ModelChoice,
+        QualityCheckInput,
+        QualityReport,
+        RecordInput,
+        ResolveModelsInput,
+        ReviewDecision,
+        Stage,
+        VerificationProgress,
+        VerificationRequest,
+        VerificationResult,
+    )
+    from verification.reasons import Decision, ReasonCode
+    from workflows import search_attributes
+
+WORKFLOW_ID_PREFIX = "idv-"
+
+# A rejection is final: never retry it, whatever an activity forgot to mark.
+_NEVER_RETRY = sorted(reason.value for reason in policy.REJECTION_REASONS)
+
+# Quick database work runs as local activities in the workflow's worker: no
+# task-queue round trips (each costs ~40 ms on the dev server), same retries.
+_LOCAL = dict(
+    start_to_close_timeout=timedelta(seconds=10),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(milliseconds=200),
+        maximum_interval=timedelta(seconds=10),
+        maximum_attempts=5,
+        non_retryable_error_types=_NEVER_RETRY,
+    ),
+)
+# The quality check on the CPU pool (the workflow's own queue).
+_CPU = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(milliseconds=500),
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=10,
+        non_retryable_error_types=_NEVER_RETRY,
+    ),
+)
+# Inference on the GPU pool: heartbeats reveal a dead worker within seconds,
+# and the activity then runs again on another one.
+_GPU = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    heartbeat_timeout=timedelta(seconds=10),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=10,
+        non_retryable_error_types=_NEVER_RETRY,
+    ),
+)
+# Records must land: a database outage delays the verification, never loses it.
+_RECORD = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+    ),
+)
+
+
+class _Rejected(Exception):
+    """An activity refused its input for good; carries the reason code."""
+
+    def __init__(self, reason: ReasonCode) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+@workflow.defn(name="IdentityVerification")
+class IdentityVerification:
+    def __init__(self) -> None:
+        self._progress: Optional[VerificationProgress] = None
+        self._review: Optional[ReviewDecision] = None
+
+    @workflow.run
+    async def run(self, request: VerificationRequest) -> VerificationResult:
+        self._progress = VerificationProgress(request.verification_id, Stage.RESOLVING_MODELS)
+        credential: Optional[IssuedCredential] = None
+        try:
+            self._enter(Stage.RESOLVING_MODELS)
+            models = await self._resolve_models(request)
+
+            self._enter(Stage.QUALITY_CHECK)
+            selfie, document = await asyncio.gather(
+                self._check_quality(request, "selfie", models),
+                self._check_quality(request, "document", models),
+            )
+            outcome = policy.quality_outcome([selfie, document])
+
+            if outcome is None:
+                self._enter(Stage.BIOMETRICS)
+                liveness, match = await asyncio.gather(
+                    self._check_liveness(request, selfie, models["liveness"]),
+                    self._match_faces(request, selfie, document, models["embed"]),
+                )
+                outcome = policy.biometric_outcome(
+                    liveness.score, models["liveness"], match.similarity, models["embed"]
+                )
+
+            if outcome.decision is Decision.REVIEW:
+                outcome = await self._wait_for_review(request, outcome)
+
+            if outcome.decision is Decision.APPROVED and request.device is not None:
+                self._enter(Stage.BINDING_CREDENTIAL)
+                credential = await self._bind_credential(request)
+        except _Rejected as rejected:
+            outcome = policy.rejection_outcome(rejected.reason)
+
+        return await self._record_result(request, outcome, credential)
+
+    # --- What people and the UI see ------------------------------------------
+
+    @workflow.query
+    def progress(self) -> VerificationProgress:
+        assert self._progress is not None
+        return self._progress
+
+    @workflow.update
+    async def review(self, decision: ReviewDecision) -> Decision:
+        """A person decides a grey-zone verification; returns the resulting decision."""
+        self._review = decision
+        return Decision.APPROVED if decision.approve else Decision.DECLINED
+
+    @review.validator
+    def _accept_review(self, decision: ReviewDecision) -> None:
+        # Runs before the update is written to history: refusals leave no trace.
+        if self._progress is None or self._progress.stage is not Stage.AWAITING_REVIEW:
+            stage = self._progress.stage.value if self._progress else "starting"
+            raise ValueError(f"verification is not awaiting review (stage: {stage})")
+        if self._review is not None:
+            raise ValueError(f"verification was already reviewed by {self._review.reviewer}")
+        if not decision.reviewer.strip():
+            raise ValueError("a review needs the reviewer's id")
+
+    # --- Stages ---------------------------------------------------------------
+
+    async def _resolve_models(self, request: VerificationRequest) -> dict[str, ModelChoice]:
+        models: dict[str, ModelChoice] = await self._activity(
+            names.RESOLVE_MODELS,
+            ResolveModelsInput(request.model_pins),
+            result_type=dict[str, ModelChoice],
+            summary="Resolve model aliases to exact versions",
+            local=True,
+            **_LOCAL,
+        )
+        assert self._progress is not None
+        self._progress.model_versions = {task: choice.ref for task, choice in models.items()}
+        workflow.upsert_search_attributes(
+            [
+                search_attributes.MODEL_VERSIONS.value_set(
+                    [f"{task}:{ref}" for task, ref in sorted(self._progress.model_versions.items())]
+                )
+            ]
+        )
+        return models
+
+    async def _check_quality(
+        self, request: VerificationRequest, role: str, models: dict[str, ModelChoice]
+    ) -> QualityReport:
+        image = request.selfie if role == "selfie" else request.document
+        report: QualityReport = await self._activity(
+            names.CHECK_QUALITY,
+            QualityCheckInput(request.verification_id, role, image, models),
+            result_type=QualityReport,
+            summary=f"Quality check: {role}",
+            **_CPU,
+        )
+        self._note(reasons=report.reasons)
+        return report
+
+    async def _check_liveness(
+        self, request: VerificationRequest, selfie: QualityReport, model: ModelChoice
+    ) -> LivenessResult:
+        assert selfie.face is not None  # a usable image has exactly one face
+        result: LivenessResult = await self._activity(
+            names.CHECK_LIVENESS,
+            LivenessInput(request.verification_id, request.selfie, selfie.face, model),
+            result_type=LivenessResult,
+            summary=f"Liveness of the selfie ({model.ref})",
+            task_queue=request.gpu_task_queue,
+            **_GPU,
+        )
+        self._note(scores={"liveness": result.score})
+        return result
+
+    async def _match_faces(
+        self,
+        request: VerificationRequest,
+        selfie: QualityReport,
+        document: QualityReport,
+        model: ModelChoice,
+    ) -> FaceMatchResult:
+        assert selfie.face is not None and document.face is not None
+        result: FaceMatchResult = await self._activity(
+            names.MATCH_FACES,
+            FaceMatchInput(
+                request.verification_id,
+                request.selfie,
+                selfie.face,
+                request.document,
+                document.face,
+                model,
+            ),
+            result_type=FaceMatchResult,
+            summary=f"Face match: selfie vs document portrait ({model.ref})",
+            task_queue=request.gpu_task_queue,
+            **_GPU,
+        )
+        self._note(scores={"face_match": result.similarity})
+        return result
+
+    async def _wait_for_review(
+        self, request: VerificationRequest, grey_zone: policy.Outcome
+    ) -> policy.Outcome:
+        deadline = timedelta(seconds=request.review_deadline_seconds)
+        self._enter(Stage.AWAITING_REVIEW)
+        assert self._progress is not None
+        self._progress.decision = Decision.REVIEW
+        self._progress.review_deadline = (workflow.now() + deadline).isoformat()
+        workflow.upsert_search_attributes([search_attributes.DECISION.value_set(Decision.REVIEW.value)])
+        await self._record(request, Stage.AWAITING_REVIEW, "review_requested")
+        try:
+            await workflow.wait_condition(
+                lambda: self._review is not None,
+                timeout=deadline,
+                timeout_summary="Review deadline",
+            )
+        except asyncio.TimeoutError:
+            pass  # nobody decided in time: review_outcome declines with REVIEW_EXPIRED
+        outcome = policy.review_outcome(grey_zone, self._review)
+        if self._review is not None:
+            await self._record(
+                request,
+                Stage.AWAITING_REVIEW,
+                "reviewed",
+                reviewer=self._review.reviewer,
+                note=self._review.reason,
+            )
+        return outcome
+
+    async def _bind_credential(self, request: VerificationRequest) -> IssuedCredential:
+        return await self._activity(
+            names.ISSUE_CREDENTIAL,
+            IssueCredentialInput(
+                verification_id=request.verification_id,
+                device=request.device,
+                claims=request.claims or {},
+                portrait=request.selfie,
+            ),
+            result_type=IssuedCredential,
+            summary="Issue the mdoc bound to the holder's device key",
+            **_CPU,
+        )
+
+    async def _record_result(
+        self,
+        request: VerificationRequest,
+        outcome: policy.Outcome,
+        credential: Optional[IssuedCredential],
+    ) -> VerificationResult:
+        assert self._progress is not None
+        self._progress.decision = outcome.decision
+        self._progress.reasons = list(outcome.reasons)
+        result = VerificationResult(
+            verification_id=request.verification_id,
+            decision=outcome.decision,
+            reasons=list(outcome.reasons),
+            scores=dict(self._progress.scores),
+            model_versions=dict(self._progress.model_versions),
+            credential=credential,
+            reviewer=self._review.reviewer if self._review else None,
+        )
+        self._enter(Stage.RECORDING)
+        workflow.upsert_search_attributes(
+            [
+                search_attributes.DECISION.value_set(outcome.decision.value),
+                search_attributes.REASONS.value_set([reason.value for reason in outcome.reasons]),
+            ]
+        )
+        await self._record(request, Stage.COMPLETED, "decided", result=result)
+        self._enter(Stage.COMPLETED)
+        return result
+
+    async def _record(
+        self, request: VerificationRequest, stage: Stage, event: str, **details: Any
+    ) -> None:
+        await workflow.execute_local_activity(
+            names.RECORD,
+            RecordInput(request.verification_id, workflow.info().workflow_id, stage, event, **details),
+            summary=f"Record: {event}",
+            **_RECORD,
+        )
+
+    # --- Plumbing -------------------------------------------------------------
+
+    async def _activity(self, name: str, arg: Any, local: bool = False, **options: Any) -> Any:
+        """Run an activity; a non-retryable rejection becomes ``_Rejected``."""
+        execute = workflow.execute_local_activity if local else workflow.execute_activity
+        try:
+            return await execute(name, arg, **options)
+        except ActivityError as err:
+            reason = _rejection_reason(err)
+            if reason is None:
+                raise
+            raise _Rejected(reason) from None
+
+    def _enter(self, stage: Stage) -> None:
+        assert self._progress is not None
+        self._progress.stage = stage
+        workflow.upsert_search_attributes([search_attributes.STATUS.value_set(stage.value)])
+
+    def _note(
+        self, reasons: Optional[list[ReasonCode]] = None, scores: Optional[dict[str, float]] = None
+    ) -> None:
+        assert self._progress is not None
+        self._progress.reasons.extend(r for r in reasons or [] if r not in self._progress.reasons)
+        self._progress.scores.update(scores or {})
+
+
+def workflow_id(verification_id: str) -> str:
+    return WORKFLOW_ID_PREFIX + verification_id
+
+
+def _rejection_reason(err: ActivityError) -> Optional[ReasonCode]:
+    cause = err.cause
+    if not isinstance(cause, ApplicationError) or not cause.non_retryable:
+        return None
+    try:
+        reason = ReasonCode(cause.type)
+    except ValueError:
+        return None
+    return reason if reason in policy.REJECTION_REASONS else None
