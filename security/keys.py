@@ -37,7 +37,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from settings import Settings
 
@@ -140,24 +140,32 @@ def parse_inline(purpose: str, value: str, source: str) -> KeyRing:
     return KeyRing(purpose, order[0], keys, source)
 
 
-def read_key_file(purpose: str, path: Path) -> KeyRing:
-    source = str(path)
+def read_private_json(path: Path, what: str) -> Any:
+    """JSON from a secrets file that only its owner may read (refused otherwise)."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise KeyConfigError(f"{purpose} key file {path} does not exist") from None
+        raise KeyConfigError(f"{what} file {path} does not exist") from None
     if mode & 0o077:
         raise KeyConfigError(
-            f"{purpose} key file {path} has mode {mode & 0o777:o}; group and others must have "
+            f"{what} file {path} has mode {mode & 0o777:o}; group and others must have "
             f"no access (chmod 600 {path})"
         )
     try:
-        document = json.loads(path.read_text())
+        return json.loads(path.read_text())
+    except ValueError:
+        raise KeyConfigError(f"{what} file {path} is not valid JSON") from None
+
+
+def read_key_file(purpose: str, path: Path) -> KeyRing:
+    source = str(path)
+    document = read_private_json(path, f"{purpose} key")
+    try:
         current = document["current"]
         entries = document["keys"]
         if not isinstance(current, str) or not isinstance(entries, dict):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise KeyConfigError(
             f"{path}: expected JSON {{\"current\": kid, \"keys\": {{kid: base64key}}}}"
         ) from None
