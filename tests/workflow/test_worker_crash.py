@@ -1,0 +1,97 @@
+"""A GPU worker killed with SIGKILL mid-inference loses no verification.
+
+The GPU worker process is frozen (SIGSTOP) so that the server hands it
+liveness and face-match tasks it can never finish; then it is SIGKILLed while
+those tasks are in flight and a fresh worker process starts. Every
+verification must still end with the decision its photos call for, the lost
+tasks having run again after their heartbeat timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType, PendingActivityState
+
+from activities import names
+from starter.samples import sample_pairs
+from verification.contracts import Stage, VerificationResult
+from verification.reasons import Decision
+
+from ..support.temporal import IdflowStack
+
+pytestmark = [pytest.mark.temporal, pytest.mark.slow]
+
+GPU_ACTIVITIES = {names.CHECK_LIVENESS, names.MATCH_FACES}
+
+
+async def in_flight_gpu_tasks(stack: IdflowStack, verification_ids: list[str]) -> int:
+    """GPU activities that a worker has taken but not finished."""
+    count = 0
+    for verification_id in verification_ids:
+        description = await stack.client.handle(verification_id).describe()
+        for pending in description.raw_description.pending_activities:
+            if (
+                pending.activity_type.name in GPU_ACTIVITIES
+                and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            ):
+                count += 1
+    return count
+
+
+async def start_all(stack: IdflowStack, drafts: list[Any]) -> None:
+    await asyncio.gather(*(stack.client.start(draft) for draft in drafts))
+
+
+def test_sigkill_of_the_gpu_worker_loses_no_verification(
+    idflow_stack: IdflowStack, photo_dir: Any
+) -> None:
+    pairs = sample_pairs(photo_dir)
+    cases = [pairs["same person"], pairs["different people"]] * 3
+    expected = {Decision.APPROVED if p.expected == "approved" else Decision.DECLINED for p in cases}
+    assert expected == {Decision.APPROVED, Decision.DECLINED}
+    client = idflow_stack.client
+    drafts = [client.create(p.selfie, p.document, subject_ref="crash-test") for p in cases]
+    ids = [draft.verification_id for draft in drafts]
+
+    gpu = idflow_stack.workers["gpu"]
+    assert gpu.process is not None
+    gpu.process.send_signal(signal.SIGSTOP)  # takes tasks from its open polls, runs none
+    try:
+        idflow_stack.run(start_all(idflow_stack, drafts))
+        deadline = time.monotonic() + 60
+        while not all(
+            idflow_stack.run(client.progress(vid)).stage is Stage.BIOMETRICS for vid in ids
+        ):
+            assert time.monotonic() < deadline, "verifications never reached the GPU stage"
+            time.sleep(0.2)
+        while (taken := idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids))) == 0:
+            assert time.monotonic() < deadline, "the frozen GPU worker never took a task"
+            time.sleep(0.2)
+    finally:
+        gpu.kill()  # SIGKILL works on a stopped process
+    assert taken >= 1
+
+    idflow_stack.replace_worker("gpu", kill=True)
+
+    async def results() -> list[VerificationResult]:
+        return await asyncio.gather(*(client.result(vid) for vid in ids))
+
+    decided = idflow_stack.run(results(), timeout=120)
+    for pair, result in zip(cases, decided):
+        assert " ".join([result.decision.value, *(r.value for r in result.reasons)]) == pair.expected
+
+    retried = 0
+    for vid in ids:
+        history = idflow_stack.run(client.handle(vid).fetch_history())
+        attempts = [
+            event.activity_task_started_event_attributes.attempt
+            for event in history.events
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        ]
+        retried += sum(1 for attempt in attempts if attempt > 1)
+    assert retried >= taken  # every task the dead worker held ran again
