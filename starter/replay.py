@@ -8,6 +8,7 @@ replay fail with a ``NondeterminismError``; CI replays the histories kept under
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHistory
@@ -39,8 +40,12 @@ async def fetch_history(client: Client, verification_id: str) -> WorkflowHistory
     return await client.get_workflow_handle(workflow_id(verification_id)).fetch_history()
 
 
-async def replay(history: WorkflowHistory, settings: Settings) -> None:
-    replayer = Replayer(workflows=[IdentityVerification], data_converter=data_converter(settings))
+async def replay(
+    history: WorkflowHistory,
+    settings: Settings,
+    workflows: Sequence[type] = (IdentityVerification,),
+) -> None:
+    replayer = Replayer(workflows=workflows, data_converter=data_converter(settings))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     if result.replay_failure is not None:
         failure = result.replay_failure

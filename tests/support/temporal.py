@@ -29,7 +29,9 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from mdoc.keystore import ensure_keys, keys_dir
-from models.registry import register_pulled
+from models.cache import model_file
+from models.registry import PRODUCTION, get_version, register_pulled, register_version
+from models.registry import resolve as registry_resolve
 from settings import Settings
 from starter.client import VerificationClient
 from starter.devstack import TEMPORAL_BIN, worker_command
@@ -210,6 +212,34 @@ def start_stack(server: TemporalServer, settings: Settings) -> IdflowStack:
         stack.stop()
         raise
     return stack
+
+
+GREY_ZONE_EMBED_VERSION = "0.0.1-strict"
+
+
+def grey_zone_pins(settings: Settings) -> dict[str, str]:
+    """Model pins that send a real same-person pair to review.
+
+    Registers the production embedding model again as a new version with
+    stricter thresholds (accept 0.8, reject 0.6): the Obama photos' cosine of
+    about 0.73 falls in between, in the grey zone.
+    """
+    engine = get_engine(settings.database_url)
+    base = get_version(engine, registry_resolve(engine, "embed", PRODUCTION).ref)
+    choice = register_version(
+        engine,
+        settings.model_cache,
+        model_file(settings.model_cache, base.name, base.version, base.sha256),
+        task="embed",
+        name=base.name,
+        version=GREY_ZONE_EMBED_VERSION,
+        sha256=base.sha256,
+        licence=base.licence,
+        preprocessing=base.preprocessing,
+        caveats="test version: stricter thresholds, for the review path",
+        thresholds={"accept": 0.8, "reject": 0.6},
+    )
+    return {"embed": choice.ref}
 
 
 @pytest.fixture(scope="module")

@@ -12,23 +12,17 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from mdoc import holder
-from models.registry import get_version, register_version
-from models.cache import model_file
 from starter.samples import SamplePair, sample_pairs
 from store import audit, verifications
-from store.engine import get_engine
 from verification.contracts import Stage, VerificationResult
 from verification.reasons import Decision, ReasonCode
 from workflows import search_attributes
 
-from ..support.temporal import IdflowStack
+from ..support.temporal import IdflowStack, grey_zone_pins
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
 EMBED = "faceplugin-fr-feature@0.0.1"
-# The same embedding model, registered with stricter thresholds: the two Obama
-# photos (cosine ~0.73) fall between reject and accept, i.e. in the grey zone.
-STRICT_EMBED = "faceplugin-fr-feature@0.0.1-strict"
 
 
 @pytest.fixture(scope="module")
@@ -38,25 +32,7 @@ def pairs(photo_dir: Any) -> dict[str, SamplePair]:
 
 @pytest.fixture(scope="module")
 def strict_embed(idflow_stack: IdflowStack) -> dict[str, str]:
-    """Model pins that put a real same-person pair in the grey zone."""
-    settings = idflow_stack.settings
-    engine = get_engine(settings.database_url)
-    base = get_version(engine, EMBED)
-    name, _, version = STRICT_EMBED.partition("@")
-    register_version(
-        engine,
-        settings.model_cache,
-        model_file(settings.model_cache, base.name, base.version, base.sha256),
-        task="embed",
-        name=name,
-        version=version,
-        sha256=base.sha256,
-        licence=base.licence,
-        preprocessing=base.preprocessing,
-        caveats="test version: stricter thresholds, for the review path",
-        thresholds={"accept": 0.8, "reject": 0.6},
-    )
-    return {"embed": STRICT_EMBED}
+    return grey_zone_pins(idflow_stack.settings)
 
 
 def history_events(stack: IdflowStack, verification_id: str) -> list[Any]:
@@ -150,7 +126,7 @@ def test_grey_zone_waits_for_review_and_an_update_approves_it(
     progress = idflow_stack.run(client.progress(draft.verification_id))
     assert progress.decision is Decision.REVIEW
     assert progress.reasons == [] and 0.6 <= progress.scores["face_match"] < 0.8
-    assert progress.model_versions["embed"] == STRICT_EMBED
+    assert progress.model_versions["embed"] == strict_embed["embed"] != EMBED
     assert progress.review_deadline is not None
     row = verifications.get(client.engine, draft.verification_id)
     assert row is not None and row.status == Stage.AWAITING_REVIEW.value
