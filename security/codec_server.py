@@ -171,18 +171,22 @@ def app_from_settings(settings: Settings, config: SecurityConfig) -> web.Applica
     )
 
 
-async def run_codec_server(
-    settings: Settings, config: SecurityConfig, ready: Optional[asyncio.Event] = None
-) -> None:
-    """Serve until cancelled. No access log: request paths may hold a dev path token."""
+async def start_codec_server(settings: Settings, config: SecurityConfig) -> tuple[web.AppRunner, str]:
+    """Start serving (port 0 picks a free one); returns the runner to clean up and the URL.
+
+    No access log: request paths may hold a dev path token.
+    """
     runner = web.AppRunner(app_from_settings(settings, config), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.codec_host, config.codec_port)
-    await site.start()
-    print(f"codec server on {config.codec_url} for {', '.join(config.codec_allowed_origins)}",
-          flush=True)
-    if ready is not None:
-        ready.set()
+    await web.TCPSite(runner, config.codec_host, config.codec_port).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+async def run_codec_server(settings: Settings, config: SecurityConfig) -> None:
+    """Serve until cancelled."""
+    runner, url = await start_codec_server(settings, config)
+    print(f"codec server on {url} for {', '.join(config.codec_allowed_origins)}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

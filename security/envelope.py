@@ -25,12 +25,15 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Engine
 
+from settings import Settings
 from store import data_keys
 from store.audit import utcnow
 from store.data_keys import DataKeyRecord
+from store.engine import get_engine
 from verification.errors import BlobIntegrityError, BlobPurged, ImageUnreadable
 
-from .keys import KeyRing
+from .config import SecurityConfig
+from .keys import BLOB, KeyRing, load_key_ring
 
 NONCE_BYTES = 12
 DATA_KEY_BYTES = 32
@@ -135,3 +138,12 @@ class DataKeys:
                 f"the data key of verification {row.verification_id} does not unwrap under "
                 f"master key {row.master_key_id!r}: tampered or moved"
             ) from None
+
+
+def open_data_keys(settings: Settings) -> DataKeys:
+    """The data keys of the configured database, under the configured blob master keys."""
+    return DataKeys(
+        get_engine(settings.database_url),
+        load_key_ring(settings, BLOB),
+        timedelta(days=SecurityConfig.from_env(settings).retention_days),
+    )

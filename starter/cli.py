@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-COMMAND_MODULES: list[str] = ["models.cli", "starter.commands", "mdoc.cli"]
+COMMAND_MODULES: list[str] = ["models.cli", "starter.commands", "mdoc.cli", "security.cli", "starter.demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

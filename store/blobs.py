@@ -15,18 +15,13 @@ import hashlib
 import os
 import re
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
-from security.config import SecurityConfig
-from security.envelope import DataKeys, blob_aad, open_sealed, seal
-from security.keys import BLOB, load_key_ring
+from security.envelope import DataKeys, blob_aad, open_data_keys, open_sealed, seal
 from settings import Settings
 from verification.contracts import BlobRef
 from verification.errors import BlobIntegrityError, ImageUnreadable
-
-from .engine import get_engine
 
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
 
@@ -97,10 +92,4 @@ class EncryptedBlobStore:
 
 def open_blob_store(settings: Settings) -> BlobStore:
     """The blob store every process uses, configured from settings and the blob key ring."""
-    config = SecurityConfig.from_env(settings)
-    keys = DataKeys(
-        get_engine(settings.database_url),
-        load_key_ring(settings, BLOB),
-        timedelta(days=config.retention_days),
-    )
-    return EncryptedBlobStore(settings.blob_dir, keys)
+    return EncryptedBlobStore(settings.blob_dir, open_data_keys(settings))

@@ -232,3 +232,26 @@ class IssueCredentialInput:
     device: DeviceBinding
     claims: dict[str, Any]
     portrait: BlobRef
+
+
+# --- Retention (security engineer) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class PurgeRequest:
+    """Destroy a verification's personal data (workflow ``PurgeVerification``).
+
+    ``actor`` is ``"retention"`` for the schedule or the staff id who asked;
+    ``reason`` is a short non-personal note kept in the audit log.
+    """
+
+    verification_id: str
+    actor: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    verification_id: str
+    blobs_deleted: int
+    already_purged: bool  # an earlier purge had destroyed the data key

@@ -31,15 +31,19 @@ from activities.credential import CredentialActivities
 from activities.models import ModelActivities
 from activities.quality import QualityActivities
 from activities.records import RecordActivities
+from activities.retention import RetentionActivities
 from mdoc.keystore import KeyStore, keys_dir
 from models.batching import BatchPolicy
 from models.registry import resolve_all
 from models.serving import ModelServer
+from security import retention as data_retention
+from security.config import SecurityConfig
 from settings import Settings
 from starter.connection import connect
 from store.blobs import open_blob_store
 from store.engine import get_engine
 from workflows.identity_verification import IdentityVerification
+from workflows.retention import PurgeVerification, RetentionSweep
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,7 @@ def cpu_pool(client: Client, settings: Settings) -> Pool:
     quality = QualityActivities(server, blobs)
     models = ModelActivities(engine)
     records = RecordActivities(engine)
+    retention = RetentionActivities(engine, blobs)
     credential = CredentialActivities(
         engine, blobs, KeyStore.open(keys_dir(settings.home)), settings.issuer_id
     )
@@ -85,12 +90,14 @@ def cpu_pool(client: Client, settings: Settings) -> Pool:
     worker = Worker(
         client,
         task_queue=settings.cpu_task_queue,
-        workflows=[IdentityVerification],
+        workflows=[IdentityVerification, RetentionSweep, PurgeVerification],
         activities=[
             models.resolve_models,
             quality.check_quality,
             credential.issue_credential,
             records.record_verification,
+            retention.find_expired,
+            retention.purge_verification,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.cpu_concurrency,
@@ -131,6 +138,9 @@ async def run_pool(name: str, settings: Settings) -> None:
     """Run one pool until SIGTERM or SIGINT, then shut it down gracefully."""
     client = await connect(settings)
     pool = POOLS[name](client, settings)
+    if name == "cpu":  # the pool that runs the sweep keeps its schedule in place
+        every = timedelta(seconds=SecurityConfig.from_env(settings).retention_sweep_seconds)
+        await data_retention.ensure_schedule(client, settings, every)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

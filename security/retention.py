@@ -1,0 +1,99 @@
+"""Retention of personal data: how long a verification's blobs live, and purging them.
+
+Each verification's images and issued credential are kept for
+``IDFLOW_RETENTION_DAYS`` (default 30) from its first stored blob, or for a
+per-verification period set with ``set_retention``. Then the retention
+schedule (``workflows.retention``) purges them; ``idflow purge ID`` does so at
+once. A purge destroys the verification's data key (crypto-shredding), deletes
+its blob files and appends a ``purged`` audit entry. What stays: the
+verification's record (decision, reason codes, scores, model versions), its
+audit trail and its Temporal history, which holds only references and
+encrypted payloads and still replays.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Optional
+
+from sqlalchemy.engine import Engine
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+)
+
+from settings import Settings
+from store import audit, data_keys
+from store.audit import utcnow
+from store.blobs import BlobStore
+from verification.contracts import PurgeRequest, PurgeResult
+
+
+def purge(engine: Engine, blobs: BlobStore, request: PurgeRequest) -> PurgeResult:
+    """Shred the data key, delete the blobs, audit it. Idempotent."""
+    row = data_keys.get(engine, request.verification_id)
+    already_purged = row is not None and row.purged
+    deleted = blobs.delete_verification(request.verification_id, reason=request.reason)
+    if not already_purged:
+        audit.append(
+            engine,
+            f"{request.verification_id}:purged",
+            request.verification_id,
+            "purged",
+            request.actor,
+            reason=request.reason,
+            blobs_deleted=deleted,
+        )
+    return PurgeResult(request.verification_id, deleted, already_purged)
+
+
+def expired(engine: Engine, limit: int) -> list[str]:
+    """Verifications whose retention period has ended and whose data still exists."""
+    return data_keys.expired(engine, utcnow(), limit)
+
+
+def set_retention(engine: Engine, verification_id: str, days: float) -> bool:
+    """Keep a verification's personal data ``days`` from now instead; False if none is kept."""
+    return data_keys.set_retain_until(engine, verification_id, utcnow() + timedelta(days=days))
+
+
+def personal_data_status(engine: Engine, verification_id: str) -> Optional[str]:
+    """One line for ``idflow status``: kept until when, or purged when and why."""
+    row = data_keys.get(engine, verification_id)
+    if row is None:
+        return None
+    if row.purged_at is not None:
+        return (f"purged {row.purged_at:%Y-%m-%d %H:%M} UTC ({row.purge_reason}): images can no "
+                f"longer be read; record, audit trail and history remain")
+    return f"kept until {row.retain_until:%Y-%m-%d %H:%M} UTC"
+
+
+def schedule_id(settings: Settings) -> str:
+    return f"idflow-retention-{settings.cpu_task_queue}"
+
+
+async def ensure_schedule(client: Client, settings: Settings, every: timedelta) -> str:
+    """Create (or update) the schedule that runs ``RetentionSweep`` every ``every``."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            "RetentionSweep",
+            id=f"idflow-retention-sweep-{settings.cpu_task_queue}",
+            task_queue=settings.cpu_task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(schedule_id(settings), schedule)
+    except ScheduleAlreadyRunningError:
+        await client.get_schedule_handle(schedule_id(settings)).update(
+            lambda _: ScheduleUpdate(schedule=schedule)
+        )
+    return schedule_id(settings)

@@ -1,0 +1,314 @@
+"""Privacy on the real stack: a dev server, both worker pools, real photos and models.
+
+- the raw history (no codec: a plain client and ``temporal workflow show``)
+  holds no claim value, no image bytes and no embedding-like float array, and
+  decodes fully through the codec server;
+- retention: after a purge the blobs say "purged", the record and the audit
+  trail remain and the history still replays; the sweep purges expired ones;
+- hostile images end in a decision with a reason code on the first attempt,
+  and no worker crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import History
+from temporalio.client import Client, WorkflowHistory
+
+from mdoc import holder
+from security import retention
+from security.codec_server import start_codec_server
+from security.config import SecurityConfig
+from security.payload_codec import ENCODING, PayloadEncryptionCodec
+from security.staff_tokens import ensure_dev_tokens
+from starter.devstack import TEMPORAL_BIN
+from starter.replay import replay
+from starter.samples import SamplePair, sample_pairs
+from store import audit, data_keys, verifications
+from verification.contracts import PurgeRequest, PurgeResult, VerificationResult
+from verification.errors import BlobPurged
+from verification.reasons import Decision, ReasonCode
+from workflows.identity_verification import workflow_id
+from workflows.retention import PurgeVerification, RetentionSweep
+
+from ..support.temporal import IdflowStack
+
+pytestmark = [pytest.mark.temporal, pytest.mark.slow]
+
+# Claim values that occur nowhere else, so that finding one anywhere is a leak.
+MARKERS = {"family_name": "Quetzalcoatl-Leak-7731", "given_name": "Ximena-Leak-0442",
+           "document_number": "LEAK-4471-9912"}
+EMBEDDING_MIN_LENGTH = 32
+
+
+# --- Looking at histories -------------------------------------------------------
+
+
+def _payloads(message: Message, path: str = "") -> Iterator[tuple[str, Payload]]:
+    """Every Payload in a proto message, with the field path it sits at."""
+    if isinstance(message, Payload):
+        yield path, message
+        return
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}"
+        if field.message_type is None:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                if isinstance(item, Message):
+                    yield from _payloads(item, f"{where}[{key}]")
+        elif isinstance(value, Message):
+            yield from _payloads(value, where)
+        else:  # a repeated message field
+            for item in value:
+                yield from _payloads(item, where)
+
+
+def _float_arrays(document: Any) -> Iterator[list[Any]]:
+    """Lists of at least EMBEDDING_MIN_LENGTH numbers anywhere in a JSON document."""
+    if isinstance(document, list):
+        if len(document) >= EMBEDDING_MIN_LENGTH and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in document
+        ):
+            yield document
+        for item in document:
+            yield from _float_arrays(item)
+    elif isinstance(document, dict):
+        for item in document.values():
+            yield from _float_arrays(item)
+
+
+def _json_payloads(document: Any) -> Iterator[tuple[bytes, bytes]]:
+    """(encoding, data) of every payload in proto-JSON, base64 undone."""
+    if isinstance(document, dict):
+        if isinstance(document.get("metadata"), dict) and "encoding" in document["metadata"]:
+            yield (base64.b64decode(document["metadata"]["encoding"]),
+                   base64.b64decode(document.get("data", "")))
+        for item in document.values():
+            yield from _json_payloads(item)
+    elif isinstance(document, list):
+        for item in document:
+            yield from _json_payloads(item)
+
+
+def _windows(data: bytes, size: int = 32, count: int = 16) -> list[bytes]:
+    step = max(1, (len(data) - size) // count)
+    return [data[at : at + size] for at in range(64, len(data) - size, step)][:count]
+
+
+def _assert_no_personal_data(raw: bytes, images: list[bytes]) -> None:
+    texts = [raw, base64.b64encode(raw)]
+    for value in MARKERS.values():
+        assert all(value.encode() not in text for text in texts), f"claim value {value} leaked"
+    for image in images:
+        for window in _windows(image):
+            assert window not in raw, "image bytes leaked into the history"
+
+
+@pytest.fixture(scope="module")
+def codec_server(idflow_stack: IdflowStack) -> Iterator[tuple[str, str]]:
+    """The stack's codec server on a free port: (url, dev CLI token)."""
+    settings = idflow_stack.settings
+    tokens = ensure_dev_tokens(settings)
+    config = SecurityConfig(codec_port=0)
+    runner, url = idflow_stack.run(start_codec_server(settings, config))
+    try:
+        yield url, tokens["dev-staff"]
+    finally:
+        idflow_stack.run(runner.cleanup())
+
+
+@pytest.fixture
+def leaky_inputs(idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]) -> dict[str, Any]:
+    """One approved verification with a credential and one declined with a failure."""
+    client = idflow_stack.client
+    pair = pairs["same person"]
+    claims = mdl_claims | MARKERS
+    approved = client.create(pair.selfie, pair.document, subject_ref="opaque-subject-1")
+    declined = client.create(pair.selfie, pair.document, subject_ref="opaque-subject-2")
+    key = holder.new_device_key()
+    good = holder.device_binding(key, approved.nonce, idflow_stack.settings.issuer_id)
+    bad = holder.device_binding(key, "not-the-nonce", idflow_stack.settings.issuer_id)
+
+    async def run() -> list[VerificationResult]:
+        await client.start(approved, device=good, claims=claims)
+        await client.start(declined, device=bad, claims=claims)
+        return [await client.result(d.verification_id) for d in (approved, declined)]
+
+    results = idflow_stack.run(run())
+    assert [r.decision for r in results] == [Decision.APPROVED, Decision.DECLINED]
+    assert results[0].credential is not None and results[1].reasons == [ReasonCode.DEVICE_PROOF_INVALID]
+    stored = [client.blobs.get(approved.verification_id, ref) for ref in (approved.selfie, approved.document)]
+    return {"ids": [approved.verification_id, declined.verification_id],
+            "images": [pair.selfie, pair.document, *stored]}
+
+
+@pytest.fixture(scope="module")
+def pairs(photo_dir: Path) -> dict[str, SamplePair]:
+    return sample_pairs(photo_dir)
+
+
+def _raw_history(stack: IdflowStack, verification_id: str) -> WorkflowHistory:
+    async def fetch() -> WorkflowHistory:
+        plain = await Client.connect(stack.server.target, namespace=stack.settings.temporal_namespace)
+        return await plain.get_workflow_handle(workflow_id(verification_id)).fetch_history()
+
+    return stack.run(fetch())
+
+
+def _cli_show(stack: IdflowStack, verification_id: str, *codec: str) -> str:
+    command = [str(TEMPORAL_BIN), "workflow", "show", "--workflow-id", workflow_id(verification_id),
+               "--address", stack.server.target, "--namespace", stack.settings.temporal_namespace,
+               "--output", "json", *codec]
+    return subprocess.run(command, check=True, capture_output=True, timeout=60, text=True).stdout
+
+
+def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
+    idflow_stack: IdflowStack, leaky_inputs: dict[str, Any], codec_server: tuple[str, str]
+) -> None:
+    codec = idflow_stack.client.temporal.data_converter.payload_codec
+    assert isinstance(codec, PayloadEncryptionCodec)
+    for verification_id in leaky_inputs["ids"]:
+        history = _raw_history(idflow_stack, verification_id)
+        raw = History(events=history.events).SerializeToString()
+        _assert_no_personal_data(raw, leaky_inputs["images"])
+        assert not list(_float_arrays(json.loads(history.to_json())))
+
+        # Every payload is ciphertext, except the search attributes (plaintext by design)
+        # and the SDK's own local-activity marker data (ids, attempt, times).
+        found = list(_payloads(History(events=history.events)))
+        encrypted = [(where, p) for where, p in found if "search_attributes" not in where
+                     and not where.endswith("marker_recorded_event_attributes.details[data].payloads")]
+        assert len(encrypted) >= 10
+        assert [where for where, p in encrypted if p.metadata["encoding"] != ENCODING] == []
+        failures = [e.activity_task_failed_event_attributes.failure for e in history.events
+                    if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED]
+        assert all(f.message == "Encoded failure" and not f.stack_trace for f in failures)
+        assert all(f.encoded_attributes.metadata["encoding"] == ENCODING for f in failures)
+        assert bool(failures) == (verification_id == leaky_inputs["ids"][1])  # the declined one
+
+        # ... and the same history decodes fully with the codec.
+        decoded = [codec.decrypt(p) for _, p in encrypted]
+        assert all(p.metadata["encoding"] != ENCODING for p in decoded)
+        plain = b"".join(p.data for p in decoded)
+        assert MARKERS["family_name"].encode() in plain
+        assert not list(_float_arrays([json.loads(p.data) for p in decoded if p.metadata["encoding"] == b"json/plain"]))
+
+        # The same through the Temporal CLI: without a codec, then with the codec server.
+        url, token = codec_server
+        shown = _cli_show(idflow_stack, verification_id)
+        _assert_no_personal_data(shown.encode(), leaky_inputs["images"])
+        assert MARKERS["given_name"] not in shown
+        with_codec = _cli_show(idflow_stack, verification_id, "--codec-endpoint", url,
+                               "--codec-auth", f"Bearer {token}")
+        shown_payloads = list(_json_payloads(json.loads(with_codec)))
+        assert len(shown_payloads) >= len(encrypted)
+        assert all(encoding != ENCODING for encoding, _ in shown_payloads)
+        shown_plain = b"".join(data for _, data in shown_payloads)
+        assert MARKERS["given_name"].encode() in shown_plain  # the workflow input holds the claims
+
+
+# --- Retention ------------------------------------------------------------------------
+
+
+def test_purge_makes_blobs_unreadable_keeps_record_audit_and_replay(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair]
+) -> None:
+    client, settings = idflow_stack.client, idflow_stack.settings
+    pair = pairs["same person"]
+    draft = client.create(pair.selfie, pair.document, subject_ref="opaque-subject-3")
+
+    async def verify_then_purge() -> tuple[VerificationResult, PurgeResult, PurgeResult]:
+        await client.start(draft)
+        result = await client.result(draft.verification_id)
+        request = PurgeRequest(draft.verification_id, "staff-42", "deletion requested")
+        purged = await client.temporal.execute_workflow(
+            PurgeVerification.run, request, id=f"idflow-purge-{draft.verification_id}",
+            task_queue=settings.cpu_task_queue)
+        again = await client.temporal.execute_workflow(
+            PurgeVerification.run, request, id=f"idflow-purge-again-{draft.verification_id}",
+            task_queue=settings.cpu_task_queue)
+        return result, purged, again
+
+    result, purged, again = idflow_stack.run(verify_then_purge())
+    assert result.decision is Decision.APPROVED
+    assert (purged.blobs_deleted, purged.already_purged) == (2, False)
+    assert again.already_purged
+
+    with pytest.raises(BlobPurged, match="purged on .* can never be read again"):
+        client.blobs.get(draft.verification_id, draft.selfie)
+    row = verifications.get(client.engine, draft.verification_id)
+    assert row is not None and row.decision == "approved" and row.scores == result.scores
+    trail = audit.trail(client.engine, draft.verification_id)
+    assert [e.event for e in trail] == ["created", "decided", "purged"]
+    assert (trail[-1].actor, trail[-1].details["reason"]) == ("staff-42", "deletion requested")
+    assert "purged" in (retention.personal_data_status(client.engine, draft.verification_id) or "")
+
+    history = idflow_stack.run(client.handle(draft.verification_id).fetch_history())
+    idflow_stack.run(replay(history, settings))  # raises ReplayFailed if it does not replay
+
+
+def test_the_sweep_purges_verifications_whose_retention_ended(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair]
+) -> None:
+    client, settings = idflow_stack.client, idflow_stack.settings
+    pair = pairs["same person"]
+    expired = client.create(pair.selfie, pair.document, subject_ref="opaque-subject-4")
+    kept = client.create(pair.selfie, pair.document, subject_ref="opaque-subject-5")
+    assert retention.set_retention(client.engine, expired.verification_id, days=-1)
+
+    async def sweep() -> int:
+        schedule = await client.temporal.get_schedule_handle(retention.schedule_id(settings)).describe()
+        assert schedule.schedule.action.workflow == "RetentionSweep"  # type: ignore[union-attr]
+        return await client.temporal.execute_workflow(
+            RetentionSweep.run, id=f"sweep-{expired.verification_id}", task_queue=settings.cpu_task_queue)
+
+    assert idflow_stack.run(sweep()) >= 1
+    with pytest.raises(BlobPurged, match="retention period ended"):
+        client.blobs.get(expired.verification_id, expired.selfie)
+    assert client.blobs.get(kept.verification_id, kept.selfie)
+    assert data_keys.get(client.engine, kept.verification_id).purged_at is None  # type: ignore[union-attr]
+
+
+# --- Hostile input ------------------------------------------------------------------
+
+
+def test_malformed_images_end_in_a_decision_on_the_first_attempt_and_crash_no_worker(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], malformed_image_corpus: dict[str, tuple[bytes, ReasonCode]]
+) -> None:
+    client = idflow_stack.client
+    good = pairs["same person"].document
+
+    async def verify(data: bytes) -> tuple[VerificationResult, list[int]]:
+        draft = client.create(data, good, subject_ref="opaque-fuzz")
+        await client.start(draft)
+        result = await client.result(draft.verification_id)
+        history = await client.handle(draft.verification_id).fetch_history()
+        attempts = [e.activity_task_started_event_attributes.attempt for e in history.events
+                    if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
+        return result, attempts
+
+    async def verify_all() -> list[tuple[VerificationResult, list[int]]]:
+        return await asyncio.gather(*(verify(data) for data, _ in malformed_image_corpus.values()))
+
+    outcomes = dict(zip(malformed_image_corpus, idflow_stack.run(verify_all(), timeout=600)))
+    for name, (result, attempts) in outcomes.items():
+        expected = malformed_image_corpus[name][1]
+        assert result.decision in (Decision.RETRY, Decision.DECLINED), name
+        assert result.reasons == [expected], name
+        assert set(attempts) == {1}, f"{name}: an activity was retried"
+    for pool, worker in idflow_stack.workers.items():
+        assert worker.process is not None and worker.process.poll() is None, f"{pool} worker died"
+    assert idflow_stack.verify(pairs["same person"].selfie, good).decision is Decision.APPROVED
+
