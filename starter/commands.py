@@ -16,12 +16,15 @@ from typing import Any
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from mdoc.holder import device_binding_from_pem
 from settings import Settings
 from store import audit, verifications
 from verification.contracts import VerificationResult
+from workflows.identity_verification import workflow_id
 
 from . import devstack
 from .client import VerificationClient
+from .connection import connect
 from .replay import ReplayFailed, fetch_history, load_history, replay, save_history
 
 
@@ -79,7 +82,7 @@ async def run_dev() -> int:
         print(f"a server already answers at {settings.temporal_address}; stop it first "
               f"or set IDFLOW_TEMPORAL_ADDRESS", file=sys.stderr)
         return 1
-    prepare_models(settings)
+    devstack.prepare(settings)
     stack = devstack.DevStack(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -89,6 +92,8 @@ async def run_dev() -> int:
           f"(state: {settings.dev_server_db}) ...", flush=True)
     try:
         await stack.start()
+        print("loading models in the worker pools ...", flush=True)
+        await stack.wait_until_polling(await connect(settings))
         print(f"Web UI:  {devstack.ui_url(settings)}")
         print(f"workers: cpu on {settings.cpu_task_queue}, gpu on {settings.gpu_task_queue}")
         print(f"logs:    {stack.log_dir}")
@@ -107,19 +112,6 @@ async def run_dev() -> int:
         print("stopping workers, then the server ...", flush=True)
         stack.stop()
         print("stopped.", flush=True)
-
-
-def prepare_models(settings: Settings) -> None:
-    """Pull the manifest models (idempotent) and register them in the database."""
-    from models.pull import pull  # noqa: PLC0415 - only the commands that serve models need it
-    from models.registry import register_pulled  # noqa: PLC0415
-    from store.engine import get_engine  # noqa: PLC0415
-
-    print("checking models ...", flush=True)
-    cache = pull(settings).cache_root
-    added = register_pulled(get_engine(settings.database_url), cache)
-    if added:
-        print(f"registered {len(added)} model versions", flush=True)
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -142,7 +134,10 @@ async def run_verify(args: argparse.Namespace) -> int:
     draft = client.create(
         args.selfie.read_bytes(), args.document.read_bytes(), args.subject, args.verification_id
     )
-    await client.start(draft, claims=claims, model_pins=pins)
+    device = None
+    if args.device_key:  # play the holder's wallet: sign the proof over this verification's nonce
+        device = device_binding_from_pem(args.device_key.read_bytes(), draft.nonce, settings.issuer_id)
+    await client.start(draft, device=device, claims=claims, model_pins=pins)
     if args.no_wait:
         print(draft.verification_id)
         return 0
@@ -157,8 +152,6 @@ async def run_verify(args: argparse.Namespace) -> int:
 
 
 def format_result(result: VerificationResult, settings: Settings) -> str:
-    from workflows.identity_verification import workflow_id  # noqa: PLC0415
-
     scores = "  ".join(f"{name} {value:.3f}" for name, value in sorted(result.scores.items()))
     models = ", ".join(f"{task} {ref}" for task, ref in sorted(result.model_versions.items()))
     lines = [

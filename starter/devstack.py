@@ -20,6 +20,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
 from settings import Settings
 from workflows import search_attributes
 
@@ -75,6 +80,46 @@ async def server_answers(settings: Settings, timeout_s: float = 1.0) -> bool:
     return True
 
 
+def prepare(settings: Settings) -> None:
+    """What a fresh checkout needs before the stack runs: models and keys.
+
+    Pulls the manifest models (idempotent, checked by sha256) and registers
+    them; creates the dev payload and blob keys and the issuer's keys on first
+    start (production configures all keys explicitly).
+    """
+    from mdoc.keystore import ensure_keys, keys_dir  # noqa: PLC0415 - heavy, dev only
+    from models.pull import pull  # noqa: PLC0415
+    from models.registry import register_pulled  # noqa: PLC0415
+    from security.keys import ensure_dev_keys  # noqa: PLC0415
+    from store.engine import get_engine  # noqa: PLC0415
+
+    print("checking models ...", flush=True)
+    added = register_pulled(get_engine(settings.database_url), pull(settings).cache_root)
+    if added:
+        print(f"registered {len(added)} model versions", flush=True)
+    ensure_dev_keys(settings)
+    ensure_keys(keys_dir(settings.home), settings.issuer_id)
+
+
+async def pools_polling(client: Client, settings: Settings) -> bool:
+    """Whether workers poll both pools' queues (workflows on cpu, activities on gpu)."""
+    queues = (
+        (settings.cpu_task_queue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+        (settings.gpu_task_queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
+    )
+    for name, kind in queues:
+        described = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=settings.temporal_namespace,
+                task_queue=TaskQueue(name=name),
+                task_queue_type=kind,
+            )
+        )
+        if not described.pollers:
+            return False
+    return True
+
+
 class DevStack:
     """The dev server and one process per worker pool, started and stopped together."""
 
@@ -84,9 +129,16 @@ class DevStack:
         self.server: Optional[subprocess.Popen[bytes]] = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
 
-    async def start(self, startup_timeout_s: float = 60.0) -> None:
+    async def start(self, with_server: bool = True, startup_timeout_s: float = 60.0) -> None:
+        """Start the server (unless one runs already) and both pools."""
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if with_server:
+            await self._start_server(startup_timeout_s)
+        for pool in POOLS:
+            self.workers[pool] = self._spawn(f"worker-{pool}", worker_command(pool))
+
+    async def _start_server(self, startup_timeout_s: float) -> None:
         self.server = self._spawn("temporal", server_command(self.settings))
         deadline = time.monotonic() + startup_timeout_s
         while not await server_answers(self.settings):
@@ -98,8 +150,17 @@ class DevStack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"temporal dev server not up after {startup_timeout_s:.0f}s")
             await asyncio.sleep(0.2)
-        for pool in POOLS:
-            self.workers[pool] = self._spawn(f"worker-{pool}", worker_command(pool))
+
+    async def wait_until_polling(self, client: Client, timeout_s: float = 120.0) -> None:
+        """Until both pools poll (their models are loaded and warm by then)."""
+        deadline = time.monotonic() + timeout_s
+        while not await pools_polling(client, self.settings):
+            died = self.check()
+            if died:
+                raise RuntimeError(died)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker pools not polling after {timeout_s:.0f}s; see {self.log_dir}")
+            await asyncio.sleep(0.2)
 
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it

