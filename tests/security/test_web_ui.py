@@ -1,0 +1,108 @@
+"""Browser check: the dev server's Web UI shows a verification decoded by the codec server.
+
+A dev server with its Web UI (``--ui-codec-endpoint`` pointing at the codec
+server, as ``idflow dev`` configures it), both worker pools and a real
+verification; headless Chromium opens the verification's page and must show
+the decoded input and result, which the server itself holds only as
+ciphertext. The screenshot is saved as ``artifacts/ui-decoded.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from security.codec_server import start_codec_server
+from security.config import SecurityConfig
+from security.staff_tokens import DEV_WEB_UI, ensure_dev_tokens
+from settings import PROJECT_ROOT
+from starter.devstack import TEMPORAL_BIN
+from starter.samples import sample_pairs
+from workflows import search_attributes
+from workflows.identity_verification import workflow_id
+
+from ..support.browser import INSTALL_HINT, Chromium, chromium_path
+from ..support.temporal import IdflowStack, LoopThread, TemporalServer, stack_settings, start_stack
+
+pytestmark = [
+    pytest.mark.temporal,
+    pytest.mark.slow,
+    pytest.mark.skipif(chromium_path() is None, reason=INSTALL_HINT),
+]
+
+SCREENSHOT = PROJECT_ROOT / "artifacts" / "ui-decoded.png"
+SUBJECT = "opaque-subject-ui-check"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui_stack(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[IdflowStack, str]]:
+    """A dev server with the Web UI and the codec server, and both pools: (stack, UI URL)."""
+    ui_port = _free_port()
+    settings = stack_settings(tmp_path_factory.mktemp("idflow-ui"), "unset", model_cache,
+                              temporal_ui_port=ui_port)
+    ui = f"http://127.0.0.1:{ui_port}"
+    config = SecurityConfig(codec_port=0, codec_allowed_origins=(ui, f"http://localhost:{ui_port}"),
+                            codec_path_tokens=True)
+    token = ensure_dev_tokens(settings)[DEV_WEB_UI]
+    loop = LoopThread()
+    runner, codec_url = loop.run(start_codec_server(settings, config))
+    env = loop.run(WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        search_attributes=search_attributes.ALL,
+        ui=True,
+        ui_port=ui_port,
+        dev_server_extra_args=["--ui-codec-endpoint", f"{codec_url}/t/{token}"],
+    ))
+    server = TemporalServer(loop, env)
+    stack = start_stack(server, dataclasses.replace(settings, temporal_address=server.target))
+    try:
+        yield stack, ui
+    finally:
+        stack.stop()
+        loop.run(env.shutdown())
+        loop.run(runner.cleanup())
+        loop.close()
+
+
+def test_web_ui_shows_the_decoded_input_and_result(
+    ui_stack: tuple[IdflowStack, str], photo_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "idflow.codec_server")
+    stack, ui = ui_stack
+    pair = sample_pairs(photo_dir)["same person"]
+
+    async def verify() -> str:
+        draft = stack.client.create(pair.selfie, pair.document, subject_ref=SUBJECT)
+        await stack.client.start(draft)
+        await stack.client.result(draft.verification_id)
+        return draft.verification_id
+
+    verification_id = stack.run(verify())
+
+    async def look() -> tuple[str, bytes]:
+        async with Chromium.launch(stack.settings.home / "chromium-profile") as browser:
+            async with browser.new_page() as page:
+                await page.navigate(f"{ui}/namespaces/default/workflows/{workflow_id(verification_id)}")
+                text = await page.wait_for_text(SUBJECT, timeout_s=90)  # the decoded input
+                text = await page.wait_for_text('"approved"', timeout_s=30)  # the decoded result
+                return text, await page.screenshot()
+
+    text, png = asyncio.run(look())
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    SCREENSHOT.write_bytes(png)
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert '"face_match"' in text and "binary/encrypted" not in text
+    assert "for staff dev-web-ui" in caplog.text  # the UI's requests went through the codec server
