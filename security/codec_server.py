@@ -37,6 +37,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Optional
 
@@ -50,7 +51,13 @@ from settings import Settings
 from .config import SecurityConfig
 from .keys import PAYLOAD, KeyConfigError, load_key_ring
 from .payload_codec import PayloadDecryptionError, PayloadEncryptionCodec
-from .staff_tokens import StaffTokens, load_staff_tokens
+from .staff_tokens import (
+    DEV_WEB_UI,
+    StaffTokens,
+    dev_token_file,
+    ensure_dev_tokens,
+    load_staff_tokens,
+)
 
 log = logging.getLogger("idflow.codec_server")
 
@@ -169,6 +176,23 @@ def app_from_settings(settings: Settings, config: SecurityConfig) -> web.Applica
         config.codec_allowed_origins,
         config.codec_path_tokens,
     )
+
+
+def dev_ui_endpoint(settings: Settings) -> str:
+    """The codec endpoint the dev stack gives its Web UI: the dev UI token rides in the path."""
+    return f"{SecurityConfig.from_env(settings).codec_url}/t/{ensure_dev_tokens(settings)[DEV_WEB_UI]}"
+
+
+def describe_dev(settings: Settings) -> str:
+    """What ``idflow dev`` prints about its codec server (never a token)."""
+    url = SecurityConfig.from_env(settings).codec_url
+    return (f"{url} decodes for the Web UI; CLI: temporal workflow show --codec-endpoint {url} "
+            f"--codec-auth 'Bearer <dev-staff token in {dev_token_file(settings)}>'")
+
+
+def dev_server_command() -> list[str]:
+    """The dev stack's codec server process (configured from the same environment)."""
+    return [sys.executable, "-m", "starter", "codec-server", "--allow-path-tokens"]
 
 
 async def start_codec_server(settings: Settings, config: SecurityConfig) -> tuple[web.AppRunner, str]:

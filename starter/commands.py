@@ -95,6 +95,7 @@ async def run_dev() -> int:
         print("loading models in the worker pools ...", flush=True)
         await stack.wait_until_polling(await connect(settings))
         print(f"Web UI:  {devstack.ui_url(settings)}")
+        print(f"codec:   {devstack.codec_server.describe_dev(settings)}")
         print(f"workers: cpu on {settings.cpu_task_queue}, gpu on {settings.gpu_task_queue}")
         print(f"logs:    {stack.log_dir}")
         print("Ctrl-C stops everything.", flush=True)

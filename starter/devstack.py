@@ -25,6 +25,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from security import codec_server
 from settings import Settings
 from workflows import search_attributes
 
@@ -53,6 +54,7 @@ def server_command(settings: Settings) -> list[str]:
         f"--namespace={settings.temporal_namespace}",
         "--log-level=warn",
         "--ui-disable-news-fetch",
+        f"--ui-codec-endpoint={codec_server.dev_ui_endpoint(settings)}",
         *search_attributes.registration_flags(),
     ]
 
@@ -127,6 +129,7 @@ class DevStack:
         self.settings = settings
         self.log_dir = log_dir or settings.home / "logs"
         self.server: Optional[subprocess.Popen[bytes]] = None
+        self.codec: Optional[subprocess.Popen[bytes]] = None  # decodes payloads for the Web UI
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
 
     async def start(self, with_server: bool = True, startup_timeout_s: float = 60.0) -> None:
@@ -139,6 +142,7 @@ class DevStack:
             self.workers[pool] = self._spawn(f"worker-{pool}", worker_command(pool))
 
     async def _start_server(self, startup_timeout_s: float) -> None:
+        self.codec = self._spawn("codec-server", codec_server.dev_server_command())
         self.server = self._spawn("temporal", server_command(self.settings))
         deadline = time.monotonic() + startup_timeout_s
         while not await server_answers(self.settings):
@@ -173,14 +177,16 @@ class DevStack:
 
     def check(self) -> Optional[str]:
         """A message naming the first child that died, or None while all run."""
-        for name, process in [("temporal", self.server), *self.workers.items()]:
+        for name, process in [("temporal", self.server), ("codec-server", self.codec),
+                              *self.workers.items()]:
             if process is not None and process.poll() is not None:
                 return f"{name} exited with {process.returncode}; see {self.log_dir}"
         return None
 
     def stop(self) -> None:
-        """Workers first (graceful), then the server; kill whatever does not stop in time."""
-        for processes in (list(self.workers.values()), [self.server] if self.server else []):
+        """Workers first (graceful), then the servers; kill whatever does not stop in time."""
+        servers = [process for process in (self.server, self.codec) if process is not None]
+        for processes in (list(self.workers.values()), servers):
             for process in processes:
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
@@ -191,4 +197,4 @@ class DevStack:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
         self.workers.clear()
-        self.server = None
+        self.server = self.codec = None

@@ -34,6 +34,7 @@ def cli_env(tmp_path: Path, model_cache: Path, test_keys: dict[str, str]) -> dic
         "IDFLOW_MODEL_CACHE": str(model_cache),
         "IDFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "IDFLOW_TEMPORAL_UI_PORT": str(free_port()),
+        "IDFLOW_CODEC_PORT": str(free_port()),
     }
 
 
