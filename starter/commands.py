@@ -17,6 +17,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from mdoc.holder import device_binding_from_pem
+from security.retention import personal_data_status
 from settings import Settings
 from store import audit, verifications
 from verification.contracts import VerificationResult
@@ -188,6 +189,7 @@ async def run_status(args: argparse.Namespace) -> int:
         report["progress"] = dataclasses.asdict(await client.progress(args.verification_id))
     row = verifications.get(client.engine, args.verification_id)
     report["record"] = row.model_dump(mode="json") if row else None
+    report["personal_data"] = personal_data_status(client.engine, args.verification_id)
     report["audit"] = [
         {"at": entry.at.isoformat(), "event": entry.event, "actor": entry.actor} | entry.details
         for entry in audit.trail(client.engine, args.verification_id)
@@ -201,6 +203,8 @@ async def run_status(args: argparse.Namespace) -> int:
                 "review_deadline"):
         if details.get(key) not in (None, [], {}):
             print(f"{key:<13}{details[key]}")
+    if report["personal_data"]:
+        print(f"{'images':<13}{report['personal_data']}")
     print(f"{'ui':<13}{devstack.ui_url(settings, description.id)}")
     for entry in report["audit"]:
         print(f"  {entry['at']}  {entry['event']:<18} by {entry['actor']}")

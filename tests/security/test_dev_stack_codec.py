@@ -12,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import pytest
@@ -39,18 +41,33 @@ def _http(url: str, body: Optional[bytes] = None, method: str = "POST", **header
         return error.code, error.headers, error.read()
 
 
-def test_dev_stack_serves_the_codec_to_its_web_ui_and_stops_it(
-    tmp_path: Path, model_cache: Path, test_keys: dict[str, str]
-) -> None:
+@dataclass
+class DevStackRun:
+    env: dict[str, str]
+    output: list[str]
+    home: Path
+    codec_url: str
+    ui: str
+
+
+def _idflow(run: DevStackRun, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "starter", *args], env=run.env, capture_output=True,
+                          text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def dev_stack(tmp_path_factory: pytest.TempPathFactory, model_cache: Path,
+              test_keys: dict[str, str]) -> Iterator[DevStackRun]:
+    """``idflow dev`` on a private data dir and free ports, stopped with Ctrl-C afterwards."""
+    home = tmp_path_factory.mktemp("dev") / "home"
     ui_port, codec_port = _free_port(), _free_port()
     env = os.environ | {
-        "IDFLOW_HOME": str(tmp_path / "home"),
+        "IDFLOW_HOME": str(home),
         "IDFLOW_MODEL_CACHE": str(model_cache),
         "IDFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{_free_port()}",
         "IDFLOW_TEMPORAL_UI_PORT": str(ui_port),
         "IDFLOW_CODEC_PORT": str(codec_port),
     }
-    codec_url, ui = f"http://127.0.0.1:{codec_port}", f"http://127.0.0.1:{ui_port}"
     dev = subprocess.Popen([sys.executable, "-m", "starter", "dev"], env=env, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output: list[str] = []
@@ -62,23 +79,47 @@ def test_dev_stack_serves_the_codec_to_its_web_ui_and_stops_it(
             assert line or dev.poll() is None, "".join(output)
             assert time.monotonic() < deadline, "".join(output)
             output.append(line)
-        tokens = json.loads((tmp_path / "home" / "keys" / "codec-tokens.json").read_text())
-        assert any(line.startswith(f"codec:   {codec_url}") for line in output)
-        assert not any(token in "".join(output) for token in tokens.values())
-
-        _, _, body = _http(f"{ui}/api/v1/settings", method="GET")
-        assert json.loads(body)["Codec"]["Endpoint"] == f"{codec_url}/t/{tokens['dev-web-ui']}"
-
-        codec = PayloadEncryptionCodec(parse_inline(PAYLOAD, test_keys["IDFLOW_PAYLOAD_KEYS"], "test"))
-        sealed = json_format.MessageToJson(Payloads(payloads=[codec.encrypt(Payload(data=b'"x"'))])).encode()
-        assert _http(f"{codec_url}/decode", sealed)[0] == 401
-        status, _, body = _http(f"{codec_url}/decode", sealed, Authorization=f"Bearer {tokens['dev-staff']}")
-        assert status == 200 and json_format.Parse(body, Payloads()).payloads[0].data == b'"x"'
-        status, headers, _ = _http(f"{codec_url}/t/{tokens['dev-web-ui']}/decode", method="OPTIONS",
-                                   Origin=ui, **{"Access-Control-Request-Method": "POST"})
-        assert status == 204 and headers["Access-Control-Allow-Origin"] == ui
+        yield DevStackRun(env, output, home, f"http://127.0.0.1:{codec_port}", f"http://127.0.0.1:{ui_port}")
     finally:
         dev.send_signal(signal.SIGINT)
         dev.communicate(timeout=90)
     with pytest.raises(OSError):  # the codec server stopped with the stack
         socket.create_connection(("127.0.0.1", codec_port), 1)
+
+
+def test_dev_stack_serves_the_codec_to_its_web_ui(dev_stack: DevStackRun, test_keys: dict[str, str]) -> None:
+    codec_url, ui = dev_stack.codec_url, dev_stack.ui
+    tokens = json.loads((dev_stack.home / "keys" / "codec-tokens.json").read_text())
+    assert any(line.startswith(f"codec:   {codec_url}") for line in dev_stack.output)
+    assert not any(token in "".join(dev_stack.output) for token in tokens.values())
+
+    _, _, body = _http(f"{ui}/api/v1/settings", method="GET")
+    assert json.loads(body)["Codec"]["Endpoint"] == f"{codec_url}/t/{tokens['dev-web-ui']}"
+
+    codec = PayloadEncryptionCodec(parse_inline(PAYLOAD, test_keys["IDFLOW_PAYLOAD_KEYS"], "test"))
+    sealed = json_format.MessageToJson(Payloads(payloads=[codec.encrypt(Payload(data=b'"x"'))])).encode()
+    assert _http(f"{codec_url}/decode", sealed)[0] == 401
+    status, _, body = _http(f"{codec_url}/decode", sealed, Authorization=f"Bearer {tokens['dev-staff']}")
+    assert status == 200 and json_format.Parse(body, Payloads()).payloads[0].data == b'"x"'
+    status, headers, _ = _http(f"{codec_url}/t/{tokens['dev-web-ui']}/decode", method="OPTIONS",
+                               Origin=ui, **{"Access-Control-Request-Method": "POST"})
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == ui
+
+
+def test_purge_and_status_commands(dev_stack: DevStackRun, photo_dir: Path) -> None:
+    verified = _idflow(dev_stack, "verify", "--selfie", str(photo_dir / "obama.jpg"),
+                       "--document", str(photo_dir / "obama2.jpg"), "--id", "purge-check-1")
+    assert verified.returncode == 0, verified.stderr
+    assert "kept until" in _idflow(dev_stack, "status", "purge-check-1").stdout
+
+    purged = _idflow(dev_stack, "purge", "purge-check-1", "--actor", "staff-7")
+    assert purged.returncode == 0, purged.stderr
+    assert "data key destroyed, 2 blobs deleted" in purged.stdout
+
+    status = _idflow(dev_stack, "status", "purge-check-1")
+    assert status.returncode == 0, status.stderr
+    assert "images       purged" in status.stdout and "approved" in status.stdout.lower()
+    assert "purged             by staff-7" in status.stdout
+    assert "already purged" in _idflow(dev_stack, "purge", "purge-check-1").stdout
+    replayed = _idflow(dev_stack, "replay", "purge-check-1")
+    assert replayed.returncode == 0, replayed.stderr
