@@ -50,45 +50,39 @@ WORKFLOW_ID_PREFIX = "idv-"
 # A rejection is final: never retry it, whatever an activity forgot to mark.
 _NEVER_RETRY = sorted(reason.value for reason in policy.REJECTION_REASONS)
 
+
+def _retries(first: timedelta, longest: timedelta, attempts: int = 0) -> RetryPolicy:
+    """Exponential backoff from ``first`` up to ``longest``; 0 attempts: no limit."""
+    return RetryPolicy(
+        initial_interval=first,
+        maximum_interval=longest,
+        maximum_attempts=attempts,
+        non_retryable_error_types=_NEVER_RETRY,
+    )
+
+
 # Quick database work runs as local activities in the workflow's worker: no
-# task-queue round trips (each costs ~40 ms on the dev server), same retries.
+# task-queue round trips (each costs ~30-40 ms on the dev server), same retries.
 _LOCAL = dict(
     start_to_close_timeout=timedelta(seconds=10),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(milliseconds=200),
-        maximum_interval=timedelta(seconds=10),
-        maximum_attempts=5,
-        non_retryable_error_types=_NEVER_RETRY,
-    ),
+    retry_policy=_retries(timedelta(milliseconds=200), timedelta(seconds=10), attempts=5),
 )
 # The quality check on the CPU pool (the workflow's own queue).
 _CPU = dict(
     start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(milliseconds=500),
-        maximum_interval=timedelta(seconds=30),
-        maximum_attempts=10,
-        non_retryable_error_types=_NEVER_RETRY,
-    ),
+    retry_policy=_retries(timedelta(milliseconds=500), timedelta(seconds=30), attempts=10),
 )
 # Inference on the GPU pool: heartbeats reveal a dead worker within seconds,
 # and the activity then runs again on another one.
 _GPU = dict(
     start_to_close_timeout=timedelta(seconds=60),
     heartbeat_timeout=timedelta(seconds=10),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        maximum_interval=timedelta(seconds=30),
-        maximum_attempts=10,
-        non_retryable_error_types=_NEVER_RETRY,
-    ),
+    retry_policy=_retries(timedelta(seconds=1), timedelta(seconds=30), attempts=10),
 )
 # Records must land: a database outage delays the verification, never loses it.
 _RECORD = dict(
     start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-    ),
+    retry_policy=_retries(timedelta(seconds=1), timedelta(minutes=1)),
 )
 
 

@@ -47,6 +47,10 @@ async def start_all(stack: IdflowStack, drafts: list[Any]) -> None:
     await asyncio.gather(*(stack.client.start(draft) for draft in drafts))
 
 
+async def results_of(stack: IdflowStack, ids: list[str]) -> list[VerificationResult]:
+    return list(await asyncio.gather(*(stack.client.result(vid) for vid in ids)))
+
+
 def test_sigkill_of_the_gpu_worker_loses_no_verification(
     idflow_stack: IdflowStack, photo_dir: Any
 ) -> None:
@@ -78,10 +82,7 @@ def test_sigkill_of_the_gpu_worker_loses_no_verification(
 
     idflow_stack.replace_worker("gpu", kill=True)
 
-    async def results() -> list[VerificationResult]:
-        return await asyncio.gather(*(client.result(vid) for vid in ids))
-
-    decided = idflow_stack.run(results(), timeout=120)
+    decided = idflow_stack.run(results_of(idflow_stack, ids), timeout=120)
     for pair, result in zip(cases, decided):
         assert " ".join([result.decision.value, *(r.value for r in result.reasons)]) == pair.expected
 
@@ -95,3 +96,39 @@ def test_sigkill_of_the_gpu_worker_loses_no_verification(
         ]
         retried += sum(1 for attempt in attempts if attempt > 1)
     assert retried >= taken  # every task the dead worker held ran again
+
+
+def test_sigterm_lets_the_gpu_worker_finish_its_tasks_before_it_exits(
+    idflow_stack: IdflowStack, photo_dir: Any
+) -> None:
+    pairs = sample_pairs(photo_dir)
+    cases = [pairs["same person"], pairs["different people"]] * 2
+    client = idflow_stack.client
+    drafts = [client.create(p.selfie, p.document, subject_ref="shutdown-test") for p in cases]
+    ids = [draft.verification_id for draft in drafts]
+
+    gpu = idflow_stack.workers["gpu"]
+    assert gpu.process is not None
+    gpu.process.send_signal(signal.SIGSTOP)
+    try:
+        idflow_stack.run(start_all(idflow_stack, drafts))
+        deadline = time.monotonic() + 60
+        while idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids)) == 0:
+            assert time.monotonic() < deadline, "the frozen GPU worker never took a task"
+            time.sleep(0.2)
+    finally:
+        gpu.process.send_signal(signal.SIGTERM)  # delivered when it runs again
+        gpu.process.send_signal(signal.SIGCONT)
+    assert gpu.stop() == 0
+    assert "stopped" in gpu.log_tail()
+    idflow_stack.replace_worker("gpu")
+
+    decided = idflow_stack.run(results_of(idflow_stack, ids), timeout=120)
+    assert [r.decision for r in decided] == [Decision.APPROVED, Decision.DECLINED] * 2
+    for vid in ids:  # the tasks it held were finished by it, not retried elsewhere
+        history = idflow_stack.run(client.handle(vid).fetch_history())
+        assert {
+            event.activity_task_started_event_attributes.attempt
+            for event in history.events
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        } == {1}
