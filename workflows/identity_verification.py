@@ -96,13 +96,14 @@ class _Rejected(Exception):
 
 @workflow.defn(name="IdentityVerification")
 class IdentityVerification:
-    def __init__(self) -> None:
-        self._progress: Optional[VerificationProgress] = None
+    @workflow.init
+    def __init__(self, request: VerificationRequest) -> None:
+        # Set before any handler runs: queries and updates always see a progress.
+        self._progress = VerificationProgress(request.verification_id, Stage.RESOLVING_MODELS)
         self._review: Optional[ReviewDecision] = None
 
     @workflow.run
     async def run(self, request: VerificationRequest) -> VerificationResult:
-        self._progress = VerificationProgress(request.verification_id, Stage.RESOLVING_MODELS)
         credential: Optional[IssuedCredential] = None
         try:
             self._enter(Stage.RESOLVING_MODELS)
@@ -140,7 +141,6 @@ class IdentityVerification:
 
     @workflow.query
     def progress(self) -> VerificationProgress:
-        assert self._progress is not None
         return self._progress
 
     @workflow.update
@@ -152,9 +152,10 @@ class IdentityVerification:
     @review.validator
     def _accept_review(self, decision: ReviewDecision) -> None:
         # Runs before the update is written to history: refusals leave no trace.
-        if self._progress is None or self._progress.stage is not Stage.AWAITING_REVIEW:
-            stage = self._progress.stage.value if self._progress else "starting"
-            raise ValueError(f"verification is not awaiting review (stage: {stage})")
+        if self._progress.stage is not Stage.AWAITING_REVIEW:
+            raise ValueError(
+                f"verification is not awaiting review (stage: {self._progress.stage.value})"
+            )
         if self._review is not None:
             raise ValueError(f"verification was already reviewed by {self._review.reviewer}")
         if not decision.reviewer.strip():
@@ -171,7 +172,6 @@ class IdentityVerification:
             local=True,
             **_LOCAL,
         )
-        assert self._progress is not None
         self._progress.model_versions = {task: choice.ref for task, choice in models.items()}
         workflow.upsert_search_attributes(
             [
@@ -242,7 +242,6 @@ class IdentityVerification:
     ) -> policy.Outcome:
         deadline = timedelta(seconds=request.review_deadline_seconds)
         self._enter(Stage.AWAITING_REVIEW)
-        assert self._progress is not None
         self._progress.decision = Decision.REVIEW
         self._progress.review_deadline = (workflow.now() + deadline).isoformat()
         workflow.upsert_search_attributes([search_attributes.DECISION.value_set(Decision.REVIEW.value)])
@@ -286,7 +285,6 @@ class IdentityVerification:
         outcome: policy.Outcome,
         credential: Optional[IssuedCredential],
     ) -> VerificationResult:
-        assert self._progress is not None
         self._progress.decision = outcome.decision
         self._progress.reasons = list(outcome.reasons)
         result = VerificationResult(
@@ -333,14 +331,12 @@ class IdentityVerification:
             raise _Rejected(reason) from None
 
     def _enter(self, stage: Stage) -> None:
-        assert self._progress is not None
         self._progress.stage = stage
         workflow.upsert_search_attributes([search_attributes.STATUS.value_set(stage.value)])
 
     def _note(
         self, reasons: Optional[list[ReasonCode]] = None, scores: Optional[dict[str, float]] = None
     ) -> None:
-        assert self._progress is not None
         self._progress.reasons.extend(r for r in reasons or [] if r not in self._progress.reasons)
         self._progress.scores.update(scores or {})
 
