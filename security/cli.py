@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import dataclasses
 import getpass
-import logging
 import os
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from store.engine import get_engine
 from . import keys, retention
 from .config import SecurityConfig
 from .envelope import open_data_keys
+from .log_policy import configure_logging
 from .staff_tokens import ensure_dev_tokens
 
 
@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_codec_server(args: argparse.Namespace) -> int:
     from .codec_server import run_codec_server as serve  # noqa: PLC0415 - aiohttp only here
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = Settings.from_env()
     config = SecurityConfig.from_env(settings)
     config = dataclasses.replace(

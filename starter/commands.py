@@ -17,6 +17,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from mdoc.holder import device_binding_from_pem
+from security.log_policy import configure_logging
 from security.retention import personal_data_status
 from settings import Settings
 from store import audit, verifications
@@ -119,7 +120,7 @@ async def run_dev() -> int:
 def run_worker(args: argparse.Namespace) -> int:
     from workers.pools import run_pool  # noqa: PLC0415 - loads onnxruntime
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()  # the no-personal-data log policy
     asyncio.run(run_pool(args.pool, Settings.from_env()))
     return 0
 

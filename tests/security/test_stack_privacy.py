@@ -218,6 +218,9 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
         shown_plain = b"".join(data for _, data in shown_payloads)
         assert MARKERS["given_name"].encode() in shown_plain  # the workflow input holds the claims
 
+    for worker in idflow_stack.workers.values():  # nor do the workers' logs
+        _assert_no_personal_data(worker.log_path.read_bytes(), leaky_inputs["images"])
+
 
 # --- Retention ------------------------------------------------------------------------
 
