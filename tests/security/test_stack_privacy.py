@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,7 @@ from starter.devstack import TEMPORAL_BIN
 from starter.replay import replay
 from starter.samples import SamplePair, sample_pairs
 from store import audit, data_keys, verifications
-from verification.contracts import PurgeRequest, PurgeResult, VerificationResult
+from verification.contracts import PurgeRequest, PurgeResult, Stage, VerificationResult
 from verification.errors import BlobPurged
 from verification.reasons import Decision, ReasonCode
 from workflows.identity_verification import workflow_id
@@ -217,6 +218,15 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
         assert all(encoding != ENCODING for encoding, _ in shown_payloads)
         shown_plain = b"".join(data for _, data in shown_payloads)
         assert MARKERS["given_name"].encode() in shown_plain  # the workflow input holds the claims
+
+        # Search attributes are plaintext: only the known vocabulary; the workflow id is opaque.
+        vocabulary = {*(s.value for s in Stage), *(d.value for d in Decision), *(r.value for r in ReasonCode)}
+        attributes = [json.loads(p.data) for where, p in found if "search_attributes" in where]
+        values = [v for value in attributes for v in (value if isinstance(value, list) else [value])]
+        assert len(values) >= 6
+        for value in values:
+            assert value in vocabulary or re.fullmatch(r"[a-z]+:[\w.-]+@[\w.-]+", value), value
+        assert history.workflow_id == f"idv-{verification_id}" and re.fullmatch(r"[0-9a-f]{32}", verification_id)
 
     for worker in idflow_stack.workers.values():  # nor do the workers' logs
         _assert_no_personal_data(worker.log_path.read_bytes(), leaky_inputs["images"])
