@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,7 +35,9 @@ from mdoc.mso import sign_mdoc  # noqa: E402
 from mdoc.verify import verify_device_response, verify_issuer_signed  # noqa: E402
 from models.samples import fetch_samples  # noqa: E402
 from store import credentials  # noqa: E402
-from store.blobs import FilesystemBlobStore  # noqa: E402
+from security.envelope import DataKeys  # noqa: E402
+from security.keys import BLOB, new_key, parse_inline  # noqa: E402
+from store.blobs import EncryptedBlobStore  # noqa: E402
 from store.engine import get_engine  # noqa: E402
 from verification.contracts import IssueCredentialInput  # noqa: E402
 
@@ -73,7 +75,8 @@ def main() -> None:
         keys = KeyStore(root / "keys", b"benchmark passphrase, not secret")
         keys.init(ISSUER)
         engine = get_engine(f"sqlite:///{root / 'idflow.db'}")
-        blobs = FilesystemBlobStore(root / "blobs")
+        master = parse_inline(BLOB, f"bench:{new_key()}", "a throwaway benchmark key")
+        blobs = EncryptedBlobStore(root / "blobs", DataKeys(engine, master, timedelta(days=30)))
         issuer = CredentialIssuer(engine, blobs, keys, ISSUER)
         device = holder.new_device_key()
         signer = keys.current_signer()
