@@ -19,16 +19,7 @@ import os
 from dataclasses import dataclass
 
 from settings import Settings
-
-
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+from settings import _env_int as _int  # the one integer-variable parser
 
 
 @dataclass(frozen=True)
