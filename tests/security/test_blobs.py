@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -15,6 +17,7 @@ from sqlalchemy.engine import Engine
 from security.envelope import DataKeys
 from security.keys import BLOB, KeyRing, UnknownKeyId, new_key, parse_inline
 from store import data_keys
+from store.audit import utcnow
 from store.blobs import EncryptedBlobStore
 from store.engine import get_engine
 from verification.errors import BlobIntegrityError, BlobPurged, ImageUnreadable
@@ -134,3 +137,22 @@ def test_path_escaping_ids_and_bad_media_types_are_refused(tmp_path: Path, engin
             store.put(bad_id, b"x", "image/jpeg")
     with pytest.raises(ValueError, match="invalid media type"):
         store.put("v-1", b"x", "image/jpeg\n../x")
+
+
+@pytest.mark.postgres
+def test_keys_retention_and_shredding_on_postgresql(tmp_path: Path) -> None:
+    url = os.environ.get("IDFLOW_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("IDFLOW_TEST_POSTGRES_URL is not set (e.g. .ci/run sets it)")
+    engine = get_engine(url)
+    store = _store(tmp_path, engine)
+    expired, kept = f"v-pg-{uuid.uuid4().hex}", f"v-pg-{uuid.uuid4().hex}"
+    ref = store.put(expired, b"portrait", "image/jpeg")
+    store.put(kept, b"portrait", "image/jpeg")
+    assert data_keys.set_retain_until(engine, expired, utcnow() - timedelta(seconds=1))
+    due = data_keys.expired(engine, utcnow(), limit=10_000)
+    assert expired in due and kept not in due
+    assert store.delete_verification(expired, reason="retention period ended") == 1
+    with pytest.raises(BlobPurged, match="retention period ended"):
+        store.get(expired, ref)
+    assert expired not in data_keys.expired(engine, utcnow(), limit=10_000)
