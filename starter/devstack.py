@@ -17,6 +17,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +25,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from security import codec_server
 from settings import Settings
@@ -71,15 +73,22 @@ def ui_url(settings: Settings, workflow_id: Optional[str] = None) -> str:
     return f"{base}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id}"
 
 
-async def server_answers(settings: Settings, timeout_s: float = 1.0) -> bool:
-    """Whether a Temporal server accepts connections at the configured address."""
+async def server_answers(settings: Settings, timeout_s: float = 2.0) -> bool:
+    """Whether a Temporal server at the configured address is up and serving."""
     host, port = host_port(settings.temporal_address)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
     except (OSError, asyncio.TimeoutError):
         return False
     writer.close()
-    return True
+    try:  # the port opens a moment before the frontend serves
+        client = await asyncio.wait_for(
+            Client.connect(settings.temporal_address, namespace=settings.temporal_namespace),
+            timeout_s,
+        )
+        return await client.service_client.check_health(timeout=timedelta(seconds=timeout_s))
+    except (RuntimeError, RPCError, asyncio.TimeoutError):
+        return False
 
 
 def prepare(settings: Settings) -> None:
