@@ -70,7 +70,7 @@ def row(case: str, expected: str, result: Any, millis: float) -> Row:
 
 
 def print_table(rows: list[Row]) -> None:
-    headers = ("case", "expected", "outcome", "scores", "credential", "ms", "")
+    headers = ("case", "expected", "outcome", "scores", "credential", "ms", "check")
     cells = [
         (r.case, r.expected, r.outcome, r.scores, r.credential, f"{r.millis:.0f}",
          "ok" if r.as_expected else "UNEXPECTED")
@@ -111,7 +111,12 @@ async def run_demo() -> int:
         print()
         print_table(rows)
         print()
-        print(f"Web UI: {devstack.ui_url(settings)} (filter: IdflowDecision = \"approved\")")
+        browse = f"{devstack.ui_url(settings)} (filter: IdflowDecision = \"approved\")"
+        if started is None:
+            print(f"Web UI: {browse}")
+        else:
+            # The server keeps its history on disk: `idflow dev` shows these runs again.
+            print(f"Web UI: run `idflow dev` to browse these verifications at {browse}")
         return 0 if all(r.as_expected for r in rows) else 1
     finally:
         if started is not None:
