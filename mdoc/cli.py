@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import functools
 import json
 import sys
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
@@ -27,26 +25,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from settings import Settings
+from starter.cli import clear_errors
 
 from . import certificates, holder, jwk
 from .keystore import DEFAULT_COUNTRY, DEFAULT_ORGANIZATION, KeyStore, KeyStoreError, keys_dir
 from .verify import CredentialInvalid, verify_issuer_signed
 
-Command = Callable[[argparse.Namespace], int]
-
-
-def _clear_errors(command: Command) -> Command:
-    """Print the typed error (it names the file or the failed check) instead of a traceback."""
-
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except (KeyStoreError, ValueError, OSError) as error:  # includes CredentialInvalid
-            print(f"idflow {args.command}: {error}", file=sys.stderr)
-            return 1
-
-    return run
+# The typed errors name the file or the failed check; ValueError includes CredentialInvalid.
+_clear_errors = clear_errors(KeyStoreError, ValueError, OSError)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import getpass
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from settings import Settings
+from starter.cli import clear_errors
 from store.engine import get_engine
 from verification.errors import ModelUnavailable
 
@@ -22,21 +21,8 @@ from .pull import pull
 from .samples import sample_root
 from .sources import PREPROCESSING, TASKS
 
-Command = Callable[[argparse.Namespace], int]
-
-
-def _clear_errors(command: Command) -> Command:
-    """Print the typed error's message (it names the file, hash or pin) instead of a traceback."""
-
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except (PullError, registry.RegistryError, ModelUnavailable) as error:
-            print(f"idflow models {args.models_command}: {error}", file=sys.stderr)
-            return 1
-
-    return run
+# The typed errors name the file, hash or pin.
+_clear_errors = clear_errors(PullError, registry.RegistryError, ModelUnavailable, action="models_command")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -8,11 +8,37 @@ has ``register(subparsers)`` which adds parsers whose defaults carry
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
+from collections.abc import Callable
 
 COMMAND_MODULES: list[str] = ["models.cli", "starter.commands", "mdoc.cli", "security.cli", "starter.demo"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def clear_errors(*errors: type[Exception], action: str | None = None) -> Callable[[Command], Command]:
+    """Print the typed error's message (it names the file, hash or limit) instead of a traceback.
+
+    The line reads ``idflow <command>[ <action>]: <error>`` and the command returns 1;
+    ``action`` names the attribute that holds the subcommand (e.g. ``"models_command"``).
+    """
+
+    def decorate(command: Command) -> Command:
+        @functools.wraps(command)
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return command(args)
+            except errors as error:
+                name = f"{args.command} {getattr(args, action)}" if action else args.command
+                print(f"idflow {name}: {error}", file=sys.stderr)
+                return 1
+
+        return run
+
+    return decorate
 
 
 def build_parser() -> argparse.ArgumentParser:

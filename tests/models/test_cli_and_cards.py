@@ -74,7 +74,8 @@ def test_models_commands(private_cache: Path, tmp_path: Path,
     assert "aliases now: production" in card and "Apache-2.0" in card
 
     assert run(["models", "alias", "embed", "production", "nope@1"]) == 1
-    assert "model nope@1 is not registered" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert error.startswith("idflow models alias: ") and "model nope@1 is not registered" in error
 
 
 def test_card_shows_provenance_thresholds_metrics_and_plot(model_registry_engine: Engine,
