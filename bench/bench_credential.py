@@ -37,21 +37,12 @@ from models.samples import fetch_samples  # noqa: E402
 from store import credentials  # noqa: E402
 from security.envelope import DataKeys  # noqa: E402
 from security.keys import BLOB, new_key, parse_inline  # noqa: E402
+from starter.samples import DEMO_CLAIMS  # noqa: E402
 from store.blobs import EncryptedBlobStore  # noqa: E402
 from store.engine import get_engine  # noqa: E402
 from verification.contracts import IssueCredentialInput  # noqa: E402
 
 ISSUER = "https://issuer.idflow.bench"
-CLAIMS = {
-    "family_name": "Mustermann",
-    "given_name": "Erika",
-    "birth_date": "1964-08-12",
-    "issue_date": "2024-03-01",
-    "expiry_date": "2034-02-28",
-    "issuing_country": "UT",
-    "issuing_authority": "Utopia DMV",
-    "document_number": "UT-1",
-}
 TRANSCRIPT = [None, None, None]
 
 
@@ -87,10 +78,10 @@ def main() -> None:
             verification_id = f"v{next(counter)}"
             portrait = blobs.put(verification_id, selfie, "image/jpeg")
             nonce = credentials.create_nonce(engine, verification_id)
-            return IssueCredentialInput(verification_id, holder.device_binding(device, nonce, ISSUER), CLAIMS, portrait)
+            return IssueCredentialInput(verification_id, holder.device_binding(device, nonce, ISSUER), DEMO_CLAIMS, portrait)
 
         portrait = claims.portrait_jpeg(selfie)
-        elements = claims.mdl_claims(CLAIMS, portrait, "UT", now.date()).elements
+        elements = claims.mdl_claims(DEMO_CLAIMS, portrait, "UT", now.date()).elements
         until = signer.certificate.not_valid_after_utc
         sample = request()
         first = issuer.issue(sample)

@@ -25,7 +25,8 @@ class SamplePair:
     expected: str  # what the default models and thresholds decide, as "decision REASON..."
 
 
-# mDL claims of the ISO/IEC 18013-5 example holder (a fictional person).
+# mDL claims of the ISO/IEC 18013-5 example holder (a fictional person); the demo,
+# the tests and the benchmarks all issue these (treat as read-only: copy to change).
 DEMO_CLAIMS = {
     "family_name": "Mustermann",
     "given_name": "Erika",

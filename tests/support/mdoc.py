@@ -25,6 +25,7 @@ from mdoc.keystore import KeyStore
 from store import credentials
 from security.envelope import DataKeys
 from security.keys import BLOB, parse_inline
+from starter.samples import DEMO_CLAIMS
 from store.blobs import BlobStore, EncryptedBlobStore
 from store.engine import get_engine
 from verification.contracts import IssueCredentialInput
@@ -46,17 +47,8 @@ def issuer_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
 
 @pytest.fixture
 def mdl_claims() -> dict[str, Any]:
-    return {
-        "family_name": "Mustermann",
-        "given_name": "Erika",
-        "birth_date": "1964-08-12",
-        "issue_date": "2024-03-01",
-        "expiry_date": "2034-02-28",
-        "issuing_country": "UT",
-        "issuing_authority": "Utopia Department of Motor Vehicles",
-        "document_number": "UT-9912-4471",
-        "driving_privileges": [{"vehicle_category_code": "B", "issue_date": "2024-03-01"}],
-    }
+    # The demo holder plus an optional element, so issuance covers a nested claim too.
+    return DEMO_CLAIMS | {"driving_privileges": [{"vehicle_category_code": "B", "issue_date": "2024-03-01"}]}
 
 
 @dataclass
