@@ -27,6 +27,7 @@ from verification.contracts import BlobRef, IssuedCredential
 from verification.errors import DeviceProofInvalid
 
 from .audit import utcnow
+from .rows import insert_or_existing
 
 
 def _timestamp(nullable: bool = False, **field: Any) -> Any:
@@ -134,18 +135,7 @@ def find_issued(engine: Engine, verification_id: str) -> Optional[IssuedCredenti
 
 def record_issued(engine: Engine, record: IssuedCredentialRecord) -> IssuedCredentialRecord:
     """Insert the record; when one exists for the verification, that one wins and is returned."""
-    with Session(engine) as session:
-        session.add(record)
-        try:
-            session.commit()
-            session.refresh(record)
-            return record
-        except IntegrityError:
-            session.rollback()
-            existing = session.get(IssuedCredentialRecord, record.verification_id)
-            if existing is None:
-                raise
-            return existing
+    return insert_or_existing(engine, record)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -20,10 +20,10 @@ from typing import Optional
 
 from sqlalchemy import Column, LargeBinary, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
 from .audit import utcnow
+from .rows import insert_or_existing
 
 
 class DataKeyRecord(SQLModel, table=True):
@@ -49,17 +49,7 @@ def get(engine: Engine, verification_id: str) -> Optional[DataKeyRecord]:
 
 def insert_if_absent(engine: Engine, row: DataKeyRecord) -> DataKeyRecord:
     """Insert ``row`` unless the verification has one; returns the row that holds."""
-    with Session(engine) as session:
-        session.add(row)
-        try:
-            session.commit()
-            session.refresh(row)
-            return row
-        except IntegrityError:  # another process created it first: use theirs
-            session.rollback()
-    existing = get(engine, row.verification_id)
-    assert existing is not None
-    return existing
+    return insert_or_existing(engine, row)
 
 
 def destroy(engine: Engine, verification_id: str, reason: str, retain_until: datetime) -> bool:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import os
+from datetime import datetime, timezone
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -92,6 +94,26 @@ def test_racing_attempts_both_return_the_first_record(issuance, monkeypatch):
 
     assert late == first
     assert len(_records(issuance.engine)) == 1
+
+
+def test_record_issued_keeps_the_first_record_and_raises_other_integrity_errors(issuance):
+    def record(mso_digest: str, doc_type: str | None = "org.iso.18013.5.1.mDL") -> IssuedCredentialRecord:
+        now = datetime.now(timezone.utc)
+        return IssuedCredentialRecord(
+            verification_id="v-1", doc_type=doc_type, mso_digest=mso_digest, device_key_thumbprint="t",
+            signed_at=now, valid_from=now, valid_until=now, signer_serial="s", blob_id="b", blob_sha256="h",
+        )
+
+    first = record("first")
+    assert credentials.record_issued(issuance.engine, first) is first
+    held = credentials.record_issued(issuance.engine, record("second"))  # a racing second issuance
+    assert held.mso_digest == "first"
+    assert [row.mso_digest for row in _records(issuance.engine)] == ["first"]
+
+    broken = record("third", doc_type=None)
+    broken.verification_id = "v-2"
+    with pytest.raises(IntegrityError):  # not a duplicate: no row to return, the error stands
+        credentials.record_issued(issuance.engine, broken)
 
 
 # --- The activity -------------------------------------------------------------
