@@ -3,7 +3,7 @@
 A model version (``name@version``) is immutable: its file is pinned by sha256
 and lives in the model cache. An alias (``production``, ``candidate``, ...) is
 a movable name per task that resolves to exact versions; every move is
-appended to the alias history, which is never rewritten. Workflows resolve
+appended to the alias history, which the database refuses to rewrite. Workflows resolve
 their pins to ``ModelChoice`` once, at start, and record the exact versions.
 """
 
@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
+from store.append_only import append_only
 from store.audit import utcnow
 from verification.contracts import ModelChoice
 from verification.errors import ModelUnavailable
@@ -86,8 +87,9 @@ class ModelAlias(SQLModel, table=True):
     moved_by: str = Field(max_length=200)
 
 
+@append_only
 class AliasMove(SQLModel, table=True):
-    """One move of an alias; rows are only ever appended."""
+    """One move of an alias; the database refuses UPDATE and DELETE on the history."""
 
     __tablename__ = "model_alias_history"
 

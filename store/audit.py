@@ -11,16 +11,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, DDL, event
+from sqlalchemy import JSON, Column
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
+
+from .append_only import append_only
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@append_only  # the database itself refuses UPDATE and DELETE
 class AuditEntry(SQLModel, table=True):
     __tablename__ = "audit_log"
 
@@ -31,30 +34,6 @@ class AuditEntry(SQLModel, table=True):
     actor: str = Field(max_length=200)  # "client", "workflow" or a reviewer id
     at: datetime = Field(default_factory=utcnow)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-
-
-# Refuse UPDATE and DELETE in the database itself, for each supported dialect.
-_APPEND_ONLY = {
-    "sqlite": [
-        f"CREATE TRIGGER audit_log_no_{op} BEFORE {op.upper()} ON audit_log "
-        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
-        for op in ("update", "delete")
-    ],
-    "postgresql": [
-        "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql "
-        "AS $$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
-        *(
-            f"CREATE TRIGGER audit_log_no_{op} BEFORE {op.upper()} ON audit_log "
-            "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()"
-            for op in ("update", "delete")
-        ),
-    ],
-}
-for _dialect, _statements in _APPEND_ONLY.items():
-    for _statement in _statements:
-        event.listen(
-            AuditEntry.__table__, "after_create", DDL(_statement).execute_if(dialect=_dialect)
-        )
 
 
 def append(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from models.cache import model_file, model_path, sha256_of
 from models.errors import ModelHashMismatch
@@ -205,3 +206,29 @@ def test_registry_on_postgres(postgres_engine: Engine, model_cache: Path, tmp_pa
     assert record_metrics(engine, "faceplugin-fr-liveness", "0.0.2", {"apcer": 0.1}) == {"apcer": 0.1}
     with pytest.raises(ModelUnavailable):
         resolve(engine, "liveness", "shadow")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def registry_engine(request: pytest.FixtureRequest, model_cache: Path) -> Engine:
+    """A registry with the pulled models (and their seeded alias history), on each database."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("model_registry_engine")
+    engine = request.getfixturevalue("postgres_engine")
+    register_pulled(engine, model_cache)
+    return engine
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE model_alias_history SET target = 'forged@1', moved_by = 'mallory'",
+    "DELETE FROM model_alias_history",
+])
+def test_alias_history_cannot_be_rewritten_through_sql(registry_engine: Engine, statement: str) -> None:
+    engine = registry_engine
+    history = alias_history(engine)
+    assert history  # the seeded production aliases
+    with pytest.raises(DBAPIError, match="model_alias_history is append-only"):
+        with engine.begin() as connection:
+            connection.execute(text(statement))
+    assert alias_history(engine) == history
+    set_alias(engine, "detect", "production", BLAZEFACE_REF, moved_by="alice")  # appending still works
+    assert [m.moved_by for m in alias_history(engine)] == [m.moved_by for m in history] + ["alice"]
