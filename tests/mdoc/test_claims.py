@@ -134,6 +134,15 @@ def test_undecodable_selfie_is_a_typed_error(data):
         portrait_jpeg(data)
 
 
+def test_portrait_refuses_what_ingest_refuses(malformed_image_corpus):
+    """One decoder, one set of limits: every hostile image ingest refuses is refused here too."""
+    for name, (data, reason) in malformed_image_corpus.items():
+        message = "too large" if reason is ReasonCode.INPUT_TOO_LARGE else "cannot be decoded"
+        with pytest.raises(ClaimsInvalid, match=message) as refused:
+            portrait_jpeg(data)
+        assert refused.value.reason is ReasonCode.CLAIMS_INVALID, name
+
+
 def test_claims_error_through_the_issuer_issues_nothing(issuance):
     request = issuance.request("v-1", claims=issuance.claims | {"issuing_country": "DE"})
 
