@@ -24,10 +24,8 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -37,6 +35,7 @@ from temporalio.converter import DataConverter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
 
+from bench.timing import median_ms  # noqa: E402
 from security.keys import PAYLOAD, new_key, parse_inline  # noqa: E402
 from security.payload_codec import PayloadEncryptionCodec, data_converter  # noqa: E402
 from settings import Settings  # noqa: E402
@@ -67,15 +66,6 @@ def _result() -> VerificationResult:
                               {"embed": "faceplugin-fr-feature@0.0.1"}, credential)
 
 
-def _median_us(step: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e6)
-    return statistics.median(times)
-
-
 def per_payload(repeat: int) -> None:
     codec = PayloadEncryptionCodec(parse_inline(PAYLOAD, f"bench:{new_key()}", "bench"))
     converter = DataConverter.default.payload_converter
@@ -85,8 +75,8 @@ def per_payload(repeat: int) -> None:
                         ("workflow result (credential)", _result())):
         [payload] = converter.to_payloads([value])
         sealed = codec.encrypt(payload)
-        to_json = _median_us(lambda: converter.to_payloads([value]), repeat)
-        round_trip = _median_us(lambda: codec.decrypt(codec.encrypt(payload)), repeat)
+        to_json = 1000 * median_ms(lambda: converter.to_payloads([value]), repeat)
+        round_trip = 1000 * median_ms(lambda: codec.decrypt(codec.encrypt(payload)), repeat)
         print(f"{name:<34}{payload.ByteSize():>8}{sealed.ByteSize():>8}{to_json:>8.0f}us"
               f"{round_trip:>8.0f}us{round_trip / to_json:>12.2f}")
 

@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -28,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cryptography.x509  # noqa: E402,F401  pymdoccbor uses it without importing it
 from pymdoccbor.mdoc.verifier import MdocCbor  # noqa: E402
 
+from bench.timing import median_ms  # noqa: E402
 from mdoc import claims, holder, proof  # noqa: E402
 from mdoc.issuer import CredentialIssuer  # noqa: E402
 from mdoc.keystore import KeyStore  # noqa: E402
@@ -44,15 +42,6 @@ from verification.contracts import IssueCredentialInput  # noqa: E402
 
 ISSUER = "https://issuer.idflow.bench"
 TRANSCRIPT = [None, None, None]
-
-
-def median_ms(step: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:

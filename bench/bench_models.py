@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import median_ms  # noqa: E402
 from models.batching import BatchPolicy  # noqa: E402
 from models.face import FaceModels, decode_image, face_embedding, liveness_score, observe_faces  # noqa: E402
 from models.face import stages  # noqa: E402
@@ -46,16 +47,6 @@ from store.engine import get_engine  # noqa: E402
 PHOTOS = (*OBAMA, BIDEN, "astronaut.png")
 BATCH_SIZES = (1, 4, 8, 16)
 BATCHED_TASKS = ("embed", "liveness")
-
-
-def median_ms(run: Callable[[], object], repeat: int) -> float:
-    run()  # warm caches
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
 
 
 def stage_latencies(models: FaceModels, photos: dict[str, bytes], repeat: int) -> dict[str, float]:
@@ -85,7 +76,7 @@ def stage_latencies(models: FaceModels, photos: dict[str, bytes], repeat: int) -
             "whole chain": lambda: _chain(data, models),
         }
         for stage, run in measured.items():
-            per_stage.setdefault(stage, []).append(median_ms(run, repeat))
+            per_stage.setdefault(stage, []).append(median_ms(run, repeat, warm_up=True))
     return {stage: round(statistics.mean(values), 2) for stage, values in per_stage.items()}
 
 
@@ -138,8 +129,8 @@ def batching_gains(cache: Path, choices: dict, threads: int, repeat: int) -> dic
                 policy = BatchPolicy(max_batch_size=size, max_wait_ms=2.0)
                 with ModelServer(cache, batch_policy=policy, threads=threads) as batching:
                     batched = batching.runner(choices[task])
-                    one_by_one = median_ms(lambda: [single.run(x) for x in items[:size]], repeat)
-                    as_batch = median_ms(lambda: batched.run_batch(items[:size]), repeat)
+                    one_by_one = median_ms(lambda: [single.run(x) for x in items[:size]], repeat, warm_up=True)
+                    as_batch = median_ms(lambda: batched.run_batch(items[:size]), repeat, warm_up=True)
                     per_caller = max(4, repeat * 2 // size)
                     unbatched_rate = concurrent_rate(single.run, items, size, per_caller)
                     batched_rate = concurrent_rate(batched.run, items, size, per_caller)
