@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Iterable, Optional
 
-from .contracts import ModelChoice, QualityReport, ReviewDecision
+from .contracts import ModelChoice, QualityReport, ReviewDecision, Stage
 from .reasons import INPUT_REASONS, QUALITY_REASONS, Decision, ReasonCode
 
 # Input the user can fix by capturing again; every other rejection is final.
@@ -28,6 +28,10 @@ REJECTION_REASONS = INPUT_REASONS | {
     ReasonCode.CLAIMS_INVALID,
     ReasonCode.MODEL_UNAVAILABLE,
 }
+
+
+# Stages whose steps can give up (their retries run out) before anything is decided.
+UNDECIDED_STAGES = frozenset({Stage.RESOLVING_MODELS, Stage.QUALITY_CHECK, Stage.BIOMETRICS})
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,23 @@ def rejection_outcome(reason: ReasonCode) -> Outcome:
     if reason not in REJECTION_REASONS | QUALITY_REASONS:
         raise ValueError(f"{reason.value} is not a rejection reason")
     return Outcome(Decision.RETRY if reason in RECAPTURABLE else Decision.DECLINED, (reason,))
+
+
+def processing_failed_outcome(stage: Stage, approved: Optional[Outcome] = None) -> Outcome:
+    """A step kept failing on an unexpected error until its retries ran out: a person decides.
+
+    Before a decision (models, quality check, liveness, face match): REVIEW with
+    PROCESSING_FAILED; there is no score to go on. During credential binding the
+    approval stands: REVIEW with its reasons plus PROCESSING_FAILED, and a
+    reviewer who approves has the binding tried again.
+    """
+    if stage in UNDECIDED_STAGES:
+        return Outcome(Decision.REVIEW, (ReasonCode.PROCESSING_FAILED,))
+    if stage is Stage.BINDING_CREDENTIAL:
+        if approved is None or approved.decision is not Decision.APPROVED:
+            raise ValueError("credential binding only follows an approval")
+        return Outcome(Decision.REVIEW, approved.reasons + (ReasonCode.PROCESSING_FAILED,))
+    raise ValueError(f"no step of stage {stage.value} gives up: its retries never run out")
 
 
 def review_outcome(grey_zone: Outcome, review: Optional[ReviewDecision]) -> Outcome:

@@ -2,6 +2,17 @@
 
 Reason codes are plaintext in search attributes and the database, so each one
 names a kind of outcome, never anything about the person.
+
+Every verification ends in one of the decisions below, whatever fails:
+
+- input no retry can fix (corrupt or purged images, a bad device proof, an
+  unknown model pin) is decided on the first attempt with its reason code;
+- a step that keeps failing on an unexpected error (a worker fault, a broken
+  model file, a database outage) is retried, and once its attempts are spent
+  (``VerificationRequest.processing_attempts``) the verification goes to a
+  person: REVIEW with ``PROCESSING_FAILED``, visible in the database row, the
+  audit log and the ``IdflowReasons`` search attribute while it waits
+  (``verification.policy.processing_failed_outcome`` has the mapping).
 """
 
 from __future__ import annotations
@@ -41,6 +52,11 @@ class ReasonCode(str, Enum):
     # Credential binding.
     DEVICE_PROOF_INVALID = "DEVICE_PROOF_INVALID"
     CLAIMS_INVALID = "CLAIMS_INVALID"
+    # A step kept failing on an unexpected error until its retries ran out: a
+    # person decides (REVIEW). In the quality check, liveness or face match there
+    # is no score to go on; during credential binding the approval stands and
+    # approving again binds again (the issuer never signs twice for one verification).
+    PROCESSING_FAILED = "PROCESSING_FAILED"
     # Review.
     REVIEW_APPROVED = "REVIEW_APPROVED"
     REVIEW_DECLINED = "REVIEW_DECLINED"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from verification import policy
-from verification.contracts import ModelChoice, QualityMeasures, QualityReport, ReviewDecision
+from verification.contracts import ModelChoice, QualityMeasures, QualityReport, ReviewDecision, Stage
 from verification.reasons import Decision, ReasonCode
 
 LIVENESS = ModelChoice("liveness", "live", "1", "0" * 64, accept=0.8, reject=0.3)
@@ -86,3 +86,32 @@ def test_review_outcome_keeps_why_it_was_reviewed() -> None:
     assert policy.review_outcome(grey, None) == policy.Outcome(
         Decision.DECLINED, (ReasonCode.FACE_MATCH_UNCERTAIN, ReasonCode.REVIEW_EXPIRED)
     )
+
+
+@pytest.mark.parametrize("stage", [Stage.RESOLVING_MODELS, Stage.QUALITY_CHECK, Stage.BIOMETRICS])
+def test_a_step_that_gives_up_before_a_decision_goes_to_a_person(stage: Stage) -> None:
+    assert policy.processing_failed_outcome(stage) == policy.Outcome(
+        Decision.REVIEW, (ReasonCode.PROCESSING_FAILED,)
+    )
+
+
+def test_a_binding_that_gives_up_keeps_the_approval_for_the_reviewer() -> None:
+    approved = policy.Outcome(Decision.APPROVED, (ReasonCode.FACE_MATCH_UNCERTAIN, ReasonCode.REVIEW_APPROVED))
+    pending = policy.processing_failed_outcome(Stage.BINDING_CREDENTIAL, approved)
+    assert pending == policy.Outcome(Decision.REVIEW, approved.reasons + (ReasonCode.PROCESSING_FAILED,))
+    # The reviewer's approval binds again; a decline or the deadline ends without a credential.
+    again = policy.review_outcome(pending, ReviewDecision("staff-7", True, "issuer keys restored"))
+    assert again.decision is Decision.APPROVED and again.reasons[-2:] == (
+        ReasonCode.PROCESSING_FAILED, ReasonCode.REVIEW_APPROVED)
+    assert policy.review_outcome(pending, None).decision is Decision.DECLINED
+
+    with pytest.raises(ValueError, match="only follows an approval"):
+        policy.processing_failed_outcome(Stage.BINDING_CREDENTIAL)
+    with pytest.raises(ValueError, match="only follows an approval"):
+        policy.processing_failed_outcome(Stage.BINDING_CREDENTIAL, policy.Outcome(Decision.DECLINED))
+
+
+@pytest.mark.parametrize("stage", [Stage.AWAITING_REVIEW, Stage.RECORDING, Stage.COMPLETED])
+def test_stages_whose_steps_never_give_up_have_no_processing_failure(stage: Stage) -> None:
+    with pytest.raises(ValueError, match="never run out"):
+        policy.processing_failed_outcome(stage)
