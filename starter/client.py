@@ -121,8 +121,13 @@ class VerificationClient:
         claims: Optional[dict[str, Any]] = None,
         model_pins: Optional[dict[str, str]] = None,
         review_deadline_seconds: Optional[int] = None,
+        processing_attempts: int = VerificationRequest.processing_attempts,
     ) -> WorkflowHandle[IdentityVerification, VerificationResult]:
-        """Start the workflow, or return the running or finished one with this id."""
+        """Start the workflow, or return the running or finished one with this id.
+
+        ``processing_attempts``: how often each step is tried against unexpected
+        errors before the verification goes to a person (PROCESSING_FAILED).
+        """
         request = VerificationRequest(
             verification_id=draft.verification_id,
             subject_ref=draft.subject_ref,
@@ -133,6 +138,7 @@ class VerificationClient:
             model_pins=dict(model_pins or {}),
             review_deadline_seconds=review_deadline_seconds or self.settings.review_deadline_seconds,
             gpu_task_queue=self.settings.gpu_task_queue,
+            processing_attempts=processing_attempts,
         )
         try:
             return await self.temporal.start_workflow(

@@ -81,15 +81,17 @@ def record(engine: Engine, entry: RecordInput, key: str) -> None:
         row.updated_at = now
         if entry.reviewer is not None:
             row.reviewer = entry.reviewer
-        if entry.result is not None:
-            result = entry.result
-            row.decision = result.decision.value
-            row.reasons = [reason.value for reason in result.reasons]
+        result = entry.result
+        decision, reasons = (result.decision, result.reasons) if result else (entry.decision, entry.reasons)
+        if decision is not None:  # the result's, or REVIEW while a person decides
+            row.decision = decision.value
+            row.reasons = [reason.value for reason in reasons]
+            details |= {"decision": row.decision, "reasons": row.reasons}
+        if result is not None:
             row.scores = dict(result.scores)
             row.model_versions = dict(result.model_versions)
             row.credential_issued = result.credential is not None
             row.decided_at = now
-            details |= {"decision": row.decision, "reasons": row.reasons}
         session.add(row)
         session.commit()
     if entry.note is not None:

@@ -101,6 +101,9 @@ class VerificationRequest:
     model_pins: dict[str, str] = field(default_factory=dict)  # task -> alias or name@version
     review_deadline_seconds: int = 72 * 3600
     gpu_task_queue: str = "idflow-gpu"  # where liveness and face match run (settings)
+    # Attempts each step gets against unexpected errors before a person decides
+    # (PROCESSING_FAILED); input no retry can fix is decided on the first attempt.
+    processing_attempts: int = 10
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,9 @@ class RecordInput:
     result: Optional[VerificationResult] = None
     reviewer: Optional[str] = None
     note: Optional[str] = None  # reviewer's reason: kept in the audit log only
+    # A decision before the result (REVIEW, while a person decides) and its reasons.
+    decision: Optional[Decision] = None
+    reasons: list[ReasonCode] = field(default_factory=list)
 
 
 @dataclass

@@ -6,20 +6,23 @@
     → credential binding when approved → record the result
 
 Deterministic code only: no I/O, no numpy. The activities do the work; the
-decision is ``verification.policy``. Input an activity can never process
-raises a non-retryable error whose type is a reason code; it ends the
-verification with a decision instead of a retry.
+decision is ``verification.policy``. Every verification ends in a recorded
+decision: input an activity can never process raises a non-retryable error
+whose type is a reason code and is decided at once; a step that keeps failing
+on an unexpected error is retried ``request.processing_attempts`` times and
+then left to a person (REVIEW, ``PROCESSING_FAILED``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Optional
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities import names
@@ -61,24 +64,33 @@ def _retries(first: timedelta, longest: timedelta, attempts: int = 0) -> RetryPo
     )
 
 
+@dataclass(frozen=True)
+class _Step:
+    """How one kind of processing step runs; its attempts come from the request."""
+
+    start_to_close: timedelta
+    first_retry: timedelta
+    longest_retry: timedelta
+    heartbeat: Optional[timedelta] = None
+
+    def options(self, attempts: int) -> dict[str, Any]:
+        options: dict[str, Any] = dict(
+            start_to_close_timeout=self.start_to_close,
+            retry_policy=_retries(self.first_retry, self.longest_retry, attempts),
+        )
+        if self.heartbeat is not None:
+            options["heartbeat_timeout"] = self.heartbeat
+        return options
+
+
 # Quick database work runs as local activities in the workflow's worker: no
-# task-queue round trips (each costs ~30-40 ms on the dev server), same retries.
-_LOCAL = dict(
-    start_to_close_timeout=timedelta(seconds=10),
-    retry_policy=_retries(timedelta(milliseconds=200), timedelta(seconds=10), attempts=5),
-)
-# The quality check on the CPU pool (the workflow's own queue).
-_CPU = dict(
-    start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=_retries(timedelta(milliseconds=500), timedelta(seconds=30), attempts=10),
-)
+# task-queue round trips (each costs ~30-40 ms on the dev server), same retry rules.
+_LOCAL = _Step(timedelta(seconds=10), timedelta(milliseconds=200), timedelta(seconds=10))
+# The quality check and credential binding on the CPU pool (the workflow's own queue).
+_CPU = _Step(timedelta(seconds=30), timedelta(milliseconds=500), timedelta(seconds=30))
 # Inference on the GPU pool: heartbeats reveal a dead worker within seconds,
 # and the activity then runs again on another one.
-_GPU = dict(
-    start_to_close_timeout=timedelta(seconds=60),
-    heartbeat_timeout=timedelta(seconds=10),
-    retry_policy=_retries(timedelta(seconds=1), timedelta(seconds=30), attempts=10),
-)
+_GPU = _Step(timedelta(seconds=60), timedelta(seconds=1), timedelta(seconds=30), timedelta(seconds=10))
 # Records must land: a database outage delays the verification, never loses it.
 _RECORD = dict(
     start_to_close_timeout=timedelta(seconds=30),
@@ -94,6 +106,14 @@ class _Rejected(Exception):
         self.reason = reason
 
 
+class _ProcessingFailed(Exception):
+    """An activity kept failing on an unexpected error until its retries ran out."""
+
+    def __init__(self, stage: Stage) -> None:
+        super().__init__(stage.value)
+        self.stage = stage
+
+
 @workflow.defn(name="IdentityVerification")
 class IdentityVerification:
     @workflow.init
@@ -104,7 +124,23 @@ class IdentityVerification:
 
     @workflow.run
     async def run(self, request: VerificationRequest) -> VerificationResult:
+        outcome = await self._assess(request)
+
+        if outcome.decision is Decision.REVIEW:
+            outcome = await self._wait_for_review(request, outcome)
+
         credential: Optional[IssuedCredential] = None
+        if outcome.decision is Decision.APPROVED and request.device is not None:
+            credential, outcome = await self._bind_credential(request, outcome)
+
+        return await self._record_result(request, outcome, credential)
+
+    async def _assess(self, request: VerificationRequest) -> policy.Outcome:
+        """Models, then the quality check, then liveness and face match: the automatic outcome.
+
+        Input no retry can fix decides at once; a step that runs out of retries
+        on an unexpected error leaves the decision to a person.
+        """
         try:
             self._enter(Stage.RESOLVING_MODELS)
             models = await self._resolve_models(request)
@@ -115,27 +151,21 @@ class IdentityVerification:
                 self._check_quality(request, "document", models),
             )
             outcome = policy.quality_outcome([selfie, document])
+            if outcome is not None:
+                return outcome
 
-            if outcome is None:
-                self._enter(Stage.BIOMETRICS)
-                liveness, match = await asyncio.gather(
-                    self._check_liveness(request, selfie, models["liveness"]),
-                    self._match_faces(request, selfie, document, models["embed"]),
-                )
-                outcome = policy.biometric_outcome(
-                    liveness.score, models["liveness"], match.similarity, models["embed"]
-                )
-
-            if outcome.decision is Decision.REVIEW:
-                outcome = await self._wait_for_review(request, outcome)
-
-            if outcome.decision is Decision.APPROVED and request.device is not None:
-                self._enter(Stage.BINDING_CREDENTIAL)
-                credential = await self._bind_credential(request)
+            self._enter(Stage.BIOMETRICS)
+            liveness, match = await asyncio.gather(
+                self._check_liveness(request, selfie, models["liveness"]),
+                self._match_faces(request, selfie, document, models["embed"]),
+            )
+            return policy.biometric_outcome(
+                liveness.score, models["liveness"], match.similarity, models["embed"]
+            )
         except _Rejected as rejected:
-            outcome = policy.rejection_outcome(rejected.reason)
-
-        return await self._record_result(request, outcome, credential)
+            return policy.rejection_outcome(rejected.reason)
+        except _ProcessingFailed as failed:
+            return policy.processing_failed_outcome(failed.stage)
 
     # --- What people and the UI see ------------------------------------------
 
@@ -145,7 +175,11 @@ class IdentityVerification:
 
     @workflow.update
     async def review(self, decision: ReviewDecision) -> Decision:
-        """A person decides a grey-zone verification; returns the resulting decision."""
+        """A person decides a verification awaiting review; returns the resulting decision.
+
+        It awaits review when a score falls in the grey zone, or when a step ran
+        out of retries (PROCESSING_FAILED).
+        """
         self._review = decision
         return Decision.APPROVED if decision.approve else Decision.DECLINED
 
@@ -170,7 +204,7 @@ class IdentityVerification:
             result_type=dict[str, ModelChoice],
             summary="Resolve model aliases to exact versions",
             local=True,
-            **_LOCAL,
+            **_LOCAL.options(request.processing_attempts),
         )
         self._progress.model_versions = {task: choice.ref for task, choice in models.items()}
         workflow.upsert_search_attributes(
@@ -191,7 +225,7 @@ class IdentityVerification:
             QualityCheckInput(request.verification_id, role, image, models),
             result_type=QualityReport,
             summary=f"Quality check: {role}",
-            **_CPU,
+            **_CPU.options(request.processing_attempts),
         )
         self._note(reasons=report.reasons)
         return report
@@ -206,7 +240,7 @@ class IdentityVerification:
             result_type=LivenessResult,
             summary=f"Liveness of the selfie ({model.ref})",
             task_queue=request.gpu_task_queue,
-            **_GPU,
+            **_GPU.options(request.processing_attempts),
         )
         self._note(scores={"liveness": result.score})
         return result
@@ -232,20 +266,33 @@ class IdentityVerification:
             result_type=FaceMatchResult,
             summary=f"Face match: selfie vs document portrait ({model.ref})",
             task_queue=request.gpu_task_queue,
-            **_GPU,
+            **_GPU.options(request.processing_attempts),
         )
         self._note(scores={"face_match": result.similarity})
         return result
 
     async def _wait_for_review(
-        self, request: VerificationRequest, grey_zone: policy.Outcome
+        self, request: VerificationRequest, pending: policy.Outcome
     ) -> policy.Outcome:
         deadline = timedelta(seconds=request.review_deadline_seconds)
+        self._review = None  # each round starts undecided: a binding may ask a second time
         self._enter(Stage.AWAITING_REVIEW)
         self._progress.decision = Decision.REVIEW
+        self._progress.reasons = list(pending.reasons)
         self._progress.review_deadline = (workflow.now() + deadline).isoformat()
-        workflow.upsert_search_attributes([search_attributes.DECISION.value_set(Decision.REVIEW.value)])
-        await self._record(request, Stage.AWAITING_REVIEW, "review_requested")
+        workflow.upsert_search_attributes(
+            [
+                search_attributes.DECISION.value_set(Decision.REVIEW.value),
+                search_attributes.REASONS.value_set([reason.value for reason in pending.reasons]),
+            ]
+        )
+        await self._record(
+            request,
+            Stage.AWAITING_REVIEW,
+            "review_requested",
+            decision=Decision.REVIEW,
+            reasons=list(pending.reasons),
+        )
         try:
             await workflow.wait_condition(
                 lambda: self._review is not None,
@@ -254,7 +301,7 @@ class IdentityVerification:
             )
         except asyncio.TimeoutError:
             pass  # nobody decided in time: review_outcome declines with REVIEW_EXPIRED
-        outcome = policy.review_outcome(grey_zone, self._review)
+        outcome = policy.review_outcome(pending, self._review)
         if self._review is not None:
             await self._record(
                 request,
@@ -265,19 +312,39 @@ class IdentityVerification:
             )
         return outcome
 
-    async def _bind_credential(self, request: VerificationRequest) -> IssuedCredential:
-        return await self._activity(
-            names.ISSUE_CREDENTIAL,
-            IssueCredentialInput(
-                verification_id=request.verification_id,
-                device=request.device,
-                claims=request.claims or {},
-                portrait=request.selfie,
-            ),
-            result_type=IssuedCredential,
-            summary="Issue the mdoc bound to the holder's device key",
-            **_CPU,
-        )
+    async def _bind_credential(
+        self, request: VerificationRequest, approved: policy.Outcome
+    ) -> tuple[Optional[IssuedCredential], policy.Outcome]:
+        """The mdoc bound to the holder's device key, and the outcome it ends with.
+
+        When binding gives up on an unexpected error a person decides: approving
+        has it tried again (the issuer returns what an earlier attempt signed,
+        never a second credential); declining, or nobody deciding in time, ends
+        the verification without one.
+        """
+        outcome = approved
+        while outcome.decision is Decision.APPROVED:
+            self._enter(Stage.BINDING_CREDENTIAL)
+            try:
+                credential: IssuedCredential = await self._activity(
+                    names.ISSUE_CREDENTIAL,
+                    IssueCredentialInput(
+                        verification_id=request.verification_id,
+                        device=request.device,
+                        claims=request.claims or {},
+                        portrait=request.selfie,
+                    ),
+                    result_type=IssuedCredential,
+                    summary="Issue the mdoc bound to the holder's device key",
+                    **_CPU.options(request.processing_attempts),
+                )
+                return credential, outcome
+            except _Rejected as rejected:
+                return None, policy.rejection_outcome(rejected.reason)
+            except _ProcessingFailed as failed:
+                pending = policy.processing_failed_outcome(failed.stage, outcome)
+                outcome = await self._wait_for_review(request, pending)
+        return None, outcome
 
     async def _record_result(
         self,
@@ -320,15 +387,19 @@ class IdentityVerification:
     # --- Plumbing -------------------------------------------------------------
 
     async def _activity(self, name: str, arg: Any, local: bool = False, **options: Any) -> Any:
-        """Run an activity; a non-retryable rejection becomes ``_Rejected``."""
+        """Run an activity: a rejection becomes ``_Rejected``, spent retries ``_ProcessingFailed``."""
         execute = workflow.execute_local_activity if local else workflow.execute_activity
         try:
             return await execute(name, arg, **options)
-        except ActivityError as err:
-            reason = _rejection_reason(err)
-            if reason is None:
+        except FailureError as err:
+            # A normal activity's failure comes wrapped in ActivityError, a local one's bare.
+            failure = err.cause if isinstance(err, ActivityError) else err
+            if isinstance(failure, CancelledError):
                 raise
-            raise _Rejected(reason) from None
+            reason = _rejection_reason(failure)
+            if reason is not None:
+                raise _Rejected(reason) from None
+            raise _ProcessingFailed(self._progress.stage) from None
 
     def _enter(self, stage: Stage) -> None:
         self._progress.stage = stage
@@ -345,12 +416,11 @@ def workflow_id(verification_id: str) -> str:
     return WORKFLOW_ID_PREFIX + verification_id
 
 
-def _rejection_reason(err: ActivityError) -> Optional[ReasonCode]:
-    cause = err.cause
-    if not isinstance(cause, ApplicationError) or not cause.non_retryable:
+def _rejection_reason(failure: Optional[BaseException]) -> Optional[ReasonCode]:
+    if not isinstance(failure, ApplicationError) or not failure.non_retryable:
         return None
     try:
-        reason = ReasonCode(cause.type)
+        reason = ReasonCode(failure.type)
     except ValueError:
         return None
     return reason if reason in policy.REJECTION_REASONS else None
