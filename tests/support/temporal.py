@@ -9,19 +9,28 @@
   models registered) and task queues, and both pools as real subprocesses
   (``python -m starter worker --pool cpu|gpu``), plus a ``VerificationClient``.
   ``start_stack`` builds one with other settings (e.g. a PostgreSQL URL).
+  When the module is done, every verification it finished is replayed with
+  the current workflow code (``IdflowStack.replay_finished``).
+- Real faults and grey zones on demand: ``grey_zone_pins`` (a stricter model
+  version), ``corrupted_model_pins`` (a model file corrupted after
+  registration), ``take_issuer_keys_away`` (the issuer cannot sign).
+- ``standalone_stack``: server and stack for scripts (histories, soak bench).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
@@ -29,14 +38,16 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from mdoc.keystore import ensure_keys, keys_dir
-from models.cache import model_file
+from models.cache import model_file, version_dir, visible_files
+from models.pull import pull
 from models.registry import PRODUCTION, get_version, register_pulled, register_version
 from models.registry import resolve as registry_resolve
 from settings import Settings
 from starter.client import VerificationClient
 from starter.devstack import TEMPORAL_BIN, worker_command
+from starter.replay import replay
 from store.engine import get_engine
-from verification.contracts import VerificationResult
+from verification.contracts import ModelChoice, VerificationResult
 from workflows import search_attributes
 
 T = TypeVar("T")
@@ -189,6 +200,28 @@ class IdflowStack:
 
         return self.run(verify())
 
+    def replay_finished(self) -> int:
+        """Replay every finished verification of this stack with ``starter.replay``.
+
+        Each history the tests produced, under whatever timing they met (retries,
+        reviews, worker crashes, slow local activities), must replay with the
+        current code. Raises ``ReplayFailed`` naming the first that does not;
+        returns how many replayed.
+        """
+        query = (
+            f"WorkflowType = 'IdentityVerification' AND TaskQueue = '{self.settings.cpu_task_queue}'"
+            " AND ExecutionStatus != 'Running'"
+        )
+
+        async def replay_all() -> int:
+            replayed = 0
+            async for history in self.client.temporal.list_workflows(query).map_histories():
+                await replay(history, self.settings)
+                replayed += 1
+            return replayed
+
+        return self.run(replay_all())
+
     def stop(self) -> None:
         for worker in self.workers.values():
             worker.stop()
@@ -214,7 +247,66 @@ def start_stack(server: TemporalServer, settings: Settings) -> IdflowStack:
     return stack
 
 
+@contextlib.contextmanager
+def standalone_stack(prefix: str) -> Iterator[IdflowStack]:
+    """A dev server on free ports and a stack in a temporary data dir, for scripts outside pytest.
+
+    Payload and blob keys come from the environment, as for ``start_stack``.
+    """
+    cache = pull(Settings.from_env()).cache_root
+    loop = LoopThread()
+    env = loop.run(
+        WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(TEMPORAL_BIN), search_attributes=search_attributes.ALL
+        )
+    )
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        server = TemporalServer(loop, env)
+        stack = start_stack(server, stack_settings(home, server.target, cache))
+        try:
+            yield stack
+        finally:
+            stack.stop()
+    finally:
+        loop.run(env.shutdown())
+        loop.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def take_issuer_keys_away(settings: Settings) -> Callable[[], Path]:
+    """Move the issuer's key store state aside; returns the function that puts it back.
+
+    The issuer re-reads that file on every issuance: until it is back, credential
+    binding fails with ``KeyStoreError``, a real, unexpected, retryable error.
+    """
+    state = keys_dir(settings.home) / "keystore.json"
+    away = state.rename(state.with_name("keystore.json.away"))
+    return lambda: away.rename(state)
+
+
 GREY_ZONE_EMBED_VERSION = "0.0.1-strict"
+
+
+def register_production_copy(
+    settings: Settings, task: str, version: str, caveats: str, thresholds: Optional[dict[str, float]] = None
+) -> ModelChoice:
+    """Register the production model of ``task`` again, as ``version`` (same file)."""
+    engine = get_engine(settings.database_url)
+    base = get_version(engine, registry_resolve(engine, task, PRODUCTION).ref)
+    return register_version(
+        engine,
+        settings.model_cache,
+        model_file(settings.model_cache, base.name, base.version, base.sha256),
+        task=task,
+        name=base.name,
+        version=version,
+        sha256=base.sha256,
+        licence=base.licence,
+        preprocessing=base.preprocessing,
+        caveats=caveats,
+        thresholds=thresholds if thresholds is not None else dict(base.thresholds),
+    )
 
 
 def grey_zone_pins(settings: Settings) -> dict[str, str]:
@@ -224,22 +316,35 @@ def grey_zone_pins(settings: Settings) -> dict[str, str]:
     stricter thresholds (accept 0.8, reject 0.6): the Obama photos' cosine of
     about 0.73 falls in between, in the grey zone.
     """
-    engine = get_engine(settings.database_url)
-    base = get_version(engine, registry_resolve(engine, "embed", PRODUCTION).ref)
-    choice = register_version(
-        engine,
-        settings.model_cache,
-        model_file(settings.model_cache, base.name, base.version, base.sha256),
-        task="embed",
-        name=base.name,
-        version=GREY_ZONE_EMBED_VERSION,
-        sha256=base.sha256,
-        licence=base.licence,
-        preprocessing=base.preprocessing,
+    choice = register_production_copy(
+        settings, "embed", GREY_ZONE_EMBED_VERSION,
         caveats="test version: stricter thresholds, for the review path",
         thresholds={"accept": 0.8, "reject": 0.6},
     )
     return {"embed": choice.ref}
+
+
+@contextlib.contextmanager
+def corrupted_model_pins(settings: Settings, task: str) -> Iterator[dict[str, str]]:
+    """Pins for a registered model version whose cached file is corrupted after registration.
+
+    Registration checks the file; resolving a pin only reads the registry. So
+    the verification resolves the version, and the worker that loads it meets
+    ``CachedFileTampered`` on every attempt: a real, unexpected, retryable
+    failure. The version's files leave the shared model cache afterwards.
+    """
+    version = f"0.0.1-corrupt-{uuid.uuid4().hex[:8]}"
+    choice = register_production_copy(
+        settings, task, version, caveats="test version: its cached file is corrupted on purpose"
+    )
+    folder = version_dir(settings.model_cache, choice.name, choice.version)
+    try:
+        for file in visible_files(folder):  # installed read-only: replace, as a tamperer would
+            file.unlink()
+            file.write_bytes(b"not an ONNX model any more")
+        yield {task: choice.ref}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -253,5 +358,6 @@ def idflow_stack(
     stack = start_stack(temporal_server, settings)
     try:
         yield stack
+        stack.replay_finished()  # every verification the module's tests ran replays
     finally:
         stack.stop()

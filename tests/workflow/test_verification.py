@@ -18,7 +18,7 @@ from verification.contracts import Stage, VerificationResult
 from verification.reasons import Decision, ReasonCode
 from workflows import search_attributes
 
-from ..support.temporal import IdflowStack, grey_zone_pins
+from ..support.temporal import IdflowStack, corrupted_model_pins, grey_zone_pins, take_issuer_keys_away
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
@@ -46,6 +46,36 @@ def started_attempts(events: list[Any]) -> list[int]:
         for event in events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
     ]
+
+
+def final_attempts(events: list[Any], activity_type: str) -> list[tuple[int, str]]:
+    """Each ``activity_type`` activity that ended: its last attempt, and "completed" or its failure type.
+
+    (The history keeps only the last attempt of a retried activity.)
+    """
+    scheduled = {
+        event.event_id
+        for event in events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and event.activity_task_scheduled_event_attributes.activity_type.name == activity_type
+    }
+    last_attempt = {
+        event.activity_task_started_event_attributes.scheduled_event_id:
+            event.activity_task_started_event_attributes.attempt
+        for event in events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    }
+    ends = []
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed = event.activity_task_completed_event_attributes
+            if completed.scheduled_event_id in scheduled:
+                ends.append((last_attempt[completed.scheduled_event_id], "completed"))
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            failed = event.activity_task_failed_event_attributes
+            if failed.scheduled_event_id in scheduled:
+                ends.append((last_attempt[failed.scheduled_event_id], failed.failure.application_failure_info.type))
+    return ends
 
 
 def wait_for_stage(stack: IdflowStack, verification_id: str, stage: Stage, timeout_s: float = 60) -> None:
@@ -125,11 +155,13 @@ def test_grey_zone_waits_for_review_and_an_update_approves_it(
 
     progress = idflow_stack.run(client.progress(draft.verification_id))
     assert progress.decision is Decision.REVIEW
-    assert progress.reasons == [] and 0.6 <= progress.scores["face_match"] < 0.8
+    assert progress.reasons == [ReasonCode.FACE_MATCH_UNCERTAIN]  # why it waits for a person
+    assert 0.6 <= progress.scores["face_match"] < 0.8
     assert progress.model_versions["embed"] == strict_embed["embed"] != EMBED
     assert progress.review_deadline is not None
     row = verifications.get(client.engine, draft.verification_id)
     assert row is not None and row.status == Stage.AWAITING_REVIEW.value
+    assert (row.decision, row.reasons) == ("review", ["FACE_MATCH_UNCERTAIN"])
 
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         idflow_stack.run(client.review(draft.verification_id, " ", True, "no reviewer id"))
@@ -264,3 +296,100 @@ def test_a_proof_over_the_wrong_nonce_declines_on_the_first_attempt(
     assert result.reasons == [ReasonCode.DEVICE_PROOF_INVALID]
     assert result.credential is None
     assert set(started_attempts(history_events(idflow_stack, draft.verification_id))) == {1}
+
+
+
+# --- Every verification ends in a recorded decision ----------------------------------
+
+
+def test_an_unknown_model_pin_is_declined_on_the_first_attempt(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair]
+) -> None:
+    pair = pairs["same person"]
+    result = idflow_stack.verify(pair.selfie, pair.document, model_pins={"embed": "no-such-model@9.9.9"})
+    assert result.decision is Decision.DECLINED
+    assert result.reasons == [ReasonCode.MODEL_UNAVAILABLE]
+    row = verifications.get(idflow_stack.client.engine, result.verification_id)
+    assert row is not None and (row.status, row.decision) == (Stage.COMPLETED.value, "declined")
+
+
+def test_a_face_match_that_keeps_failing_goes_to_a_person_with_processing_failed(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair]
+) -> None:
+    client, engine = idflow_stack.client, idflow_stack.client.engine
+    pair = pairs["same person"]
+    draft = client.create(pair.selfie, pair.document, subject_ref="test-subject")
+    with corrupted_model_pins(idflow_stack.settings, "embed") as broken_embed:
+        idflow_stack.run(client.start(draft, model_pins=broken_embed, processing_attempts=2))
+        wait_for_stage(idflow_stack, draft.verification_id, Stage.AWAITING_REVIEW)
+
+    progress = idflow_stack.run(client.progress(draft.verification_id))
+    assert (progress.decision, progress.reasons) == (Decision.REVIEW, [ReasonCode.PROCESSING_FAILED])
+    assert set(progress.scores) == {"liveness"}  # it ran; the face match never could
+    row = verifications.get(engine, draft.verification_id)
+    assert row is not None
+    assert (row.status, row.decision, row.reasons) == ("awaiting_review", "review", ["PROCESSING_FAILED"])
+    [requested] = [e for e in audit.trail(engine, draft.verification_id) if e.event == "review_requested"]
+    assert (requested.details["decision"], requested.details["reasons"]) == ("review", ["PROCESSING_FAILED"])
+    attributes = idflow_stack.run(client.handle(draft.verification_id).describe()).typed_search_attributes
+    assert attributes.get(search_attributes.DECISION) == "review"
+    assert attributes.get(search_attributes.REASONS) == ["PROCESSING_FAILED"]
+    events = history_events(idflow_stack, draft.verification_id)
+    assert final_attempts(events, "match_faces") == [(2, "CachedFileTampered")]  # retried, then gave up
+    assert final_attempts(events, "check_liveness") == [(1, "completed")]
+
+    idflow_stack.run(client.review(draft.verification_id, "staff-9", False, "no face match to go on"))
+    result = idflow_stack.run(client.result(draft.verification_id))
+    assert result.decision is Decision.DECLINED
+    assert result.reasons == [ReasonCode.PROCESSING_FAILED, ReasonCode.REVIEW_DECLINED]
+    assert result.reviewer == "staff-9"
+    row = verifications.get(engine, draft.verification_id)
+    assert row is not None and (row.status, row.decision) == ("completed", "declined")
+    assert row.reasons == ["PROCESSING_FAILED", "REVIEW_DECLINED"]
+
+
+def test_a_binding_that_keeps_failing_goes_to_a_person_and_binds_once_approved(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]
+) -> None:
+    client, engine = idflow_stack.client, idflow_stack.client.engine
+    pair = pairs["same person"]
+    draft = client.create(pair.selfie, pair.document, subject_ref="test-subject")
+    binding = holder.device_binding(holder.new_device_key(), draft.nonce, idflow_stack.settings.issuer_id)
+    put_back = take_issuer_keys_away(idflow_stack.settings)
+    try:
+        idflow_stack.run(client.start(draft, device=binding, claims=mdl_claims, processing_attempts=2))
+        wait_for_stage(idflow_stack, draft.verification_id, Stage.AWAITING_REVIEW)
+    finally:
+        put_back()
+
+    progress = idflow_stack.run(client.progress(draft.verification_id))
+    assert (progress.decision, progress.reasons) == (Decision.REVIEW, [ReasonCode.PROCESSING_FAILED])
+    assert set(progress.scores) == {"liveness", "face_match"}  # approved before binding gave up
+    row = verifications.get(engine, draft.verification_id)
+    assert row is not None and (row.decision, row.reasons) == ("review", ["PROCESSING_FAILED"])
+    assert not row.credential_issued
+
+    idflow_stack.run(client.review(draft.verification_id, "staff-9", True, "issuer keys restored"))
+    result = idflow_stack.run(client.result(draft.verification_id))
+    assert result.decision is Decision.APPROVED
+    assert result.reasons == [ReasonCode.PROCESSING_FAILED, ReasonCode.REVIEW_APPROVED]
+    assert result.credential is not None and result.credential.issuer_signed_b64
+    events = history_events(idflow_stack, draft.verification_id)
+    assert final_attempts(events, "issue_credential") == [(2, "KeyStoreError"), (1, "completed")]
+    trail = [entry.event for entry in audit.trail(engine, draft.verification_id)]
+    assert trail == ["created", "review_requested", "reviewed", "credential_issued", "decided"]
+    row = verifications.get(engine, draft.verification_id)
+    assert row is not None and (row.decision, row.credential_issued) == ("approved", True)
+
+
+def test_finished_verifications_are_replayed_when_the_stack_stops(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair]
+) -> None:
+    """The fixture replays them all at teardown; this checks that its query finds them."""
+    pair = pairs["no face"]
+    idflow_stack.verify(pair.selfie, pair.document)
+    deadline = time.monotonic() + 10
+    while (replayed := idflow_stack.replay_finished()) == 0:  # visibility is eventually consistent
+        assert time.monotonic() < deadline, "no finished verification is visible to replay"
+        time.sleep(0.2)
+    assert replayed >= 1
