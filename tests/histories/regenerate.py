@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,39 +26,24 @@ def main() -> None:
 
     os.environ.setdefault("IDFLOW_BLOB_KEYS", f"histories-blob:{new_key()}")
 
-    from temporalio.testing import WorkflowEnvironment
-
     from mdoc import holder
-    from models.pull import pull
     from models.samples import fetch_samples
-    from settings import Settings
-    from starter.devstack import TEMPORAL_BIN
     from starter.replay import fetch_history, save_history
     from starter.samples import DEMO_CLAIMS, sample_pairs
     from tests.support.temporal import (
-        LoopThread,
-        TemporalServer,
+        corrupted_model_pins,
         grey_zone_pins,
-        stack_settings,
-        start_stack,
+        standalone_stack,
+        take_issuer_keys_away,
     )
-    from workflows import search_attributes
 
-    cache = pull(Settings.from_env()).cache_root
     pairs = sample_pairs(fetch_samples())
-    loop = LoopThread()
-    env = loop.run(
-        WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(TEMPORAL_BIN), search_attributes=search_attributes.ALL
-        )
-    )
-    home = Path(tempfile.mkdtemp(prefix="idflow-histories-"))
-    target = env.client.service_client.config.target_host
-    stack = start_stack(TemporalServer(loop, env), stack_settings(home, target, cache))
-    client = stack.client
-    try:
+    with standalone_stack("idflow-histories-") as stack:
+        client = stack.client
 
-        async def record(case: str, pair: str, review: Any = None, **start: Any) -> None:
+        async def record(
+            case: str, pair: str, review: Any = None, before_review: Any = None, **start: Any
+        ) -> None:
             verification_id = f"history-{case}"
             draft = client.create(pairs[pair].selfie, pairs[pair].document, "history", verification_id)
             if start.pop("bind_device", False):
@@ -71,6 +54,8 @@ def main() -> None:
             if review is not None:
                 while (await client.progress(verification_id)).stage.value != "awaiting_review":
                     await asyncio.sleep(0.1)
+                if before_review is not None:
+                    before_review()
                 await client.review(verification_id, *review)
             result = await client.result(verification_id)
             path = save_history(await fetch_history(client.temporal, verification_id), HERE)
@@ -84,11 +69,14 @@ def main() -> None:
         stack.run(record("credential", "same person", bind_device=True))
         stack.run(record("review-approved", "same person", ("staff-1", True, "checked"), model_pins=strict))
         stack.run(record("review-expired", "same person", model_pins=strict, review_deadline_seconds=1))
-    finally:
-        stack.stop()
-        loop.run(env.shutdown())
-        loop.close()
-        shutil.rmtree(home, ignore_errors=True)
+        stack.run(record("model-unavailable", "same person", model_pins={"embed": "no-such-model@9.9.9"}))
+        with corrupted_model_pins(stack.settings, "embed") as broken:  # the face match gives up
+            stack.run(record("processing-failed", "same person", ("staff-1", False, "no match"),
+                             model_pins=broken, processing_attempts=2))
+        # Binding gives up while the issuer's key store is away; approved again once it is back.
+        put_back = take_issuer_keys_away(stack.settings)
+        stack.run(record("binding-retried", "same person", ("staff-1", True, "keys restored"),
+                         before_review=put_back, bind_device=True, processing_attempts=2))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ def test_every_representative_outcome_is_recorded() -> None:
     assert cases == {
         "approved", "face-mismatch", "no-face", "corrupt", "credential",
         "review-approved", "review-expired",
+        "model-unavailable", "processing-failed", "binding-retried",
     }
 
 
