@@ -29,9 +29,9 @@ pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 GPU_ACTIVITIES = {names.CHECK_LIVENESS, names.MATCH_FACES}
 
 
-async def in_flight_gpu_tasks(stack: IdflowStack, verification_ids: list[str]) -> int:
-    """GPU activities that a worker has taken but not finished."""
-    count = 0
+async def in_flight_gpu_tasks(stack: IdflowStack, verification_ids: list[str]) -> set[tuple[str, str]]:
+    """(verification id, activity id) of GPU activities a worker has taken but not finished."""
+    taken = set()
     for verification_id in verification_ids:
         description = await stack.client.handle(verification_id).describe()
         for pending in description.raw_description.pending_activities:
@@ -39,8 +39,23 @@ async def in_flight_gpu_tasks(stack: IdflowStack, verification_ids: list[str]) -
                 pending.activity_type.name in GPU_ACTIVITIES
                 and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
             ):
-                count += 1
-    return count
+                taken.add((verification_id, pending.activity_id))
+    return taken
+
+
+def started_attempts(history: Any) -> dict[str, int]:
+    """Activity id -> the attempt that finished it, from a closed history."""
+    activity_ids = {
+        event.event_id: event.activity_task_scheduled_event_attributes.activity_id
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    return {
+        activity_ids[event.activity_task_started_event_attributes.scheduled_event_id]:
+            event.activity_task_started_event_attributes.attempt
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    }
 
 
 async def start_all(stack: IdflowStack, drafts: list[Any]) -> None:
@@ -73,7 +88,7 @@ def test_sigkill_of_the_gpu_worker_loses_no_verification(
         ):
             assert time.monotonic() < deadline, "verifications never reached the GPU stage"
             time.sleep(0.2)
-        while (taken := idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids))) == 0:
+        while not (taken := len(idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids)))):
             assert time.monotonic() < deadline, "the frozen GPU worker never took a task"
             time.sleep(0.2)
     finally:
@@ -113,22 +128,25 @@ def test_sigterm_lets_the_gpu_worker_finish_its_tasks_before_it_exits(
     try:
         idflow_stack.run(start_all(idflow_stack, drafts))
         deadline = time.monotonic() + 60
-        while idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids)) == 0:
+        while not idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids)):
             assert time.monotonic() < deadline, "the frozen GPU worker never took a task"
             time.sleep(0.2)
     finally:
+        # What it holds now it must finish. A task the server hands to a poll in the
+        # instant the worker stops polling is not held: it runs again elsewhere after
+        # the heartbeat timeout (delayed, never lost).
+        held = idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids))
         gpu.process.send_signal(signal.SIGTERM)  # delivered when it runs again
         gpu.process.send_signal(signal.SIGCONT)
+    assert held
     assert gpu.stop() == 0
     assert "stopped" in gpu.log_tail()
     idflow_stack.replace_worker("gpu")
 
     decided = idflow_stack.run(results_of(idflow_stack, ids), timeout=120)
     assert [r.decision for r in decided] == [Decision.APPROVED, Decision.DECLINED] * 2
-    for vid in ids:  # the tasks it held were finished by it, not retried elsewhere
-        history = idflow_stack.run(client.handle(vid).fetch_history())
-        assert {
-            event.activity_task_started_event_attributes.attempt
-            for event in history.events
-            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-        } == {1}
+    attempts = {
+        vid: started_attempts(idflow_stack.run(client.handle(vid).fetch_history())) for vid in ids
+    }
+    # The tasks it held were finished by it on their first attempt, not retried elsewhere.
+    assert {attempts[vid][activity_id] for vid, activity_id in held} == {1}, (held, attempts, gpu.log_tail())
