@@ -29,7 +29,7 @@ from temporalio.worker import Worker
 from activities.biometrics import BiometricActivities
 from activities.credential import CredentialActivities
 from activities.models import ModelActivities
-from activities.quality import QualityActivities
+from activities.quality import QUALITY_TASKS, QualityActivities
 from activities.records import RecordActivities
 from activities.retention import RetentionActivities
 from mdoc.keystore import KeyStore, keys_dir
@@ -48,7 +48,6 @@ from workflows.retention import PurgeVerification, RetentionSweep
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
-CPU_TASKS = ("detect", "landmarks", "eye", "pose")  # the quality check's models
 GPU_TASKS = ("liveness", "embed")
 
 
@@ -77,7 +76,7 @@ def _warm_server(settings: Settings, tasks: tuple[str, ...], batching: bool) -> 
 
 def cpu_pool(client: Client, settings: Settings) -> Pool:
     engine = get_engine(settings.database_url)
-    server = _warm_server(settings, CPU_TASKS, batching=False)
+    server = _warm_server(settings, QUALITY_TASKS, batching=False)
     blobs = open_blob_store(settings)
     quality = QualityActivities(server, blobs)
     models = ModelActivities(engine)
