@@ -48,7 +48,7 @@ class QualityLimits:
     max_abs_roll: float = 25.0
 
 
-def assess_quality(role: str, faces_count: int, measures: QualityMeasures,
+def assess_quality(role: str, measures: QualityMeasures,
                    limits: QualityLimits = QualityLimits()) -> list[ReasonCode]:
     """Every quality problem of one photo, in a fixed order; empty when it is usable.
 
@@ -59,6 +59,7 @@ def assess_quality(role: str, faces_count: int, measures: QualityMeasures,
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    faces_count = measures.face_count
     reasons: list[ReasonCode] = []
     if faces_count == 0:
         reasons.append(ReasonCode.QUALITY_NO_FACE)

@@ -18,7 +18,7 @@ from verification.reasons import ReasonCode as R
 @pytest.mark.parametrize("role", [SELFIE, DOCUMENT])
 def test_real_photos_pass(observe, name, role):
     _, faces, measures = observe(name)
-    assert assess_quality(role, len(faces), measures) == []
+    assert assess_quality(role, measures) == []
 
 
 def degrade(change: Callable[[Image.Image], Image.Image]):
@@ -53,7 +53,7 @@ def test_degraded_copy_is_sent_back_with_its_reason(observe, face_models, kind):
     image, _, _ = observe("obama.jpg")
     faces, measures = observe_faces(change(image), face_models)
     assert len(faces) == 1
-    assert reason in assess_quality(SELFIE, len(faces), measures)
+    assert reason in assess_quality(SELFIE, measures)
 
 
 def test_two_faces_fail_a_selfie_but_not_a_document(observe, face_models):
@@ -63,15 +63,15 @@ def test_two_faces_fail_a_selfie_but_not_a_document(observe, face_models):
     pair = np.hstack([obama[:h], biden[:h]])
     faces, measures = observe_faces(pair, face_models)
     assert len(faces) == 2
-    assert assess_quality(SELFIE, len(faces), measures) == [R.QUALITY_MULTIPLE_FACES]
-    assert assess_quality(DOCUMENT, len(faces), measures) == []
+    assert assess_quality(SELFIE, measures) == [R.QUALITY_MULTIPLE_FACES]
+    assert assess_quality(DOCUMENT, measures) == []
 
 
 def test_no_face_reports_it_and_the_exposure(observe, face_models):
     image, _, _ = observe("camera.png")
     dark_grass = np.asarray(ImageEnhance.Brightness(Image.fromarray(image[300:])).enhance(0.2))
     faces, measures = observe_faces(np.ascontiguousarray(dark_grass), face_models)
-    reasons = assess_quality(DOCUMENT, len(faces), measures)
+    reasons = assess_quality(DOCUMENT, measures)
     assert reasons[0] is R.QUALITY_NO_FACE
     assert R.QUALITY_TOO_DARK in reasons
 
@@ -79,4 +79,4 @@ def test_no_face_reports_it_and_the_exposure(observe, face_models):
 def test_unknown_role_is_refused(observe):
     _, faces, measures = observe("obama.jpg")
     with pytest.raises(ValueError):
-        assess_quality("passport", len(faces), measures)
+        assess_quality("passport", measures)
