@@ -13,12 +13,12 @@ from typing import Any, Optional
 
 from sqlalchemy import JSON, Column
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
 from verification.contracts import RecordInput, Stage
 
 from . import audit
+from .rows import insert_or_existing
 from .audit import utcnow
 
 CREATED = "created"  # status before the workflow has run a stage
@@ -46,19 +46,11 @@ class VerificationRecord(SQLModel, table=True):
 
 def create(engine: Engine, verification_id: str, workflow_id: str, subject_ref: str) -> bool:
     """Insert the row for a new verification; False when it already exists."""
-    with Session(engine) as session:
-        session.add(
-            VerificationRecord(
-                verification_id=verification_id, workflow_id=workflow_id, subject_ref=subject_ref
-            )
-        )
-        try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            if session.get(VerificationRecord, verification_id) is None:
-                raise
-            return False
+    row = VerificationRecord(
+        verification_id=verification_id, workflow_id=workflow_id, subject_ref=subject_ref
+    )
+    if insert_or_existing(engine, row) is not row:
+        return False
     audit.append(engine, f"{verification_id}:created", verification_id, "created", "client")
     return True
 
