@@ -25,6 +25,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from models.face.decode import ImageLimits
 from security.ingest import sanitize_image
 from settings import Settings
 from store import verifications
@@ -110,7 +111,9 @@ class VerificationClient:
         except InputRejected:
             # Stored as given: the quality check meets the same typed error and the
             # verification ends with a decision and its reason code, on the record.
-            return self.blobs.put(verification_id, data, "application/octet-stream")
+            # Past the byte limit one more byte keeps it too large without storing it all.
+            kept = data[: ImageLimits().max_bytes + 1]
+            return self.blobs.put(verification_id, kept, "application/octet-stream")
         return self.blobs.put(verification_id, clean, media_type)
 
     async def start(
