@@ -30,7 +30,9 @@ class QualityActivities:
     @non_retryable_rejections
     def check_quality(self, request: QualityCheckInput) -> QualityReport:
         image = decode_image(self.blobs.get(request.verification_id, request.image))
-        models = FaceModels.load(self.server, {task: request.models[task] for task in QUALITY_TASKS})
+        models = FaceModels.load(
+            self.server, {task: request.models[task] for task in QUALITY_TASKS}
+        )
         faces, measures = observe_faces(image, models)
         reasons = assess_quality(request.role, measures)
         return QualityReport(request.role, measures, faces[0] if faces else None, reasons)

@@ -29,19 +29,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from temporalio import activity, workflow  # noqa: E402
-from temporalio.client import Client  # noqa: E402
-from temporalio.converter import DataConverter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from bench.timing import median_ms  # noqa: E402
-from security.keys import PAYLOAD, new_key, parse_inline  # noqa: E402
-from security.payload_codec import PayloadEncryptionCodec, data_converter  # noqa: E402
-from settings import Settings  # noqa: E402
-from starter.devstack import TEMPORAL_BIN  # noqa: E402
-from starter.samples import DEMO_CLAIMS  # noqa: E402
-from verification.contracts import (  # noqa: E402
+from bench.timing import median_ms
+from security.keys import PAYLOAD, new_key, parse_inline
+from security.payload_codec import PayloadEncryptionCodec, data_converter
+from settings import Settings
+from starter.devstack import TEMPORAL_BIN
+from starter.samples import DEMO_CLAIMS
+from verification.contracts import (
     BlobRef,
     DeviceBinding,
     IssuedCredential,
@@ -49,7 +49,7 @@ from verification.contracts import (  # noqa: E402
     VerificationRequest,
     VerificationResult,
 )
-from verification.reasons import Decision  # noqa: E402
+from verification.reasons import Decision
 
 
 def _request() -> VerificationRequest:
@@ -60,25 +60,41 @@ def _request() -> VerificationRequest:
 
 def _result() -> VerificationResult:
     # An IssuedSigned of ~76 kB (mostly the JPEG portrait) as bench_credential measures it.
-    credential = IssuedCredential(base64.b64encode(os.urandom(73_000) + b"\x00" * 3_000).decode(),
-                                  "org.iso.18013.5.1.mDL", "0" * 64, "1" * 43, "2035-01-01", "01")
-    return VerificationResult(uuid.uuid4().hex, Decision.APPROVED, [], {"face_match": 0.73, "liveness": 0.99},
-                              {"embed": "faceplugin-fr-feature@0.0.1"}, credential)
+    credential = IssuedCredential(
+        base64.b64encode(os.urandom(73_000) + b"\x00" * 3_000).decode(),
+        "org.iso.18013.5.1.mDL",
+        "0" * 64,
+        "1" * 43,
+        "2035-01-01",
+        "01",
+    )
+    return VerificationResult(
+        uuid.uuid4().hex,
+        Decision.APPROVED,
+        [],
+        {"face_match": 0.73, "liveness": 0.99},
+        {"embed": "faceplugin-fr-feature@0.0.1"},
+        credential,
+    )
 
 
 def per_payload(repeat: int) -> None:
     codec = PayloadEncryptionCodec(parse_inline(PAYLOAD, f"bench:{new_key()}", "bench"))
     converter = DataConverter.default.payload_converter
     print(f"{'payload':<34}{'bytes':>8}{'sealed':>8}{'to JSON':>10}{'codec':>10}{'codec/JSON':>12}")
-    for name, value in (("activity result (liveness)", LivenessResult(0.97)),
-                        ("workflow input (claims, device)", _request()),
-                        ("workflow result (credential)", _result())):
+    for name, value in (
+        ("activity result (liveness)", LivenessResult(0.97)),
+        ("workflow input (claims, device)", _request()),
+        ("workflow result (credential)", _result()),
+    ):
         [payload] = converter.to_payloads([value])
         sealed = codec.encrypt(payload)
         to_json = 1000 * median_ms(lambda: converter.to_payloads([value]), repeat)
         round_trip = 1000 * median_ms(lambda: codec.decrypt(codec.encrypt(payload)), repeat)
-        print(f"{name:<34}{payload.ByteSize():>8}{sealed.ByteSize():>8}{to_json:>8.0f}us"
-              f"{round_trip:>8.0f}us{round_trip / to_json:>12.2f}")
+        print(
+            f"{name:<34}{payload.ByteSize():>8}{sealed.ByteSize():>8}{to_json:>8.0f}us"
+            f"{round_trip:>8.0f}us{round_trip / to_json:>12.2f}"
+        )
 
 
 @activity.defn
@@ -90,8 +106,12 @@ async def echo(request: VerificationRequest) -> VerificationResult:
 class CarryPayloads:
     @workflow.run
     async def run(self, request: VerificationRequest) -> VerificationResult:
-        return await workflow.execute_activity(echo, request, result_type=VerificationResult,
-                                               start_to_close_timeout=timedelta(seconds=30))
+        return await workflow.execute_activity(
+            echo,
+            request,
+            result_type=VerificationResult,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
 
 
 _RESULT = _result()
@@ -99,25 +119,37 @@ _RESULT = _result()
 
 async def end_to_end(count: int) -> None:
     os.environ.setdefault("IDFLOW_PAYLOAD_KEYS", f"bench:{new_key()}")
-    converters = {"default": DataConverter.default,
-                  "idflow (encrypted)": data_converter(Settings.from_env())}
+    converters = {
+        "default": DataConverter.default,
+        "idflow (encrypted)": data_converter(Settings.from_env()),
+    }
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(TEMPORAL_BIN))
     try:
         target = env.client.service_client.config.target_host
-        clients = {name: await Client.connect(target, data_converter=converter)
-                   for name, converter in converters.items()}
+        clients = {
+            name: await Client.connect(target, data_converter=converter)
+            for name, converter in converters.items()
+        }
         # Unsandboxed: this script's module cannot be re-imported by the sandbox; both runs alike.
-        workers = [Worker(client, task_queue=name, workflows=[CarryPayloads], activities=[echo],
-                          workflow_runner=UnsandboxedWorkflowRunner())
-                   for name, client in clients.items()]
+        workers = [
+            Worker(
+                client,
+                task_queue=name,
+                workflows=[CarryPayloads],
+                activities=[echo],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            )
+            for name, client in clients.items()
+        ]
         for worker in workers:
             asyncio.create_task(worker.run())
         times: dict[str, list[float]] = {name: [] for name in clients}
         for round_ in range(count + 1):  # round 0 warms up
             for name, client in clients.items():
                 start = time.perf_counter()
-                await client.execute_workflow(CarryPayloads.run, _request(), id=uuid.uuid4().hex,
-                                              task_queue=name)
+                await client.execute_workflow(
+                    CarryPayloads.run, _request(), id=uuid.uuid4().hex, task_queue=name
+                )
                 if round_:
                     times[name].append((time.perf_counter() - start) * 1000)
         for worker in workers:
@@ -135,7 +167,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--workflows", type=int, default=20)
     args = parser.parse_args()
-    print(f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    print(
+        f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+    )
     per_payload(args.repeat)
     print("end to end, one activity carrying the input and the credential result:")
     asyncio.run(end_to_end(args.workflows))
@@ -143,4 +177,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -17,28 +17,28 @@ import base64
 import os
 import sys
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import cryptography.x509  # noqa: E402,F401  pymdoccbor uses it without importing it
-from pymdoccbor.mdoc.verifier import MdocCbor  # noqa: E402
+import cryptography.x509  # noqa: F401  pymdoccbor uses it without importing it
+from pymdoccbor.mdoc.verifier import MdocCbor
 
-from bench.timing import median_ms  # noqa: E402
-from mdoc import claims, holder, proof  # noqa: E402
-from mdoc.issuer import CredentialIssuer  # noqa: E402
-from mdoc.keystore import KeyStore  # noqa: E402
-from mdoc.mso import sign_mdoc  # noqa: E402
-from mdoc.verify import verify_device_response, verify_issuer_signed  # noqa: E402
-from models.samples import fetch_samples  # noqa: E402
-from store import credentials  # noqa: E402
-from security.envelope import DataKeys  # noqa: E402
-from security.keys import BLOB, new_key, parse_inline  # noqa: E402
-from starter.samples import DEMO_CLAIMS  # noqa: E402
-from store.blobs import EncryptedBlobStore  # noqa: E402
-from store.engine import get_engine  # noqa: E402
-from verification.contracts import IssueCredentialInput  # noqa: E402
+from bench.timing import median_ms
+from mdoc import claims, holder, proof
+from mdoc.issuer import CredentialIssuer
+from mdoc.keystore import KeyStore
+from mdoc.mso import sign_mdoc
+from mdoc.verify import verify_device_response, verify_issuer_signed
+from models.samples import fetch_samples
+from security.envelope import DataKeys
+from security.keys import BLOB, new_key, parse_inline
+from starter.samples import DEMO_CLAIMS
+from store import credentials
+from store.blobs import EncryptedBlobStore
+from store.engine import get_engine
+from verification.contracts import IssueCredentialInput
 
 ISSUER = "https://issuer.idflow.bench"
 TRANSCRIPT = [None, None, None]
@@ -60,14 +60,16 @@ def main() -> None:
         issuer = CredentialIssuer(engine, blobs, keys, ISSUER)
         device = holder.new_device_key()
         signer = keys.current_signer()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         counter = iter(range(10**9))
 
         def request() -> IssueCredentialInput:
             verification_id = f"v{next(counter)}"
             portrait = blobs.put(verification_id, selfie, "image/jpeg")
             nonce = credentials.create_nonce(engine, verification_id)
-            return IssueCredentialInput(verification_id, holder.device_binding(device, nonce, ISSUER), DEMO_CLAIMS, portrait)
+            return IssueCredentialInput(
+                verification_id, holder.device_binding(device, nonce, ISSUER), DEMO_CLAIMS, portrait
+            )
 
         portrait = claims.portrait_jpeg(selfie)
         elements = claims.mdl_claims(DEMO_CLAIMS, portrait, "UT", now.date()).elements
@@ -85,15 +87,27 @@ def main() -> None:
         requests = [request() for _ in range(args.repeat)]
         pending = iter(requests)
         rows = {
-            "proof check (JWT, ES256 verify)": median_ms(lambda: proof.check_proof(sample.device, ISSUER, now), args.repeat),
-            "portrait re-encode (JPEG, EXIF stripped)": median_ms(lambda: claims.portrait_jpeg(selfie), args.repeat),
+            "proof check (JWT, ES256 verify)": median_ms(
+                lambda: proof.check_proof(sample.device, ISSUER, now), args.repeat
+            ),
+            "portrait re-encode (JPEG, EXIF stripped)": median_ms(
+                lambda: claims.portrait_jpeg(selfie), args.repeat
+            ),
             "sign MSO (items, digests, COSE_Sign1)": median_ms(
-                lambda: sign_mdoc(elements, device.public_key(), signer, now, until), args.repeat),
-            "first issuance (all steps, SQLite + blobs)": median_ms(lambda: issuer.issue(next(pending)), args.repeat),
-            "retried issuance (recorded credential)": median_ms(lambda: issuer.issue(sample), args.repeat),
-            "verify IssuerSigned (ours)": median_ms(lambda: verify_issuer_signed(issuer_signed, keys.iaca()), args.repeat),
+                lambda: sign_mdoc(elements, device.public_key(), signer, now, until), args.repeat
+            ),
+            "first issuance (all steps, SQLite + blobs)": median_ms(
+                lambda: issuer.issue(next(pending)), args.repeat
+            ),
+            "retried issuance (recorded credential)": median_ms(
+                lambda: issuer.issue(sample), args.repeat
+            ),
+            "verify IssuerSigned (ours)": median_ms(
+                lambda: verify_issuer_signed(issuer_signed, keys.iaca()), args.repeat
+            ),
             "verify DeviceResponse (ours, + device sig)": median_ms(
-                lambda: verify_device_response(response, keys.iaca(), TRANSCRIPT), args.repeat),
+                lambda: verify_device_response(response, keys.iaca(), TRANSCRIPT), args.repeat
+            ),
             "verify DeviceResponse (pymdoccbor)": median_ms(pymdoccbor_verify, args.repeat),
         }
 

@@ -32,17 +32,23 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.timing import median_ms  # noqa: E402
-from models.batching import BatchPolicy  # noqa: E402
-from models.face import FaceModels, decode_image, face_embedding, liveness_score, observe_faces  # noqa: E402
-from models.face import stages  # noqa: E402
-from models.face.quality import exposure, face_view  # noqa: E402
-from models.pull import pull  # noqa: E402
-from models.registry import register_pulled, resolve_all  # noqa: E402
-from models.samples import BIDEN, OBAMA, fetch_samples  # noqa: E402
-from models.serving import ModelServer  # noqa: E402
-from settings import Settings  # noqa: E402
-from store.engine import get_engine  # noqa: E402
+from bench.timing import median_ms
+from models.batching import BatchPolicy
+from models.face import (
+    FaceModels,
+    decode_image,
+    face_embedding,
+    liveness_score,
+    observe_faces,
+    stages,
+)
+from models.face.quality import exposure, face_view
+from models.pull import pull
+from models.registry import register_pulled, resolve_all
+from models.samples import BIDEN, OBAMA, fetch_samples
+from models.serving import ModelServer
+from settings import Settings
+from store.engine import get_engine
 
 PHOTOS = (*OBAMA, BIDEN, "astronaut.png")
 BATCH_SIZES = (1, 4, 8, 16)
@@ -59,18 +65,22 @@ def stage_latencies(models: FaceModels, photos: dict[str, bytes], repeat: int) -
         face = faces[0]
         box = tuple(face.box)
         view = stages.detector_view(image)
-        points68 = stages.read_landmarks(models.landmarks.run(stages.landmarks_input(image, box)),
-                                         box)
+        points68 = stages.read_landmarks(
+            models.landmarks.run(stages.landmarks_input(image, box)), box
+        )
         measured = {
             "decode": lambda: decode_image(data),
             "detect": lambda: stages.read_detections(
-                models.detect.run(stages.detect_input(stages.detector_view(image))), width, height),
+                models.detect.run(stages.detect_input(stages.detector_view(image))), width, height
+            ),
             "landmarks": lambda: stages.read_landmarks(
-                models.landmarks.run(stages.landmarks_input(image, box)), box),
+                models.landmarks.run(stages.landmarks_input(image, box)), box
+            ),
             "align+embed": lambda: face_embedding(image, face, models),
             "liveness": lambda: liveness_score(image, face, models),
-            "eye (both)": lambda: [models.eye.run(stages.eye_input(image, b))
-                                   for b in stages.eye_boxes(points68)],
+            "eye (both)": lambda: [
+                models.eye.run(stages.eye_input(image, b)) for b in stages.eye_boxes(points68)
+            ],
             "pose": lambda: stages.read_pose(models.pose.run(stages.pose_input(image, box))),
             "quality measures": lambda: (exposure(face_view(image, box)), exposure(view)),
             "whole chain": lambda: _chain(data, models),
@@ -88,18 +98,17 @@ def _chain(data: bytes, models: FaceModels) -> float:
     return 0.0
 
 
-def chain_throughput(models: FaceModels, photos: dict[str, bytes], callers: int,
-                     seconds: float) -> float:
+def chain_throughput(
+    models: FaceModels, photos: dict[str, bytes], callers: int, seconds: float
+) -> float:
     """Images per second through the whole chain with ``callers`` threads (like activities)."""
     images = list(photos.values())
     rounds = max(1, int(seconds * 1000 / (len(images) * 30)))  # about ``seconds`` at 30 ms/image
-    rate = concurrent_rate(lambda data: _chain(data, models), images, callers,
-                           rounds * len(images))
+    rate = concurrent_rate(lambda data: _chain(data, models), images, callers, rounds * len(images))
     return round(rate, 1)
 
 
-def concurrent_rate(run: Callable[[object], object], items, callers: int,
-                    per_caller: int) -> float:
+def concurrent_rate(run: Callable[[object], object], items, callers: int, per_caller: int) -> float:
     """Items per second when ``callers`` threads each run ``per_caller`` items."""
     start = threading.Barrier(callers + 1)
 
@@ -129,8 +138,12 @@ def batching_gains(cache: Path, choices: dict, threads: int, repeat: int) -> dic
                 policy = BatchPolicy(max_batch_size=size, max_wait_ms=2.0)
                 with ModelServer(cache, batch_policy=policy, threads=threads) as batching:
                     batched = batching.runner(choices[task])
-                    one_by_one = median_ms(lambda: [single.run(x) for x in items[:size]], repeat, warm_up=True)
-                    as_batch = median_ms(lambda: batched.run_batch(items[:size]), repeat, warm_up=True)
+                    one_by_one = median_ms(
+                        lambda: [single.run(x) for x in items[:size]], repeat, warm_up=True
+                    )
+                    as_batch = median_ms(
+                        lambda: batched.run_batch(items[:size]), repeat, warm_up=True
+                    )
                     per_caller = max(4, repeat * 2 // size)
                     unbatched_rate = concurrent_rate(single.run, items, size, per_caller)
                     batched_rate = concurrent_rate(batched.run, items, size, per_caller)
@@ -140,8 +153,9 @@ def batching_gains(cache: Path, choices: dict, threads: int, repeat: int) -> dic
                         "batcher_gain": round(batched_rate / unbatched_rate, 2),
                         "batched_items_per_s": round(batched_rate, 1),
                         "unbatched_items_per_s": round(unbatched_rate, 1),
-                        "mean_batch": round(sum(k * v for k, v in sizes.items())
-                                            / max(1, sum(sizes.values())), 1),
+                        "mean_batch": round(
+                            sum(k * v for k, v in sizes.items()) / max(1, sum(sizes.values())), 1
+                        ),
                         "mode": batched.batching,
                     }
             results[task] = rows
@@ -160,8 +174,12 @@ def production_choices(cache: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=20, help="timed runs per measurement")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="onnxruntime intra-op threads per session (default: serving's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="onnxruntime intra-op threads per session (default: serving's)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
 
@@ -173,13 +191,20 @@ def main(argv: list[str] | None = None) -> int:
     with ModelServer(cache, threads=args.threads) as server:
         models = FaceModels.load(server, choices)
         report = {
-            "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg(),
-                        "provider": server.provider, "threads": server.threads},
-            "photos": {name: "x".join(map(str, decode_image(data).shape[1::-1]))
-                       for name, data in photos.items()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "load_average": os.getloadavg(),
+                "provider": server.provider,
+                "threads": server.threads,
+            },
+            "photos": {
+                name: "x".join(map(str, decode_image(data).shape[1::-1]))
+                for name, data in photos.items()
+            },
             "stage_ms": stage_latencies(models, photos, args.repeat),
-            "chain_images_per_s": {callers: chain_throughput(models, photos, callers, 3.0)
-                                   for callers in (1, 2, 4)},
+            "chain_images_per_s": {
+                callers: chain_throughput(models, photos, callers, 3.0) for callers in (1, 2, 4)
+            },
         }
         threads = server.threads
     report["batching"] = batching_gains(cache, choices, threads, args.repeat)
@@ -200,17 +225,27 @@ def render(report: dict) -> str:
         f"{'stage':<18}{'median ms (mean over photos)':>30}",
     ]
     lines += [f"{stage:<18}{ms:>30.2f}" for stage, ms in report["stage_ms"].items()]
-    lines += ["", "whole chain throughput: " + ", ".join(
-        f"{rate} images/s with {callers} caller thread(s)"
-        for callers, rate in report["chain_images_per_s"].items()), ""]
-    lines.append(f"{'model':<10}{'batch':>6}{'session gain':>14}{'batcher gain':>14}"
-                 f"{'batched/s':>11}{'unbatched/s':>13}{'mean batch':>12}  mode")
+    lines += [
+        "",
+        "whole chain throughput: "
+        + ", ".join(
+            f"{rate} images/s with {callers} caller thread(s)"
+            for callers, rate in report["chain_images_per_s"].items()
+        ),
+        "",
+    ]
+    lines.append(
+        f"{'model':<10}{'batch':>6}{'session gain':>14}{'batcher gain':>14}"
+        f"{'batched/s':>11}{'unbatched/s':>13}{'mean batch':>12}  mode"
+    )
     for task, rows in report["batching"].items():
         for size, row in rows.items():
-            lines.append(f"{task:<10}{size:>6}{row['session_gain']:>14.2f}"
-                         f"{row['batcher_gain']:>14.2f}{row['batched_items_per_s']:>11.1f}"
-                         f"{row['unbatched_items_per_s']:>13.1f}{row['mean_batch']:>12.1f}"
-                         f"  {row['mode']}")
+            lines.append(
+                f"{task:<10}{size:>6}{row['session_gain']:>14.2f}"
+                f"{row['batcher_gain']:>14.2f}{row['batched_items_per_s']:>11.1f}"
+                f"{row['unbatched_items_per_s']:>13.1f}{row['mean_batch']:>12.1f}"
+                f"  {row['mode']}"
+            )
     lines.append("gain = batched / one-at-a-time throughput in this run; > 1 means batching helps")
     return "\n".join(lines)
 

@@ -29,14 +29,15 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.batching import BatchPolicy  # noqa: E402
-from models.face import (  # noqa: E402
+from models.batching import BatchPolicy
+from models.face import (
     FaceModels,
     cosine_similarity,
     decode_image,
@@ -44,13 +45,13 @@ from models.face import (  # noqa: E402
     liveness_score,
     observe_faces,
 )
-from models.registry import resolve_all  # noqa: E402
-from models.serving import ModelServer  # noqa: E402
-from settings import Settings  # noqa: E402
-from starter import devstack  # noqa: E402
-from starter.client import VerificationClient  # noqa: E402
-from starter.samples import SamplePair, sample_pairs  # noqa: E402
-from store.engine import get_engine  # noqa: E402
+from models.registry import resolve_all
+from models.serving import ModelServer
+from settings import Settings
+from starter import devstack
+from starter.client import VerificationClient
+from starter.samples import SamplePair, sample_pairs
+from store.engine import get_engine
 
 
 def free_port() -> int:
@@ -93,7 +94,8 @@ def bare_pipeline(models: FaceModels) -> Callable[[SamplePair], float]:
         (document_face, *_), _ = observe_faces(document, models)
         liveness_score(selfie, selfie_face, models)
         cosine_similarity(
-            face_embedding(selfie, selfie_face, models), face_embedding(document, document_face, models)
+            face_embedding(selfie, selfie_face, models),
+            face_embedding(document, document_face, models),
         )
         return (time.perf_counter() - started) * 1000
 
@@ -109,12 +111,19 @@ async def hop_breakdown(client: VerificationClient, verification_id: str) -> str
     for event in history.events:
         kind = event.WhichOneof("attributes")
         at = event.event_time.ToDatetime()
-        if kind in ("activity_task_scheduled_event_attributes", "workflow_task_scheduled_event_attributes"):
+        if kind in (
+            "activity_task_scheduled_event_attributes",
+            "workflow_task_scheduled_event_attributes",
+        ):
             scheduled[event.event_id] = at
         elif kind == "activity_task_started_event_attributes":
-            waits.append((at - scheduled[event.activity_task_started_event_attributes.scheduled_event_id]))
+            waits.append(
+                at - scheduled[event.activity_task_started_event_attributes.scheduled_event_id]
+            )
         elif kind == "workflow_task_started_event_attributes":
-            waits.append((at - scheduled[event.workflow_task_started_event_attributes.scheduled_event_id]))
+            waits.append(
+                at - scheduled[event.workflow_task_started_event_attributes.scheduled_event_id]
+            )
     total = (history.events[-1].event_time.ToDatetime() - first).total_seconds() * 1000
     median_wait = statistics.median(w.total_seconds() for w in waits) * 1000
     return (
@@ -171,11 +180,17 @@ async def main(count: int, concurrency: int) -> None:
         bare_rate = len(many) / (time.perf_counter() - started)
 
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     print(f"{count} verifications one after another (same person / different people alternating):")
     for name, values in (("orchestrated", latencies), ("bare pipeline", bare)):
-        print(f"  {name:<14} p50 {statistics.median(values):6.0f} ms   p95 {percentile(values, 0.95):6.0f} ms")
-    print(f"  ratio orchestrated/bare, p50: {statistics.median(latencies) / statistics.median(bare):.2f}")
+        print(
+            f"  {name:<14} p50 {statistics.median(values):6.0f} ms   p95 {percentile(values, 0.95):6.0f} ms"
+        )
+    print(
+        f"  ratio orchestrated/bare, p50: {statistics.median(latencies) / statistics.median(bare):.2f}"
+    )
     print(f"  median verification: {breakdown}")
     print(f"{len(many)} verifications, {concurrency} in flight:")
     print(f"  orchestrated   {orchestrated_rate:6.2f} verifications/s")

@@ -34,45 +34,49 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from security.keys import new_key  # noqa: E402
+from security.keys import new_key
 
 os.environ.setdefault("IDFLOW_PAYLOAD_KEYS", f"soak:{new_key()}")
 os.environ.setdefault("IDFLOW_BLOB_KEYS", f"soak-blob:{new_key()}")
 
-from temporalio.client import WorkflowHistory  # noqa: E402
+from temporalio.client import WorkflowHistory
 
-from mdoc import holder  # noqa: E402
-from models.samples import fetch_samples  # noqa: E402
-from starter.replay import ReplayFailed, fetch_history, replay, save_history  # noqa: E402
-from starter.samples import DEMO_CLAIMS, sample_pairs  # noqa: E402
-from tests.support.temporal import (  # noqa: E402
+from mdoc import holder
+from models.samples import fetch_samples
+from starter.replay import ReplayFailed, fetch_history, replay, save_history
+from starter.samples import DEMO_CLAIMS, sample_pairs
+from tests.support.temporal import (
     IdflowStack,
     corrupted_model_pins,
     grey_zone_pins,
     standalone_stack,
     take_issuer_keys_away,
 )
-from verification.contracts import PurgeRequest  # noqa: E402
-from workflows.retention import PurgeVerification  # noqa: E402
+from verification.contracts import PurgeRequest
+from workflows.retention import PurgeVerification
+
 
 class Soak:
     def __init__(self, stack: IdflowStack, replays: int, snapshots: bool, out: Path) -> None:
         self.stack, self.replays, self.snapshots, self.out = stack, replays, snapshots, out
         self.pairs = sample_pairs(fetch_samples())
-        self.counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])  # replays, failures
+        self.counts: dict[str, list[int]] = collections.defaultdict(
+            lambda: [0, 0]
+        )  # replays, failures
         self.errors: list[str] = []
 
     async def verify(
         self,
         case: str,
         pair: str,
-        review: Optional[tuple[str, bool, str]] = None,
-        before_review: Optional[Callable[[], Any]] = None,
+        review: tuple[str, bool, str] | None = None,
+        before_review: Callable[[], Any] | None = None,
         purge: bool = False,
         bind_device: bool = False,
         **start: Any,
@@ -81,7 +85,9 @@ class Soak:
         vid = f"{case}-{uuid.uuid4().hex[:8]}"
         draft = client.create(self.pairs[pair].selfie, self.pairs[pair].document, "soak", vid)
         if bind_device:
-            binding = holder.device_binding(holder.new_device_key(), draft.nonce, self.stack.settings.issuer_id)
+            binding = holder.device_binding(
+                holder.new_device_key(), draft.nonce, self.stack.settings.issuer_id
+            )
             start |= dict(device=binding, claims=DEMO_CLAIMS)
         await client.start(draft, **start)
         snapshots: list[WorkflowHistory] = []
@@ -96,9 +102,12 @@ class Soak:
             await client.result(vid)
             if purge:
                 await client.temporal.execute_workflow(
-                    PurgeVerification.run, PurgeRequest(vid, "soak", "asked"),
-                    id=f"idflow-purge-{vid}", task_queue=self.stack.settings.cpu_task_queue)
-        except Exception as error:  # noqa: BLE001 - counted, the soak goes on
+                    PurgeVerification.run,
+                    PurgeRequest(vid, "soak", "asked"),
+                    id=f"idflow-purge-{vid}",
+                    task_queue=self.stack.settings.cpu_task_queue,
+                )
+        except Exception as error:
             self.errors.append(f"{case} {vid}: {type(error).__name__}: {error}")
             return
         finally:
@@ -121,7 +130,9 @@ class Soak:
             await replay(history, self.stack.settings)
         except ReplayFailed as failed:
             self.counts[case][1] += 1
-            print(f"REPLAY FAILED {case}: {save_history(history, self.out)}\n  {failed}", flush=True)
+            print(
+                f"REPLAY FAILED {case}: {save_history(history, self.out)}\n  {failed}", flush=True
+            )
 
     async def round(self, strict: dict[str, str], broken: dict[str, str], approve: bool) -> None:
         await asyncio.gather(
@@ -132,16 +143,31 @@ class Soak:
             self.verify("credential", "same person", bind_device=True),
             self.verify("review-approved", "same person", ("soak", True, "ok"), model_pins=strict),
             self.verify("review-declined", "same person", ("soak", False, "no"), model_pins=strict),
-            self.verify("review-expired", "same person", model_pins=strict, review_deadline_seconds=1),
+            self.verify(
+                "review-expired", "same person", model_pins=strict, review_deadline_seconds=1
+            ),
             self.verify("purged", "same person", purge=True),
-            self.verify("model-unavailable", "same person", model_pins={"embed": "no-such-model@9.9.9"}),
-            self.verify("processing-failed", "same person", ("soak", approve, "x"),
-                        model_pins=broken, processing_attempts=2),
+            self.verify(
+                "model-unavailable", "same person", model_pins={"embed": "no-such-model@9.9.9"}
+            ),
+            self.verify(
+                "processing-failed",
+                "same person",
+                ("soak", approve, "x"),
+                model_pins=broken,
+                processing_attempts=2,
+            ),
         )
         # Alone: with the key store gone, no other binding in the round could sign either.
         put_back = take_issuer_keys_away(self.stack.settings)
-        await self.verify("binding-retried", "same person", ("soak", True, "keys back"),
-                          before_review=put_back, bind_device=True, processing_attempts=2)
+        await self.verify(
+            "binding-retried",
+            "same person",
+            ("soak", True, "keys back"),
+            before_review=put_back,
+            bind_device=True,
+            processing_attempts=2,
+        )
 
 
 def hold_db_lock(database: Path, seconds: float, stop: threading.Event) -> None:
@@ -172,10 +198,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--replays", type=int, default=2, help="replays of each finished history")
-    parser.add_argument("--snapshots", action="store_true", help="also replay histories of running runs")
+    parser.add_argument(
+        "--snapshots", action="store_true", help="also replay histories of running runs"
+    )
     parser.add_argument("--db-lock", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--chaos", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "idflow-soak-failed")
+    parser.add_argument(
+        "--out", type=Path, default=Path(tempfile.gettempdir()) / "idflow-soak-failed"
+    )
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -184,7 +214,9 @@ def main() -> None:
         stop = threading.Event()
         if args.db_lock:
             database = stack.settings.home / "idflow.db"
-            threading.Thread(target=hold_db_lock, args=(database, args.db_lock, stop), daemon=True).start()
+            threading.Thread(
+                target=hold_db_lock, args=(database, args.db_lock, stop), daemon=True
+            ).start()
         if args.chaos:
             threading.Thread(target=chaos, args=(stack, stop), daemon=True).start()
         try:
@@ -194,9 +226,11 @@ def main() -> None:
                     stack.run(soak.round(strict, broken, approve=bool(number % 2)), timeout=900)
                     replays = sum(count for count, _ in soak.counts.values())
                     failures = sum(failed for _, failed in soak.counts.values())
-                    print(f"round {number + 1}/{args.rounds}: {time.monotonic() - started:.0f} s, "
-                          f"{replays} replays, {failures} failed, {len(soak.errors)} runs not finished",
-                          flush=True)
+                    print(
+                        f"round {number + 1}/{args.rounds}: {time.monotonic() - started:.0f} s, "
+                        f"{replays} replays, {failures} failed, {len(soak.errors)} runs not finished",
+                        flush=True,
+                    )
         finally:
             stop.set()
     print(f"\n{'path':<30}{'replays':>8}{'failed':>8}")

@@ -7,7 +7,7 @@ digest or signature covers are reproducible from the value.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import cbor2
@@ -58,7 +58,7 @@ def tdate(moment: datetime) -> cbor2.CBORTag:
     """``#6.0`` date-time in UTC, whole seconds: ``2025-01-31T12:00:00Z``."""
     if moment.tzinfo is None:
         raise ValueError("tdate needs a timezone-aware datetime")
-    utc = moment.astimezone(timezone.utc).replace(microsecond=0)
+    utc = moment.astimezone(UTC).replace(microsecond=0)
     return cbor2.CBORTag(TAG_TDATE, utc.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 

@@ -12,7 +12,7 @@ accept cannot drift apart.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -93,7 +93,9 @@ def make_document_signer(
     issuer_alt_name = iaca.extensions.get_extension_for_class(x509.IssuerAlternativeName).value
     return (
         x509.CertificateBuilder()
-        .subject_name(_name(issuing_country, str(organization), f"{organization} Document Signer {stamp}"))
+        .subject_name(
+            _name(issuing_country, str(organization), f"{organization} Document Signer {stamp}")
+        )
         .issuer_name(iaca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -144,7 +146,9 @@ def country(certificate: x509.Certificate) -> str:
     return str(values[0].value)
 
 
-def _extension(certificate: x509.Certificate, kind: type, what: str, critical: bool) -> x509.Extension:
+def _extension(
+    certificate: x509.Certificate, kind: type, what: str, critical: bool
+) -> x509.Extension:
     try:
         extension = certificate.extensions.get_extension_for_class(kind)
     except x509.ExtensionNotFound:
@@ -184,7 +188,9 @@ def check_document_signer(signer: x509.Certificate, iaca: x509.Certificate) -> N
         raise CertificateProfileError("document signer extended key usage must be 1.0.18013.5.1.2")
     ski = _extension(signer, x509.SubjectKeyIdentifier, "document signer", critical=False).value
     if ski.digest != x509.SubjectKeyIdentifier.from_public_key(signer.public_key()).digest:
-        raise CertificateProfileError("document signer subject key identifier does not match its key")
+        raise CertificateProfileError(
+            "document signer subject key identifier does not match its key"
+        )
     aki = _extension(signer, x509.AuthorityKeyIdentifier, "document signer", critical=False).value
     iaca_ski = iaca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     if aki.key_identifier != iaca_ski.digest:
@@ -211,5 +217,11 @@ def check_chain(signer: x509.Certificate, iaca: x509.Certificate, at: datetime) 
             f"document signer is not issued by this IACA ({type(err).__name__})"
         ) from None
     for what, certificate in (("IACA", iaca), ("document signer", signer)):
-        if not certificate.not_valid_before_utc <= at.astimezone(timezone.utc) <= certificate.not_valid_after_utc:
-            raise CertificateProfileError(f"{what} certificate is not valid at {at:%Y-%m-%dT%H:%M:%SZ}")
+        if (
+            not certificate.not_valid_before_utc
+            <= at.astimezone(UTC)
+            <= certificate.not_valid_after_utc
+        ):
+            raise CertificateProfileError(
+                f"{what} certificate is not valid at {at:%Y-%m-%dT%H:%M:%SZ}"
+            )

@@ -13,14 +13,20 @@ from __future__ import annotations
 import io
 import re
 import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from PIL import Image
 
 from models.face.decode import decode_image
-from verification.errors import ClaimsInvalid, ImageTooLarge, ImageUnreadable, UnsupportedImageFormat
+from verification.errors import (
+    ClaimsInvalid,
+    ImageTooLarge,
+    ImageUnreadable,
+    UnsupportedImageFormat,
+)
 
 from . import cbor
 
@@ -68,7 +74,9 @@ def _date(name: str, value: Any) -> date:
 
 def _country(name: str, value: Any) -> str:
     if not isinstance(value, str) or not _COUNTRY.fullmatch(value):
-        raise ClaimsInvalid(f"claim {name} must be an ISO 3166-1 alpha-2 code (two capital letters)")
+        raise ClaimsInvalid(
+            f"claim {name} must be an ISO 3166-1 alpha-2 code (two capital letters)"
+        )
     return value
 
 
@@ -86,7 +94,9 @@ def _driving_privileges(name: str, value: Any) -> list[dict[str, Any]]:
         if set(entry) - {"vehicle_category_code", "issue_date", "expiry_date", "codes"}:
             raise ClaimsInvalid(rule)
         privilege: dict[str, Any] = {
-            "vehicle_category_code": _text(f"{name}.vehicle_category_code", entry["vehicle_category_code"], 8)
+            "vehicle_category_code": _text(
+                f"{name}.vehicle_category_code", entry["vehicle_category_code"], 8
+            )
         }
         for key in ("issue_date", "expiry_date"):
             if key in entry:
@@ -94,7 +104,9 @@ def _driving_privileges(name: str, value: Any) -> list[dict[str, Any]]:
         if "codes" in entry:
             codes = entry["codes"]
             if not isinstance(codes, list) or not all(
-                isinstance(code, dict) and "code" in code and not set(code) - {"code", "sign", "value"}
+                isinstance(code, dict)
+                and "code" in code
+                and not set(code) - {"code", "sign", "value"}
                 for code in codes
             ):
                 raise ClaimsInvalid(rule)
@@ -138,7 +150,11 @@ def mdl_claims(
         if name in SET_BY_ISSUER:
             raise ClaimsInvalid(f"claim {name} is set by the issuer ({SET_BY_ISSUER[name]})")
         if name not in REQUIRED and name not in OPTIONAL:
-            shown = name if isinstance(name, str) and _IDENTIFIER.fullmatch(name) else "(unprintable name)"
+            shown = (
+                name
+                if isinstance(name, str) and _IDENTIFIER.fullmatch(name)
+                else "(unprintable name)"
+            )
             raise ClaimsInvalid(f"claim {shown} is not an mDL data element idflow issues")
     missing = sorted(set(REQUIRED) - set(claims))
     if missing:

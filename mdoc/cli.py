@@ -19,7 +19,7 @@ import json
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -43,8 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("--keys-dir", type=Path, help="default: <IDFLOW_HOME>/keys")
         return parser
 
-    init = with_dir(commands.add_parser("init", help="create the IACA root and the first document signer"))
-    init.add_argument("--country", default=DEFAULT_COUNTRY, help="ISO 3166-1 alpha-2 (default: %(default)s)")
+    init = with_dir(
+        commands.add_parser("init", help="create the IACA root and the first document signer")
+    )
+    init.add_argument(
+        "--country", default=DEFAULT_COUNTRY, help="ISO 3166-1 alpha-2 (default: %(default)s)"
+    )
     init.add_argument("--organization", default=DEFAULT_ORGANIZATION)
     init.add_argument("--issuer-url", help="IssuerAltName URI (default: IDFLOW_ISSUER_ID)")
     init.add_argument("--iaca-validity-days", type=int, default=3650)
@@ -62,12 +66,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(run=run_export_iaca)
 
     credential = subparsers.add_parser("credential", help="check an issued mdoc credential")
-    credential_commands = credential.add_subparsers(dest="credential_command", required=True, metavar="ACTION")
+    credential_commands = credential.add_subparsers(
+        dest="credential_command", required=True, metavar="ACTION"
+    )
     check = credential_commands.add_parser(
         "verify", help="verify an IssuerSigned against the IACA, as a relying party would"
     )
     check.add_argument(
-        "source", help="file (or - for stdin): base64 IssuerSigned, raw CBOR, or `idflow verify --json` output"
+        "source",
+        help="file (or - for stdin): base64 IssuerSigned, raw CBOR, or `idflow verify --json` output",
     )
     check.add_argument("--iaca", type=Path, required=True, help="trusted IACA certificate (PEM)")
     check.add_argument("--device-key", type=Path, help="require binding to this device key (PEM)")
@@ -131,8 +138,12 @@ def run_verify_credential(args: argparse.Namespace) -> int:
     verified = verify_issuer_signed(_issuer_signed(raw), iaca, device_key=device_key)
     # Only non-personal facts: the element names, never their values.
     print(f"valid {verified.doc_type}")
-    print(f"  signed by      {verified.signer.subject.rfc4514_string()} (serial {certificates.serial_hex(verified.signer)})")
-    print(f"  valid          {verified.valid_from:%Y-%m-%dT%H:%M:%SZ} .. {verified.valid_until:%Y-%m-%dT%H:%M:%SZ}")
+    print(
+        f"  signed by      {verified.signer.subject.rfc4514_string()} (serial {certificates.serial_hex(verified.signer)})"
+    )
+    print(
+        f"  valid          {verified.valid_from:%Y-%m-%dT%H:%M:%SZ} .. {verified.valid_until:%Y-%m-%dT%H:%M:%SZ}"
+    )
     print(f"  device key     {jwk.thumbprint(verified.device_key)} (RFC 7638 thumbprint)")
     print(f"  elements       {', '.join(verified.elements)}")
     return 0
@@ -141,7 +152,7 @@ def run_verify_credential(args: argparse.Namespace) -> int:
 def _issuer_signed(raw: bytes) -> bytes:
     """IssuerSigned bytes from raw CBOR, base64 text, or the JSON result of ``idflow verify``."""
     try:
-        text: Optional[str] = raw.decode("ascii").strip()
+        text: str | None = raw.decode("ascii").strip()
     except UnicodeDecodeError:
         return raw  # binary: CBOR as is
     try:
@@ -163,5 +174,7 @@ def _describe(role: str, certificate: x509.Certificate) -> None:
     fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
     print(f"{role}: {certificate.subject.rfc4514_string()}")
     print(f"  serial       {certificates.serial_hex(certificate)}")
-    print(f"  valid        {certificate.not_valid_before_utc:%Y-%m-%d} .. {certificate.not_valid_after_utc:%Y-%m-%d}")
+    print(
+        f"  valid        {certificate.not_valid_before_utc:%Y-%m-%d} .. {certificate.not_valid_after_utc:%Y-%m-%d}"
+    )
     print(f"  sha256       {fingerprint}")

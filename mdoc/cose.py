@@ -7,7 +7,7 @@ messages, attached or detached payloads, signatures as raw ``r || s``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -33,7 +33,7 @@ class Sign1:
 
     protected: bytes
     unprotected: dict[Any, Any]
-    payload: Optional[bytes]  # None when detached
+    payload: bytes | None  # None when detached
     signature: bytes
 
     def to_cbor(self) -> list[Any]:
@@ -47,7 +47,7 @@ class Sign1:
         return headers
 
     @classmethod
-    def from_cbor(cls, value: Any) -> "Sign1":
+    def from_cbor(cls, value: Any) -> Sign1:
         """Parse an untagged COSE_Sign1 (ISO 18013-5 forbids the #6.18 tag)."""
         if not isinstance(value, (list, tuple)) or len(value) != 4:
             raise CoseError("COSE_Sign1 must be an untagged array of four items")
@@ -69,7 +69,7 @@ def _to_be_signed(protected: bytes, payload: bytes) -> bytes:
 def sign_es256(
     key: ec.EllipticCurvePrivateKey,
     payload: bytes,
-    unprotected: Optional[dict[Any, Any]] = None,
+    unprotected: dict[Any, Any] | None = None,
     detached: bool = False,
 ) -> Sign1:
     """Sign ``payload``; with ``detached`` the message carries nil instead of it."""
@@ -79,7 +79,7 @@ def sign_es256(
 
 
 def verify_es256(
-    message: Sign1, key: ec.EllipticCurvePublicKey, detached_payload: Optional[bytes] = None
+    message: Sign1, key: ec.EllipticCurvePublicKey, detached_payload: bytes | None = None
 ) -> bytes:
     """Check an ES256 COSE_Sign1 and return the payload it covers."""
     if message.protected_headers.get(HEADER_ALG) != ALG_ES256:

@@ -22,4 +22,6 @@ def device_authentication_bytes(
     ``#6.24(bstr .cbor ["DeviceAuthentication", SessionTranscript, DocType,
     DeviceNameSpacesBytes])`` (18013-5 §9.1.3.4).
     """
-    return cbor.embedded_bytes(["DeviceAuthentication", session_transcript, doc_type, device_namespaces])
+    return cbor.embedded_bytes(
+        ["DeviceAuthentication", session_transcript, doc_type, device_namespaces]
+    )

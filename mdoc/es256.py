@@ -36,7 +36,9 @@ def public_key(x: bytes, y: bytes) -> ec.EllipticCurvePublicKey:
     """The P-256 public key at (x, y); ValueError unless both are 32 bytes and on the curve."""
     if len(x) != COORDINATE_BYTES or len(y) != COORDINATE_BYTES:
         raise ValueError("coordinates must be 32 bytes each")
-    numbers = ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1())
+    numbers = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
+    )
     return numbers.public_key()  # raises ValueError for a point off the curve
 
 

@@ -13,8 +13,8 @@ in a PEM file (``idflow verify --device-key dev.pem``)::
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -45,25 +45,30 @@ def load_device_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def compact_jws(key: ec.EllipticCurvePrivateKey, header: dict[str, Any], payload: dict[str, Any]) -> str:
+def compact_jws(
+    key: ec.EllipticCurvePrivateKey, header: dict[str, Any], payload: dict[str, Any]
+) -> str:
     """An ES256 JWS in compact serialisation."""
     signing_input = ".".join(
-        jwk.b64url_encode(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload)
+        jwk.b64url_encode(json.dumps(part, separators=(",", ":")).encode())
+        for part in (header, payload)
     )
     return f"{signing_input}.{jwk.b64url_encode(es256.sign(key, signing_input.encode('ascii')))}"
 
 
 def proof_jwt(
-    key: ec.EllipticCurvePrivateKey, nonce: str, audience: str, issued_at: Optional[datetime] = None
+    key: ec.EllipticCurvePrivateKey, nonce: str, audience: str, issued_at: datetime | None = None
 ) -> str:
     """The OpenID4VCI proof JWT over ``nonce`` for the issuer ``audience``."""
-    moment = issued_at or datetime.now(timezone.utc)
+    moment = issued_at or datetime.now(UTC)
     header = {"typ": PROOF_TYP, "alg": PROOF_ALG, "jwk": jwk.to_jwk(key.public_key())}
-    return compact_jws(key, header, {"aud": audience, "iat": int(moment.timestamp()), "nonce": nonce})
+    return compact_jws(
+        key, header, {"aud": audience, "iat": int(moment.timestamp()), "nonce": nonce}
+    )
 
 
 def device_binding(
-    key: ec.EllipticCurvePrivateKey, nonce: str, audience: str, issued_at: Optional[datetime] = None
+    key: ec.EllipticCurvePrivateKey, nonce: str, audience: str, issued_at: datetime | None = None
 ) -> DeviceBinding:
     """What the caller passes to the verification: the device's public JWK and its proof."""
     return DeviceBinding(jwk.to_jwk(key.public_key()), proof_jwt(key, nonce, audience, issued_at))

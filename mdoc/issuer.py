@@ -19,8 +19,7 @@ is never handed out and goes with the verification's blobs.
 from __future__ import annotations
 
 import base64
-from datetime import datetime, time, timedelta, timezone
-from typing import Optional
+from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -52,9 +51,11 @@ class CredentialIssuer:
         self.issuer_id = issuer_id
         self.validity = validity
 
-    def issue(self, request: IssueCredentialInput, now: Optional[datetime] = None) -> IssuedCredential:
+    def issue(
+        self, request: IssueCredentialInput, now: datetime | None = None
+    ) -> IssuedCredential:
         """The verification's credential: signed now, or the one signed before."""
-        now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+        now = (now or datetime.now(UTC)).replace(microsecond=0)
         checked = proof.check_proof(request.device, self.issuer_id, now)
         nonce_issued_at = credentials.consume_nonce(
             self.engine, request.verification_id, checked.nonce, checked.digest
@@ -85,10 +86,16 @@ class CredentialIssuer:
         signer = self.keys.current_signer()
         portrait = claims.portrait_jpeg(self.blobs.get(request.verification_id, request.portrait))
         mdl = claims.mdl_claims(request.claims, portrait, signer.country, now.date())
-        document_expires = datetime.combine(mdl.expiry_date + timedelta(days=1), time(), timezone.utc)
-        valid_until = min(now + self.validity, signer.certificate.not_valid_after_utc, document_expires)
+        document_expires = datetime.combine(
+            mdl.expiry_date + timedelta(days=1), time(), UTC
+        )
+        valid_until = min(
+            now + self.validity, signer.certificate.not_valid_after_utc, document_expires
+        )
         signed = sign_mdoc(mdl.elements, checked.device_key, signer, now, valid_until)
-        blob = self.blobs.put(request.verification_id, signed.issuer_signed, ISSUER_SIGNED_MEDIA_TYPE)
+        blob = self.blobs.put(
+            request.verification_id, signed.issuer_signed, ISSUER_SIGNED_MEDIA_TYPE
+        )
         return credentials.record_issued(
             self.engine,
             IssuedCredentialRecord(

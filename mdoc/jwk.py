@@ -6,7 +6,8 @@ import base64
 import hashlib
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -56,5 +57,7 @@ def from_jwk(jwk: Any) -> ec.EllipticCurvePublicKey:
 def thumbprint(key: ec.EllipticCurvePublicKey) -> str:
     """RFC 7638 JWK SHA-256 thumbprint, base64url: a non-personal id of the device key."""
     jwk = to_jwk(key)
-    canonical = json.dumps({name: jwk[name] for name in ("crv", "kty", "x", "y")}, separators=(",", ":"))
+    canonical = json.dumps(
+        {name: jwk[name] for name in ("crv", "kty", "x", "y")}, separators=(",", ":")
+    )
     return b64url_encode(hashlib.sha256(canonical.encode()).digest())

@@ -34,9 +34,9 @@ import secrets
 import stat
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -91,13 +91,13 @@ class KeyStore:
     def __init__(self, root: Path, passphrase: bytes) -> None:
         self.root = root
         self._passphrase = passphrase
-        self._password: Optional[bytes] = None  # scrypt(passphrase), derived once
-        self._salt: Optional[bytes] = None
+        self._password: bytes | None = None  # scrypt(passphrase), derived once
+        self._salt: bytes | None = None
         self._signers: dict[str, DocumentSigner] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, root: Path, create_passphrase: bool = False) -> "KeyStore":
+    def open(cls, root: Path, create_passphrase: bool = False) -> KeyStore:
         """The key store at ``root``, unlocked with the configured passphrase.
 
         With ``create_passphrase`` and no passphrase configured, a random one
@@ -117,7 +117,7 @@ class KeyStore:
         organization: str = DEFAULT_ORGANIZATION,
         iaca_validity: timedelta = DEFAULT_IACA_VALIDITY,
         signer_validity: timedelta = DEFAULT_SIGNER_VALIDITY,
-        now: Optional[datetime] = None,
+        now: datetime | None = None,
     ) -> DocumentSigner:
         """Create the IACA root (IssuerAltName ``issuer_url``) and the first document signer."""
         if self.exists():
@@ -128,7 +128,9 @@ class KeyStore:
             raise KeyStoreError("country must be an ISO 3166-1 alpha-2 code such as UT or DE")
         now = _now(now)
         iaca_key = ec.generate_private_key(ec.SECP256R1())
-        iaca = certificates.make_iaca(iaca_key, country, organization, issuer_url, now, iaca_validity)
+        iaca = certificates.make_iaca(
+            iaca_key, country, organization, issuer_url, now, iaca_validity
+        )
         signer = _new_signer(iaca, iaca_key, signer_validity, now)  # nothing written if it fails
         (self.root / "signers").mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)
@@ -139,7 +141,7 @@ class KeyStore:
         return signer
 
     def rotate(
-        self, signer_validity: timedelta = DEFAULT_SIGNER_VALIDITY, now: Optional[datetime] = None
+        self, signer_validity: timedelta = DEFAULT_SIGNER_VALIDITY, now: datetime | None = None
     ) -> DocumentSigner:
         """Issue a new document signer and retire the current one's private key."""
         state = self._state()
@@ -185,7 +187,7 @@ class KeyStore:
             raise KeyStoreError(f"signers/{serial}.key does not belong to signers/{serial}.pem")
         iaca = self.iaca()
         try:
-            certificates.check_chain(certificate, iaca, datetime.now(timezone.utc))
+            certificates.check_chain(certificate, iaca, datetime.now(UTC))
         except certificates.CertificateProfileError as err:
             raise KeyStoreError(f"signers/{serial}.pem: {err}") from None
         return DocumentSigner(key, certificate, iaca)
@@ -233,7 +235,9 @@ class KeyStore:
         try:
             key = serialization.load_pem_private_key(data, password=self._key_password())
         except (ValueError, TypeError):
-            raise KeyStoreError(f"cannot decrypt {path.name}: wrong passphrase or not an encrypted key") from None
+            raise KeyStoreError(
+                f"cannot decrypt {path.name}: wrong passphrase or not an encrypted key"
+            ) from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise KeyStoreError(f"{path.name} is not an EC private key")
         return key
@@ -259,7 +263,9 @@ def _passphrase(root: Path, create: bool) -> bytes:
     value = os.environ.get(PASSPHRASE_ENV)
     if value:
         if len(value) < MIN_PASSPHRASE_CHARS:
-            raise KeyStoreError(f"{PASSPHRASE_ENV} must have at least {MIN_PASSPHRASE_CHARS} characters")
+            raise KeyStoreError(
+                f"{PASSPHRASE_ENV} must have at least {MIN_PASSPHRASE_CHARS} characters"
+            )
         return value.encode()
     named = os.environ.get(PASSPHRASE_FILE_ENV)
     path = Path(named).expanduser() if named else root / "passphrase"
@@ -276,7 +282,9 @@ def _passphrase(root: Path, create: bool) -> bytes:
         raise KeyStoreError(f"passphrase file {path} is accessible to others: chmod 600 it")
     value = path.read_text().strip()
     if len(value) < MIN_PASSPHRASE_CHARS:
-        raise KeyStoreError(f"passphrase in {path} must have at least {MIN_PASSPHRASE_CHARS} characters")
+        raise KeyStoreError(
+            f"passphrase in {path} must have at least {MIN_PASSPHRASE_CHARS} characters"
+        )
     return value.encode()
 
 
@@ -299,5 +307,5 @@ def _load_certificate(path: Path) -> x509.Certificate:
         raise KeyStoreError(f"{path.name} is missing from {path.parent}") from None
 
 
-def _now(now: Optional[datetime]) -> datetime:
-    return (now or datetime.now(timezone.utc)).replace(microsecond=0)
+def _now(now: datetime | None) -> datetime:
+    return (now or datetime.now(UTC)).replace(microsecond=0)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -66,7 +67,9 @@ def sign_mdoc(
             f"document signer {signer.serial} is not valid now: run `idflow keys rotate`"
         )
     if not signed < valid_until <= certificate.not_valid_after_utc:
-        raise ValueError("validUntil must follow the signing time and end within the signer certificate")
+        raise ValueError(
+            "validUntil must follow the signing time and end within the signer certificate"
+        )
 
     digest_ids = secrets.SystemRandom().sample(range(_DIGEST_ID_LIMIT), len(elements))
     items, digests = [], {}
@@ -97,7 +100,9 @@ def sign_mdoc(
     mso_bytes = cbor.embedded_bytes(mso)
     x5chain = certificate.public_bytes(serialization.Encoding.DER)
     issuer_auth = cose.sign_es256(signer.private_key, mso_bytes, {cose.HEADER_X5CHAIN: x5chain})
-    issuer_signed = cbor.dumps({"nameSpaces": {namespace: items}, "issuerAuth": issuer_auth.to_cbor()})
+    issuer_signed = cbor.dumps(
+        {"nameSpaces": {namespace: items}, "issuerAuth": issuer_auth.to_cbor()}
+    )
     return SignedMdoc(
         issuer_signed=issuer_signed,
         doc_type=doc_type,

@@ -21,8 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -47,7 +47,7 @@ class Proof:
     digest: str  # sha256 of the compact JWT: tells an identical retry from another proof
 
 
-def check_proof(binding: Optional[DeviceBinding], issuer_id: str, now: datetime) -> Proof:
+def check_proof(binding: DeviceBinding | None, issuer_id: str, now: datetime) -> Proof:
     """Check the proof JWT against the request's device key and our issuer id."""
     if binding is None:
         raise DeviceProofInvalid("the request has no device key to bind the credential to")
@@ -77,7 +77,7 @@ def check_proof(binding: Optional[DeviceBinding], issuer_id: str, now: datetime)
     if isinstance(iat, bool) or not isinstance(iat, (int, float)):
         raise DeviceProofInvalid("proof JWT iat is missing or not a number")
     try:
-        issued_at = datetime.fromtimestamp(iat, timezone.utc)
+        issued_at = datetime.fromtimestamp(iat, UTC)
     except (OverflowError, OSError, ValueError):
         raise DeviceProofInvalid("proof JWT iat is out of range") from None
     if issued_at > now + CLOCK_SKEW:

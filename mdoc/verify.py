@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 import cbor2
 from cryptography import x509
@@ -56,12 +56,12 @@ class VerifiedDocument:
 def verify_issuer_signed(
     issuer_signed: bytes | dict[str, Any],
     iaca: x509.Certificate,
-    now: Optional[datetime] = None,
+    now: datetime | None = None,
     doc_type: str = MDL_DOCTYPE,
-    device_key: Optional[ec.EllipticCurvePublicKey] = None,
+    device_key: ec.EllipticCurvePublicKey | None = None,
 ) -> VerifiedDocument:
     """Check an IssuerSigned (bytes, or decoded as inside a DeviceResponse)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     try:
         document = cbor.loads(issuer_signed) if isinstance(issuer_signed, bytes) else issuer_signed
         return _verify(document, iaca, now, doc_type, device_key)
@@ -76,7 +76,7 @@ def _verify(
     iaca: x509.Certificate,
     now: datetime,
     doc_type: str,
-    device_key: Optional[ec.EllipticCurvePublicKey],
+    device_key: ec.EllipticCurvePublicKey | None,
 ) -> VerifiedDocument:
     issuer_auth = cose.Sign1.from_cbor(document["issuerAuth"])
     signer = _signer_certificate(issuer_auth)
@@ -138,8 +138,10 @@ def _tdate(value: Any, name: str) -> datetime:
     # cbor2 decodes #6.0 to an aware datetime; a fraction of a second shows as microseconds.
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise CredentialInvalid(f"MSO validityInfo.{name} is not a tdate (#6.0)")
-    if value.microsecond or value.utcoffset() != timezone.utc.utcoffset(None):
-        raise CredentialInvalid(f"MSO validityInfo.{name} must be UTC without fractions of a second")
+    if value.microsecond or value.utcoffset() != UTC.utcoffset(None):
+        raise CredentialInvalid(
+            f"MSO validityInfo.{name} must be UTC without fractions of a second"
+        )
     return value
 
 
@@ -171,7 +173,7 @@ def verify_device_response(
     response: bytes,
     iaca: x509.Certificate,
     session_transcript: Any,
-    now: Optional[datetime] = None,
+    now: datetime | None = None,
     doc_type: str = MDL_DOCTYPE,
 ) -> list[VerifiedDocument]:
     """Check every document of a DeviceResponse, including its device signature."""
@@ -190,7 +192,10 @@ def verify_device_response(
 
 
 def _verify_presented(
-    document: dict[str, Any], iaca: x509.Certificate, session_transcript: Any, now: Optional[datetime]
+    document: dict[str, Any],
+    iaca: x509.Certificate,
+    session_transcript: Any,
+    now: datetime | None,
 ) -> VerifiedDocument:
     verified = verify_issuer_signed(document["issuerSigned"], iaca, now, document["docType"])
     device_signed = document["deviceSigned"]
@@ -203,4 +208,3 @@ def _verify_presented(
     except cose.CoseError as err:
         raise CredentialInvalid(f"deviceSignature: {err}") from None
     return verified
-

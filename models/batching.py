@@ -129,8 +129,13 @@ def make_batch_dynamic(model_bytes: bytes) -> bytes:
     model = onnx.load_from_string(model_bytes)
     graph = model.graph
     tensors = {init.name: init for init in graph.initializer}
-    tensors.update({node.output[0]: node.attribute[0].t for node in graph.node
-                    if node.op_type == "Constant" and node.attribute[0].name == "value"})
+    tensors.update(
+        {
+            node.output[0]: node.attribute[0].t
+            for node in graph.node
+            if node.op_type == "Constant" and node.attribute[0].name == "value"
+        }
+    )
     for node in graph.node:
         if node.op_type != "Reshape" or node.input[1] not in tensors:
             continue

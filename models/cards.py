@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -30,7 +30,7 @@ def plot_path(cache_root: Path, ref: str) -> Path:
     return cache_root / CARDS / f"{ref}.png"
 
 
-def write_cards(engine: Engine, cache_root: Path, refs: Optional[list[str]] = None) -> list[Path]:
+def write_cards(engine: Engine, cache_root: Path, refs: list[str] | None = None) -> list[Path]:
     """Render the cards of ``refs`` (default: every registered version); their paths."""
     versions = [get_version(engine, ref) for ref in refs] if refs else list_versions(engine)
     aliases = current_aliases(engine)
@@ -38,13 +38,15 @@ def write_cards(engine: Engine, cache_root: Path, refs: Optional[list[str]] = No
     for version in versions:
         path = card_path(cache_root, version.ref)
         plot = plot_path(cache_root, version.ref)
-        _write_atomically(path, render_card(version, aliases.get(version.ref, []),
-                                            plot if plot.exists() else None))
+        _write_atomically(
+            path,
+            render_card(version, aliases.get(version.ref, []), plot if plot.exists() else None),
+        )
         written.append(path)
     return written
 
 
-def render_card(version: ModelVersion, aliases: list[str], plot: Optional[Path] = None) -> str:
+def render_card(version: ModelVersion, aliases: list[str], plot: Path | None = None) -> str:
     source = f"{version.source_registry} `{version.source_spec}`"
     if version.source_member:
         source += f", file `{version.source_member}`"
@@ -77,8 +79,9 @@ def render_card(version: ModelVersion, aliases: list[str], plot: Optional[Path] 
         "",
         "## Measured metrics",
         "",
-        _metrics(version.metrics) if version.metrics else
-        "None yet: run `idflow models evaluate` on a labelled set.",
+        _metrics(version.metrics)
+        if version.metrics
+        else "None yet: run `idflow models evaluate` on a labelled set.",
     ]
     if plot is not None:
         lines += ["", "## Evaluation plot", "", f"![evaluation plot of {version.ref}]({plot.name})"]
@@ -88,7 +91,7 @@ def render_card(version: ModelVersion, aliases: list[str], plot: Optional[Path] 
 def utc_minute(moment: datetime) -> str:
     """A database timestamp as UTC (SQLite returns naive UTC, PostgreSQL aware)."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
     return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 

@@ -22,7 +22,9 @@ from .samples import sample_root
 from .sources import PREPROCESSING, TASKS
 
 # The typed errors name the file, hash or pin.
-_clear_errors = clear_errors(PullError, registry.RegistryError, ModelUnavailable, action="models_command")
+_clear_errors = clear_errors(
+    PullError, registry.RegistryError, ModelUnavailable, action="models_command"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
     pull_cmd = commands.add_parser(
-        "pull", help="download and verify the manifest models, register them, write their cards")
+        "pull", help="download and verify the manifest models, register them, write their cards"
+    )
     pull_cmd.set_defaults(run=run_pull)
 
     list_cmd = commands.add_parser("list", help="registered model versions and their aliases")
@@ -43,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     card.set_defaults(run=run_card)
 
     alias = commands.add_parser(
-        "alias", help="move an alias of a task to NAME@VERSION, or show its history")
+        "alias", help="move an alias of a task to NAME@VERSION, or show its history"
+    )
     alias.add_argument("task", choices=TASKS)
     alias.add_argument("alias", help="e.g. production, candidate, shadow")
     alias.add_argument("ref", nargs="?", metavar="NAME@VERSION", help="omit to show the history")
@@ -69,16 +73,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     # `idflow models evaluate` (face pipeline engineer, models/evaluate.py) registers here.
     evaluate = commands.add_parser(
-        "evaluate", help="measure a model on a labelled set; record the metrics and a plot")
+        "evaluate", help="measure a model on a labelled set; record the metrics and a plot"
+    )
     evaluate.add_argument("task", choices=EVALUATED_TASKS)
-    evaluate.add_argument("labelled", nargs="?", type=Path,
-                          help="folder or CSV of labelled images (see models/labelled_sets.py)")
-    evaluate.add_argument("--samples", action="store_true",
-                          help="instead, the sets built from the registry sample photos")
-    evaluate.add_argument("--model", metavar="ALIAS|NAME@VERSION",
-                          help="the version to measure (default: the task's production alias)")
-    evaluate.add_argument("--no-record", action="store_true",
-                          help="only print: leave the registry and the card as they are")
+    evaluate.add_argument(
+        "labelled",
+        nargs="?",
+        type=Path,
+        help="folder or CSV of labelled images (see models/labelled_sets.py)",
+    )
+    evaluate.add_argument(
+        "--samples",
+        action="store_true",
+        help="instead, the sets built from the registry sample photos",
+    )
+    evaluate.add_argument(
+        "--model",
+        metavar="ALIAS|NAME@VERSION",
+        help="the version to measure (default: the task's production alias)",
+    )
+    evaluate.add_argument(
+        "--no-record",
+        action="store_true",
+        help="only print: leave the registry and the card as they are",
+    )
     evaluate.set_defaults(run=run_evaluate)
 
 
@@ -90,8 +108,10 @@ def run_pull(args: argparse.Namespace) -> int:
     added = registry.register_pulled(engine, report.cache_root)
     cards = write_cards(engine, report.cache_root)
     print(report.summary())
-    print(f"registered {len(added)} new model version(s); {len(cards)} card(s) in "
-          f"{cards[0].parent if cards else report.cache_root}")
+    print(
+        f"registered {len(added)} new model version(s); {len(cards)} card(s) in "
+        f"{cards[0].parent if cards else report.cache_root}"
+    )
     return 0
 
 
@@ -105,9 +125,18 @@ def run_list(args: argparse.Namespace) -> int:
     aliases = registry.current_aliases(engine)
     rows = [("TASK", "MODEL", "ALIASES", "SHA256", "LICENCE", "ACCEPT", "REJECT", "METRICS")]
     for v in versions:
-        rows.append((v.task, v.ref, ",".join(aliases.get(v.ref, [])) or "-", v.sha256[:12],
-                     v.licence, _number(v.thresholds.get("accept")),
-                     _number(v.thresholds.get("reject")), ",".join(v.metrics) or "-"))
+        rows.append(
+            (
+                v.task,
+                v.ref,
+                ",".join(aliases.get(v.ref, [])) or "-",
+                v.sha256[:12],
+                v.licence,
+                _number(v.thresholds.get("accept")),
+                _number(v.thresholds.get("reject")),
+                ",".join(v.metrics) or "-",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -128,13 +157,21 @@ def run_alias(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     engine = get_engine(settings.database_url)
     if args.ref is not None:
-        choice = registry.set_alias(engine, args.task, args.alias, args.ref,
-                                    moved_by=args.by or getpass.getuser(), note=args.note)
+        choice = registry.set_alias(
+            engine,
+            args.task,
+            args.alias,
+            args.ref,
+            moved_by=args.by or getpass.getuser(),
+            note=args.note,
+        )
         write_cards(engine, settings.model_cache)  # cards show the aliases
         print(f"{args.task}@{args.alias} -> {choice.ref}")
     for move in registry.alias_history(engine, args.task, args.alias):
-        print(f"{utc_minute(move.moved_at)}  {move.previous or '-'} -> {move.target}  "
-              f"by {move.moved_by}" + (f"  ({move.note})" if move.note else ""))
+        print(
+            f"{utc_minute(move.moved_at)}  {move.previous or '-'} -> {move.target}  "
+            f"by {move.moved_by}" + (f"  ({move.note})" if move.note else "")
+        )
     return 0
 
 
@@ -142,16 +179,31 @@ def run_alias(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     engine = get_engine(settings.database_url)
-    thresholds = {k: v for k, v in (("accept", args.accept), ("reject", args.reject)) if v is not None}
+    thresholds = {
+        k: v for k, v in (("accept", args.accept), ("reject", args.reject)) if v is not None
+    }
     choice = registry.register_version(
-        engine, settings.model_cache, args.file, task=args.task, name=args.name,
-        version=args.version, sha256=args.sha256, licence=args.licence, caveats=args.caveats,
-        source=args.source, preprocessing=args.preprocessing, thresholds=thresholds,
-        alias=args.alias, moved_by=args.by or getpass.getuser(),
+        engine,
+        settings.model_cache,
+        args.file,
+        task=args.task,
+        name=args.name,
+        version=args.version,
+        sha256=args.sha256,
+        licence=args.licence,
+        caveats=args.caveats,
+        source=args.source,
+        preprocessing=args.preprocessing,
+        thresholds=thresholds,
+        alias=args.alias,
+        moved_by=args.by or getpass.getuser(),
     )
     (card,) = write_cards(engine, settings.model_cache, [choice.ref])
-    print(f"registered {choice.ref} for {choice.task}" +
-          (f", alias {choice.alias}" if choice.alias else "") + f"; card {card}")
+    print(
+        f"registered {choice.ref} for {choice.task}"
+        + (f", alias {choice.alias}" if choice.alias else "")
+        + f"; card {card}"
+    )
     return 0
 
 
@@ -159,8 +211,10 @@ def run_import(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if (args.labelled is None) != args.samples:
-        print("idflow models evaluate: give a labelled folder/CSV or --samples (one of them)",
-              file=sys.stderr)
+        print(
+            "idflow models evaluate: give a labelled folder/CSV or --samples (one of them)",
+            file=sys.stderr,
+        )
         return 2
     if args.samples:
         identities, liveness = write_sample_sets(sample_root(settings) / "eval")
@@ -168,8 +222,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         labelled = args.labelled
     try:
-        evaluation = evaluate(get_engine(settings.database_url), settings.model_cache, args.task,
-                              labelled, args.model, record=not args.no_record)
+        evaluation = evaluate(
+            get_engine(settings.database_url),
+            settings.model_cache,
+            args.task,
+            labelled,
+            args.model,
+            record=not args.no_record,
+        )
     except LabelledSetError as error:
         print(f"idflow models evaluate: {error}", file=sys.stderr)
         return 1

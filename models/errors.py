@@ -66,9 +66,7 @@ class ModelHashMismatch(PullError):
 
     def __init__(self, what: str, expected: str, actual: str) -> None:
         self.what, self.expected, self.actual = what, expected, actual
-        super().__init__(
-            f"{what} has sha256 {actual}, expected {expected}; it was not installed"
-        )
+        super().__init__(f"{what} has sha256 {actual}, expected {expected}; it was not installed")
 
 
 class ModelNotPulled(PullError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,22 +77,30 @@ def rates(positives: np.ndarray, negatives: np.ndarray, threshold: float) -> tup
 def _spread(values: np.ndarray) -> dict[str, float]:
     if len(values) == 0:
         return {}
-    return {"min": round(float(values.min()), 4), "median": round(float(np.median(values)), 4),
-            "max": round(float(values.max()), 4)}
+    return {
+        "min": round(float(values.min()), 4),
+        "median": round(float(np.median(values)), 4),
+        "max": round(float(values.max()), 4),
+    }
 
 
 def embed_metrics(genuine: np.ndarray, impostor: np.ndarray, model: ModelChoice) -> dict[str, Any]:
     metrics: dict[str, Any] = {
-        "genuine_pairs": len(genuine), "impostor_pairs": len(impostor),
-        "genuine_scores": _spread(genuine), "impostor_scores": _spread(impostor),
+        "genuine_pairs": len(genuine),
+        "impostor_pairs": len(impostor),
+        "genuine_scores": _spread(genuine),
+        "impostor_scores": _spread(impostor),
         "smallest_measurable_fmr": round(1 / len(impostor), 6) if len(impostor) else None,
         "fnmr_at_fmr": {},
     }
     for target in FMR_TARGETS:
         threshold = threshold_at(impostor, target)
         fmr, fnmr = rates(genuine, impostor, threshold)
-        metrics["fnmr_at_fmr"][f"{target:g}"] = {"threshold": round(threshold, 4),
-                                                 "fnmr": round(fnmr, 4), "fmr": round(fmr, 4)}
+        metrics["fnmr_at_fmr"][f"{target:g}"] = {
+            "threshold": round(threshold, 4),
+            "fnmr": round(fnmr, 4),
+            "fmr": round(fmr, 4),
+        }
     for name, threshold in (("at_accept", model.accept), ("at_reject", model.reject)):
         if threshold is not None:
             fmr, fnmr = rates(genuine, impostor, threshold)
@@ -100,26 +108,36 @@ def embed_metrics(genuine: np.ndarray, impostor: np.ndarray, model: ModelChoice)
     return metrics
 
 
-def liveness_metrics(bona_fide: np.ndarray, attacks: np.ndarray, attack_kinds: list[str],
-                     model: ModelChoice) -> dict[str, Any]:
+def liveness_metrics(
+    bona_fide: np.ndarray, attacks: np.ndarray, attack_kinds: list[str], model: ModelChoice
+) -> dict[str, Any]:
     metrics: dict[str, Any] = {
-        "bona_fide": len(bona_fide), "attacks": len(attacks),
-        "bona_fide_scores": _spread(bona_fide), "attack_scores": _spread(attacks),
+        "bona_fide": len(bona_fide),
+        "attacks": len(attacks),
+        "bona_fide_scores": _spread(bona_fide),
+        "attack_scores": _spread(attacks),
     }
     for name, threshold in (("at_accept", model.accept), ("at_reject", model.reject)):
         if threshold is not None:
             apcer, bpcer = rates(bona_fide, attacks, threshold)
-            metrics[name] = {"threshold": threshold, "apcer": round(apcer, 4),
-                             "bpcer": round(bpcer, 4)}
+            metrics[name] = {
+                "threshold": threshold,
+                "apcer": round(apcer, 4),
+                "bpcer": round(bpcer, 4),
+            }
     threshold = threshold_at(attacks, APCER_TARGET)
     apcer, bpcer = rates(bona_fide, attacks, threshold)
-    metrics["bpcer_at_apcer_5pct"] = {"threshold": round(threshold, 4), "bpcer": round(bpcer, 4),
-                                      "apcer": round(apcer, 4)}
+    metrics["bpcer_at_apcer_5pct"] = {
+        "threshold": round(threshold, 4),
+        "bpcer": round(bpcer, 4),
+        "apcer": round(apcer, 4),
+    }
     if model.accept is not None:
         kinds = np.asarray(attack_kinds)
         metrics["apcer_at_accept_by_attack"] = {
             kind: round(float((attacks[kinds == kind] >= model.accept).mean()), 4)
-            for kind in sorted(set(attack_kinds))}
+            for kind in sorted(set(attack_kinds))
+        }
     return metrics
 
 
@@ -160,8 +178,9 @@ def score_pairs(faces: _Faces, labelled: Path, progress: Progress) -> tuple[np.n
     return np.asarray(genuine), np.asarray(impostor)
 
 
-def score_presentations(faces: _Faces, labelled: Path,
-                        progress: Progress) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def score_presentations(
+    faces: _Faces, labelled: Path, progress: Progress
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     bona_fide, attacks, kinds = [], [], []
     for presentation in read_presentations(labelled):
         found = faces.largest(presentation.image)
@@ -173,14 +192,22 @@ def score_presentations(faces: _Faces, labelled: Path,
         else:
             attacks.append(score)
             kinds.append(presentation.kind)
-    progress(f"scored {len(bona_fide) + len(attacks)} presentations "
-             f"({faces.failures} without a usable face)")
+    progress(
+        f"scored {len(bona_fide) + len(attacks)} presentations "
+        f"({faces.failures} without a usable face)"
+    )
     return np.asarray(bona_fide), np.asarray(attacks), kinds
 
 
-def evaluate(engine: Engine, cache_root: Path, task: str, labelled: Path,
-             model: str | None = None, record: bool = True,
-             progress: Progress = print) -> Evaluation:
+def evaluate(
+    engine: Engine,
+    cache_root: Path,
+    task: str,
+    labelled: Path,
+    model: str | None = None,
+    record: bool = True,
+    progress: Progress = print,
+) -> Evaluation:
     """Evaluate ``model`` (an alias or name@version; default the task's production
     version) on ``labelled``; record the metrics in the registry and write the plot
     beside the model card unless ``record`` is False."""
@@ -199,17 +226,24 @@ def evaluate(engine: Engine, cache_root: Path, task: str, labelled: Path,
             positives, negatives, kinds = score_presentations(faces, labelled, progress)
             metrics = liveness_metrics(positives, negatives, kinds, choice)
             names, errors = ("bona fide", "attack"), ("BPCER", "APCER")
-    metrics = {"dataset": labelled.name, "failed_to_acquire": faces.failures, **metrics,
-               "evaluated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    evaluation = Evaluation(task, choice, labelled.name, positives.tolist(), negatives.tolist(),
-                            metrics)
+    metrics = {
+        "dataset": labelled.name,
+        "failed_to_acquire": faces.failures,
+        **metrics,
+        "evaluated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    evaluation = Evaluation(
+        task, choice, labelled.name, positives.tolist(), negatives.tolist(), metrics
+    )
     if record:
         record_metrics(engine, choice.name, choice.version, {"evaluation": metrics})
-        thresholds = {k: v for k, v in (("accept", choice.accept), ("reject", choice.reject))
-                      if v is not None}
+        thresholds = {
+            k: v for k, v in (("accept", choice.accept), ("reject", choice.reject)) if v is not None
+        }
         evaluation.plot = plot_path(cache_root, choice.ref)
         evaluation.plot.parent.mkdir(parents=True, exist_ok=True)
-        score_plot(f"{choice.ref} on {labelled.name}", positives, negatives, names, errors,
-                   thresholds).save(evaluation.plot)
+        score_plot(
+            f"{choice.ref} on {labelled.name}", positives, negatives, names, errors, thresholds
+        ).save(evaluation.plot)
         write_cards(engine, cache_root, [choice.ref])
     return evaluation

@@ -75,9 +75,12 @@ def read_pairs(source: Path) -> list[Pair]:
         people = {d.name: _images(d) for d in sorted(source.iterdir()) if d.is_dir()}
         tagged = [(person, image) for person, images in people.items() for image in images]
         return [Pair(a, b, pa == pb) for (pa, a), (pb, b) in combinations(tagged, 2)]
-    return [Pair(source.parent / row["a"], source.parent / row["b"],
-                 row["same"].strip().lower() in _TRUE)
-            for row in _csv_rows(source, ("a", "b", "same"))]
+    return [
+        Pair(
+            source.parent / row["a"], source.parent / row["b"], row["same"].strip().lower() in _TRUE
+        )
+        for row in _csv_rows(source, ("a", "b", "same"))
+    ]
 
 
 def read_presentations(source: Path) -> list[Presentation]:
@@ -86,8 +89,9 @@ def read_presentations(source: Path) -> list[Presentation]:
         live, attack = source / "live", source / "attack"
         if not live.is_dir() or not attack.is_dir():
             raise LabelledSetError(f"{source} must hold the folders live/ and attack/")
-        return ([Presentation(p, True) for p in _images(live)]
-                + [Presentation(p, False, _attack_kind(attack, p)) for p in _images(attack)])
+        return [Presentation(p, True) for p in _images(live)] + [
+            Presentation(p, False, _attack_kind(attack, p)) for p in _images(attack)
+        ]
     presentations = []
     for row in _csv_rows(source, ("image", "label")):
         label = row["label"].strip().lower()
@@ -104,6 +108,7 @@ def _attack_kind(attack_dir: Path, image: Path) -> str:
 
 
 # Simulated presentation attacks ---------------------------------------------------------
+
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:
     out = io.BytesIO()
@@ -131,7 +136,7 @@ def _screen(image: Image.Image) -> Image.Image:
 
 def _moire(image: Image.Image) -> Image.Image:
     pixels = np.asarray(image, np.float32)
-    rows, cols = np.mgrid[0:image.height, 0:image.width]
+    rows, cols = np.mgrid[0 : image.height, 0 : image.width]
     pattern = 1 + 0.12 * np.sin(cols * 0.9 + rows * 0.35)
     return Image.fromarray(np.clip(pixels * pattern[..., None], 0, 255).astype(np.uint8))
 
@@ -139,16 +144,19 @@ def _moire(image: Image.Image) -> Image.Image:
 def _held_up(image: Image.Image) -> Image.Image:
     """The picture held in front of the camera: smaller, on a plain background."""
     background = Image.new("RGB", (int(image.width * 1.6), int(image.height * 1.6)), (90, 80, 70))
-    background.paste(image, ((background.width - image.width) // 2,
-                             (background.height - image.height) // 2))
+    background.paste(
+        image, ((background.width - image.width) // 2, (background.height - image.height) // 2)
+    )
     return background
 
 
 def _recaptured(factor: int) -> Callable[[Image.Image], Image.Image]:
     def run(image: Image.Image) -> Image.Image:
-        small = image.resize((image.width // factor, image.height // factor),
-                             Image.Resampling.BILINEAR)
+        small = image.resize(
+            (image.width // factor, image.height // factor), Image.Resampling.BILINEAR
+        )
         return small.resize(image.size, Image.Resampling.BILINEAR)
+
     return run
 
 

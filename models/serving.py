@@ -41,8 +41,9 @@ _ORT_ERRORS_ONLY = 3  # onnxruntime log severity: warnings about unused initiali
 _BATCH_TOLERANCE = 1e-4
 
 
-def select_providers(requested: Sequence[str] | None = None,
-                     available: Sequence[str] | None = None) -> list[str]:
+def select_providers(
+    requested: Sequence[str] | None = None, available: Sequence[str] | None = None
+) -> list[str]:
     """The requested (default: CUDA, CPU) providers that this onnxruntime has, CPU always last."""
     have = ort.get_available_providers() if available is None else list(available)
     chosen = [p for p in (requested or PREFERRED_PROVIDERS) if p in have and p != CPU]
@@ -75,8 +76,13 @@ class Runner:
     input_shape`` returns one array per model output. Thread-safe.
     """
 
-    def __init__(self, choice: ModelChoice, session: ort.InferenceSession,
-                 dynamic_batch: bool, policy: BatchPolicy | None) -> None:
+    def __init__(
+        self,
+        choice: ModelChoice,
+        session: ort.InferenceSession,
+        dynamic_batch: bool,
+        policy: BatchPolicy | None,
+    ) -> None:
         self.choice = choice
         self._session = session
         model_input = session.get_inputs()[0]
@@ -94,8 +100,9 @@ class Runner:
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         item = np.ascontiguousarray(x, dtype=np.float32)
         if item.shape != self.input_shape:
-            raise ValueError(f"{self.choice.ref} takes items of shape {self.input_shape}, "
-                             f"got {item.shape}")
+            raise ValueError(
+                f"{self.choice.ref} takes items of shape {self.input_shape}, got {item.shape}"
+            )
         if self._batcher is not None:
             return self._batcher.submit(item)
         return [output[0] for output in self._session.run(None, {self._input_name: item[None]})]
@@ -115,8 +122,13 @@ class Runner:
 class ModelServer:
     """The runners of one worker process, one per model version, created on first use."""
 
-    def __init__(self, cache_root: Path, providers: Sequence[str] | None = None,
-                 batch_policy: BatchPolicy | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        cache_root: Path,
+        providers: Sequence[str] | None = None,
+        batch_policy: BatchPolicy | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.cache_root = Path(cache_root)
         self.providers = select_providers(providers)
         self.batch_policy = batch_policy
@@ -138,8 +150,10 @@ class ModelServer:
             if runner is None:
                 runner = self._runners[key] = self._load(choice)
         if runner.choice.sha256 != choice.sha256:
-            raise ValueError(f"{choice.ref} was loaded with sha256 {runner.choice.sha256}, "
-                             f"now asked for {choice.sha256}")
+            raise ValueError(
+                f"{choice.ref} was loaded with sha256 {runner.choice.sha256}, "
+                f"now asked for {choice.sha256}"
+            )
         return runner
 
     def close(self) -> None:
@@ -148,7 +162,7 @@ class ModelServer:
         for runner in runners:
             runner.close()
 
-    def __enter__(self) -> "ModelServer":
+    def __enter__(self) -> ModelServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -168,23 +182,34 @@ class ModelServer:
             session = self._session(model_bytes)
         _warm_up(session)
         runner = Runner(choice, session, dynamic, self.batch_policy)
-        log.info("loaded %s (%s) on %s, batching %s", choice.ref, choice.task, runner.provider,
-                 runner.batching if self.batch_policy else "off")
+        log.info(
+            "loaded %s (%s) on %s, batching %s",
+            choice.ref,
+            choice.task,
+            runner.provider,
+            runner.batching if self.batch_policy else "off",
+        )
         return runner
 
     def _session(self, model_bytes: bytes) -> ort.InferenceSession:
-        return ort.InferenceSession(model_bytes, session_options(self.threads),
-                                    providers=self.providers)
+        return ort.InferenceSession(
+            model_bytes, session_options(self.threads), providers=self.providers
+        )
 
-    def _dynamic_session(self, choice: ModelChoice, model_bytes: bytes) -> ort.InferenceSession | None:
+    def _dynamic_session(
+        self, choice: ModelChoice, model_bytes: bytes
+    ) -> ort.InferenceSession | None:
         """A session with a free batch axis, or None when the re-export changes the numbers."""
         try:
             session = self._session(make_batch_dynamic(model_bytes))
             if _batch_matches_items(session):
                 return session
         except Exception as error:  # an unusual graph: fall back to item-by-item batches
-            log.warning("%s: free batch axis failed (%s); running batches per item",
-                        choice.ref, type(error).__name__)
+            log.warning(
+                "%s: free batch axis failed (%s); running batches per item",
+                choice.ref,
+                type(error).__name__,
+            )
             return None
         log.warning("%s: a batch differs from single items; running batches per item", choice.ref)
         return None
@@ -203,6 +228,9 @@ def _warm_up(session: ort.InferenceSession) -> None:
 def _batch_matches_items(session: ort.InferenceSession) -> bool:
     ((name, pair),) = _feed(session, 2).items()
     batched = session.run(None, {name: pair})
-    singles = [session.run(None, {name: pair[i:i + 1]}) for i in range(2)]
-    return all(np.allclose(batched[k][i], singles[i][k][0], atol=_BATCH_TOLERANCE)
-               for i in range(2) for k in range(len(batched)))
+    singles = [session.run(None, {name: pair[i : i + 1]}) for i in range(2)]
+    return all(
+        np.allclose(batched[k][i], singles[i][k][0], atol=_BATCH_TOLERANCE)
+        for i in range(2)
+        for k in range(len(batched))
+    )

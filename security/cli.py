@@ -25,9 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "codec-server", help="serve /decode and /encode for the Temporal Web UI and CLI"
     )
     codec.add_argument("--host", help="bind address (default: IDFLOW_CODEC_HOST or 127.0.0.1)")
-    codec.add_argument("--port", type=int, help="port (default: IDFLOW_CODEC_PORT or Web UI port + 1)")
-    codec.add_argument("--allow-path-tokens", action="store_true",
-                       help="accept /t/<token>/decode (the dev Web UI sends no header; loopback only)")
+    codec.add_argument(
+        "--port", type=int, help="port (default: IDFLOW_CODEC_PORT or Web UI port + 1)"
+    )
+    codec.add_argument(
+        "--allow-path-tokens",
+        action="store_true",
+        help="accept /t/<token>/decode (the dev Web UI sends no header; loopback only)",
+    )
     codec.set_defaults(run=run_codec_server)
 
     encryption = subparsers.add_parser("encryption", help="payload and blob encryption keys")
@@ -35,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions.add_parser(
         "init", help="create dev key files and codec tokens under IDFLOW_HOME/keys (if missing)"
     ).set_defaults(run=run_init)
-    rotate = actions.add_parser("rotate", help="add a new current key to a key file (old keys stay)")
+    rotate = actions.add_parser(
+        "rotate", help="add a new current key to a key file (old keys stay)"
+    )
     rotate.add_argument("purpose", choices=keys.PURPOSES)
     rotate.set_defaults(run=run_rotate)
     actions.add_parser(
@@ -50,14 +57,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     purge.add_argument("--actor", default=getpass.getuser(), help="who asks (default: OS user)")
     purge.set_defaults(run=lambda args: asyncio.run(run_purge(args)))
 
-    keep = subparsers.add_parser("retention", help="keep a verification's personal data N days from now")
+    keep = subparsers.add_parser(
+        "retention", help="keep a verification's personal data N days from now"
+    )
     keep.add_argument("verification_id")
     keep.add_argument("--days", type=float, required=True)
     keep.set_defaults(run=run_retention)
 
 
 def run_codec_server(args: argparse.Namespace) -> int:
-    from .codec_server import run_codec_server as serve  # noqa: PLC0415 - aiohttp only here
+    from .codec_server import run_codec_server as serve
 
     configure_logging()
     settings = Settings.from_env()
@@ -81,22 +90,29 @@ def run_init(_: argparse.Namespace) -> int:
         print(f"{purpose} keys: {path}")
     tokens = ensure_dev_tokens(settings)
     print(f"codec tokens: {', '.join(sorted(tokens))} in {keys.dev_key_file(settings, 'x').parent}")
-    print("dev keys only: in production set IDFLOW_PAYLOAD_KEYS / IDFLOW_BLOB_KEYS (or *_KEY_FILE) "
-          "and IDFLOW_CODEC_TOKENS from a secret manager")
+    print(
+        "dev keys only: in production set IDFLOW_PAYLOAD_KEYS / IDFLOW_BLOB_KEYS (or *_KEY_FILE) "
+        "and IDFLOW_CODEC_TOKENS from a secret manager"
+    )
     return 0
 
 
 def run_rotate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if os.environ.get(f"IDFLOW_{args.purpose.upper()}_KEYS"):
-        print(f"{args.purpose} keys come from IDFLOW_{args.purpose.upper()}_KEYS: put a new key "
-              f"first in that list instead", file=sys.stderr)
+        print(
+            f"{args.purpose} keys come from IDFLOW_{args.purpose.upper()}_KEYS: put a new key "
+            f"first in that list instead",
+            file=sys.stderr,
+        )
         return 1
     configured = os.environ.get(f"IDFLOW_{args.purpose.upper()}_KEY_FILE")
     path = Path(configured) if configured else keys.dev_key_file(settings, args.purpose)
     kid = keys.rotate_key_file(path, args.purpose)
-    print(f"{args.purpose}: new current key {kid} in {path}; older keys kept for reading. "
-          f"Restart workers, clients and the codec server to use it.")
+    print(
+        f"{args.purpose}: new current key {kid} in {path}; older keys kept for reading. "
+        f"Restart workers, clients and the codec server to use it."
+    )
     return 0
 
 
@@ -108,9 +124,9 @@ def run_rewrap(_: argparse.Namespace) -> int:
 
 
 async def run_purge(args: argparse.Namespace) -> int:
-    from starter.connection import connect  # noqa: PLC0415
-    from verification.contracts import PurgeRequest, PurgeResult  # noqa: PLC0415
-    from workflows.retention import PurgeVerification  # noqa: PLC0415
+    from starter.connection import connect
+    from verification.contracts import PurgeRequest, PurgeResult
+    from workflows.retention import PurgeVerification
 
     settings = Settings.from_env()
     client = await connect(settings)
@@ -122,10 +138,14 @@ async def run_purge(args: argparse.Namespace) -> int:
         task_queue=settings.cpu_task_queue,
     )
     if result.already_purged:
-        print(f"{args.verification_id}: already purged earlier; {result.blobs_deleted} files removed")
+        print(
+            f"{args.verification_id}: already purged earlier; {result.blobs_deleted} files removed"
+        )
     else:
-        print(f"{args.verification_id}: data key destroyed, {result.blobs_deleted} blobs deleted; "
-              f"the record, audit trail and history remain")
+        print(
+            f"{args.verification_id}: data key destroyed, {result.blobs_deleted} blobs deleted; "
+            f"the record, audit trail and history remain"
+        )
     return 0
 
 
@@ -137,4 +157,3 @@ def run_retention(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.verification_id}: {retention.personal_data_status(engine, args.verification_id)}")
     return 0
-

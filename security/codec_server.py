@@ -39,7 +39,6 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Optional
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -96,7 +95,7 @@ def create_app(
             response.headers["Vary"] = "Origin"
         return response
 
-    def token(request: web.Request) -> Optional[str]:
+    def token(request: web.Request) -> str | None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
@@ -116,19 +115,33 @@ def create_app(
             try:
                 payloads = _parse_payloads(await request.text())
             except (json_format.ParseError, UnicodeDecodeError, ValueError):
-                log.info("%s refused: malformed body (staff %s, from %s)", operation, staff,
-                         request.remote)
-                return web.json_response({"error": "body must be Payloads in proto-JSON"}, status=400)
+                log.info(
+                    "%s refused: malformed body (staff %s, from %s)",
+                    operation,
+                    staff,
+                    request.remote,
+                )
+                return web.json_response(
+                    {"error": "body must be Payloads in proto-JSON"}, status=400
+                )
             try:
                 if operation == "decode":
                     converted = await codec.decode(payloads.payloads)
                 else:
                     converted = await codec.encode(payloads.payloads)
             except (KeyConfigError, PayloadDecryptionError) as error:
-                log.warning("%s failed for staff %s from %s: %s", operation, staff, request.remote, error)
+                log.warning(
+                    "%s failed for staff %s from %s: %s", operation, staff, request.remote, error
+                )
                 return web.json_response({"error": str(error)}, status=422)
-            log.info("%s %d payloads for staff %s (namespace %s) from %s", operation,
-                     len(converted), staff, request.headers.get("X-Namespace", "-"), request.remote)
+            log.info(
+                "%s %d payloads for staff %s (namespace %s) from %s",
+                operation,
+                len(converted),
+                staff,
+                request.headers.get("X-Namespace", "-"),
+                request.remote,
+            )
             body = json_format.MessageToJson(Payloads(payloads=converted), indent=None)
             return web.Response(text=body, content_type="application/json")
 
@@ -152,8 +165,14 @@ def _parse_payloads(text: str) -> Payloads:
 def _refuse(request: web.Request, why: str) -> None:
     # request.path would carry a path token: log the operation only.
     operation = request.path.rsplit("/", 1)[-1]
-    log.warning("%s %s refused: %s (from %s, origin %s)", request.method, operation, why,
-                request.remote, request.headers.get("Origin", "-"))
+    log.warning(
+        "%s %s refused: %s (from %s, origin %s)",
+        request.method,
+        operation,
+        why,
+        request.remote,
+        request.headers.get("Origin", "-"),
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -180,14 +199,18 @@ def app_from_settings(settings: Settings, config: SecurityConfig) -> web.Applica
 
 def dev_ui_endpoint(settings: Settings) -> str:
     """The codec endpoint the dev stack gives its Web UI: the dev UI token rides in the path."""
-    return f"{SecurityConfig.from_env(settings).codec_url}/t/{ensure_dev_tokens(settings)[DEV_WEB_UI]}"
+    return (
+        f"{SecurityConfig.from_env(settings).codec_url}/t/{ensure_dev_tokens(settings)[DEV_WEB_UI]}"
+    )
 
 
 def describe_dev(settings: Settings) -> str:
     """What ``idflow dev`` prints about its codec server (never a token)."""
     url = SecurityConfig.from_env(settings).codec_url
-    return (f"{url} decodes for the Web UI; CLI: temporal workflow show --codec-endpoint {url} "
-            f"--codec-auth 'Bearer <dev-staff token in {dev_token_file(settings)}>'")
+    return (
+        f"{url} decodes for the Web UI; CLI: temporal workflow show --codec-endpoint {url} "
+        f"--codec-auth 'Bearer <dev-staff token in {dev_token_file(settings)}>'"
+    )
 
 
 def dev_server_command() -> list[str]:
@@ -195,7 +218,9 @@ def dev_server_command() -> list[str]:
     return [sys.executable, "-m", "starter", "codec-server", "--allow-path-tokens"]
 
 
-async def start_codec_server(settings: Settings, config: SecurityConfig) -> tuple[web.AppRunner, str]:
+async def start_codec_server(
+    settings: Settings, config: SecurityConfig
+) -> tuple[web.AppRunner, str]:
     """Start serving (port 0 picks a free one); returns the runner to clean up and the URL.
 
     No access log: request paths may hold a dev path token.

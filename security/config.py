@@ -36,7 +36,7 @@ class SecurityConfig:
         return f"http://{self.codec_host}:{self.codec_port}"
 
     @classmethod
-    def from_env(cls, settings: Settings) -> "SecurityConfig":
+    def from_env(cls, settings: Settings) -> SecurityConfig:
         ui = settings.temporal_ui_port
         origins = os.environ.get("IDFLOW_CODEC_ALLOWED_ORIGINS")
         return cls(

@@ -59,7 +59,7 @@ def open_sealed(key: bytes, sealed: bytes, aad: bytes, what: str) -> bytes:
     if not sealed.startswith(BLOB_MAGIC) or len(sealed) < header + 16:
         raise BlobIntegrityError(f"{what} is not an idflow encrypted blob (format {BLOB_MAGIC!r})")
     try:
-        return AESGCM(key).decrypt(sealed[len(BLOB_MAGIC):header], sealed[header:], aad)
+        return AESGCM(key).decrypt(sealed[len(BLOB_MAGIC) : header], sealed[header:], aad)
     except InvalidTag:
         raise BlobIntegrityError(
             f"{what} does not authenticate under its verification's data key: "

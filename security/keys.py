@@ -34,10 +34,11 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from settings import Settings
 
@@ -66,7 +67,9 @@ class KeyRing:
 
     def __post_init__(self) -> None:
         if self.current_id not in self.keys:
-            raise KeyConfigError(f"{self.source}: current key id {self.current_id!r} is not in the ring")
+            raise KeyConfigError(
+                f"{self.source}: current key id {self.current_id!r} is not in the ring"
+            )
 
     def current(self) -> tuple[str, bytes]:
         return self.current_id, self.keys[self.current_id]
@@ -167,14 +170,14 @@ def read_key_file(purpose: str, path: Path) -> KeyRing:
             raise TypeError
     except (KeyError, TypeError):
         raise KeyConfigError(
-            f"{path}: expected JSON {{\"current\": kid, \"keys\": {{kid: base64key}}}}"
+            f'{path}: expected JSON {{"current": kid, "keys": {{kid: base64key}}}}'
         ) from None
     keys = {kid: _decode_key(purpose, kid, str(text), source) for kid, text in entries.items()}
     return KeyRing(purpose, current, keys, source)
 
 
 def new_key_id() -> str:
-    return datetime.now(timezone.utc).strftime("k%Y%m%d%H%M%S-") + secrets.token_hex(2)
+    return datetime.now(UTC).strftime("k%Y%m%d%H%M%S-") + secrets.token_hex(2)
 
 
 def new_key() -> str:

@@ -24,8 +24,16 @@ import traceback
 
 from mdoc.claims import OPTIONAL, REQUIRED, SET_BY_ISSUER
 
-PERSONAL_KEYS = (*REQUIRED, *OPTIONAL, *SET_BY_ISSUER, "claims", "subject_ref", "proof_jwt",
-                 "public_jwk", "issuer_signed_b64")
+PERSONAL_KEYS = (
+    *REQUIRED,
+    *OPTIONAL,
+    *SET_BY_ISSUER,
+    "claims",
+    "subject_ref",
+    "proof_jwt",
+    "public_jwk",
+    "issuer_signed_b64",
+)
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""

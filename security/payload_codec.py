@@ -88,7 +88,9 @@ class PayloadEncryptionCodec(PayloadCodec):
             return payload  # never encrypted (e.g. written before the codec was configured)
         kid = payload.metadata.get(META_KEY_ID, b"").decode("ascii", "replace")
         if payload.metadata.get(META_CIPHER, CIPHER) != CIPHER:
-            raise PayloadDecryptionError(f"payload cipher {payload.metadata[META_CIPHER]!r} unsupported")
+            raise PayloadDecryptionError(
+                f"payload cipher {payload.metadata[META_CIPHER]!r} unsupported"
+            )
         self.ring.get(kid)  # raises UnknownKeyId naming the missing id
         compression = payload.metadata.get(META_COMPRESSION, b"")
         if compression not in (b"", ZLIB):

@@ -14,7 +14,6 @@ encrypted payloads and still replays.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Optional
 
 from sqlalchemy.engine import Engine
 from temporalio.client import (
@@ -64,14 +63,16 @@ def set_retention(engine: Engine, verification_id: str, days: float) -> bool:
     return data_keys.set_retain_until(engine, verification_id, utcnow() + timedelta(days=days))
 
 
-def personal_data_status(engine: Engine, verification_id: str) -> Optional[str]:
+def personal_data_status(engine: Engine, verification_id: str) -> str | None:
     """One line for ``idflow status``: kept until when, or purged when and why."""
     row = data_keys.get(engine, verification_id)
     if row is None:
         return None
     if row.purged_at is not None:
-        return (f"purged {row.purged_at:%Y-%m-%d %H:%M} UTC ({row.purge_reason}): images can no "
-                f"longer be read; record, audit trail and history remain")
+        return (
+            f"purged {row.purged_at:%Y-%m-%d %H:%M} UTC ({row.purge_reason}): images can no "
+            f"longer be read; record, audit trail and history remain"
+        )
     return f"kept until {row.retain_until:%Y-%m-%d %H:%M} UTC"
 
 

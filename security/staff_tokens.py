@@ -20,9 +20,9 @@ import hashlib
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
 
 from settings import Settings
 
@@ -43,12 +43,12 @@ class StaffTokens:
     by_digest: Mapping[bytes, str]
     source: str
 
-    def staff_for(self, token: Optional[str]) -> Optional[str]:
+    def staff_for(self, token: str | None) -> str | None:
         """The staff id the token belongs to, or None."""
         return self.by_digest.get(_digest(token)) if token else None
 
     @classmethod
-    def from_pairs(cls, pairs: Mapping[str, str], source: str) -> "StaffTokens":
+    def from_pairs(cls, pairs: Mapping[str, str], source: str) -> StaffTokens:
         by_digest: dict[bytes, str] = {}
         for staff, token in pairs.items():
             if not _STAFF_ID.fullmatch(staff):

@@ -62,14 +62,13 @@ class Settings:
         return self.home / "temporal.db"
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         home = _env_path("IDFLOW_HOME", PROJECT_ROOT / ".idflow")
         return cls(
             home=home,
             model_cache=_env_path("IDFLOW_MODEL_CACHE", home / "models"),
             blob_dir=_env_path("IDFLOW_BLOB_DIR", home / "blobs"),
-            database_url=os.environ.get("IDFLOW_DATABASE_URL")
-            or f"sqlite:///{home / 'idflow.db'}",
+            database_url=os.environ.get("IDFLOW_DATABASE_URL") or f"sqlite:///{home / 'idflow.db'}",
             temporal_address=os.environ.get("IDFLOW_TEMPORAL_ADDRESS", "localhost:7233"),
             temporal_namespace=os.environ.get("IDFLOW_TEMPORAL_NAMESPACE", "default"),
             temporal_ui_port=_env_int("IDFLOW_TEMPORAL_UI_PORT", 8233),

@@ -14,12 +14,20 @@ import os
 import sys
 from collections.abc import Callable
 
-COMMAND_MODULES: list[str] = ["models.cli", "starter.commands", "mdoc.cli", "security.cli", "starter.demo"]
+COMMAND_MODULES: list[str] = [
+    "models.cli",
+    "starter.commands",
+    "mdoc.cli",
+    "security.cli",
+    "starter.demo",
+]
 
 Command = Callable[[argparse.Namespace], int]
 
 
-def clear_errors(*errors: type[Exception], action: str | None = None) -> Callable[[Command], Command]:
+def clear_errors(
+    *errors: type[Exception], action: str | None = None
+) -> Callable[[Command], Command]:
     """Print the typed error's message (it names the file, hash or limit) instead of a traceback.
 
     The line reads ``idflow <command>[ <action>]: <error>`` and the command returns 1;

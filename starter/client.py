@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from temporalio.client import Client, WorkflowHandle
@@ -66,14 +66,16 @@ class Draft:
 
 
 class VerificationClient:
-    def __init__(self, temporal: Client, settings: Settings, engine: Engine, blobs: BlobStore) -> None:
+    def __init__(
+        self, temporal: Client, settings: Settings, engine: Engine, blobs: BlobStore
+    ) -> None:
         self.temporal = temporal
         self.settings = settings
         self.engine = engine
         self.blobs = blobs
 
     @classmethod
-    async def connect(cls, settings: Settings) -> "VerificationClient":
+    async def connect(cls, settings: Settings) -> VerificationClient:
         return cls(
             await connect(settings),
             settings,
@@ -86,7 +88,7 @@ class VerificationClient:
         selfie: bytes,
         document: bytes,
         subject_ref: str,
-        verification_id: Optional[str] = None,
+        verification_id: str | None = None,
     ) -> Draft:
         """Store both images and the verification's row; returns the draft to start."""
         verification_id = verification_id or uuid.uuid4().hex
@@ -96,7 +98,9 @@ class VerificationClient:
             )
         selfie_ref = self._store_image(verification_id, selfie)
         document_ref = self._store_image(verification_id, document)
-        verifications.create(self.engine, verification_id, workflow_id(verification_id), subject_ref)
+        verifications.create(
+            self.engine, verification_id, workflow_id(verification_id), subject_ref
+        )
         return Draft(
             verification_id,
             subject_ref,
@@ -120,10 +124,10 @@ class VerificationClient:
         self,
         draft: Draft,
         *,
-        device: Optional[DeviceBinding] = None,
-        claims: Optional[dict[str, Any]] = None,
-        model_pins: Optional[dict[str, str]] = None,
-        review_deadline_seconds: Optional[int] = None,
+        device: DeviceBinding | None = None,
+        claims: dict[str, Any] | None = None,
+        model_pins: dict[str, str] | None = None,
+        review_deadline_seconds: int | None = None,
         processing_attempts: int = VerificationRequest.processing_attempts,
     ) -> WorkflowHandle[IdentityVerification, VerificationResult]:
         """Start the workflow, or return the running or finished one with this id.
@@ -139,7 +143,8 @@ class VerificationClient:
             device=device,
             claims=claims,
             model_pins=dict(model_pins or {}),
-            review_deadline_seconds=review_deadline_seconds or self.settings.review_deadline_seconds,
+            review_deadline_seconds=review_deadline_seconds
+            or self.settings.review_deadline_seconds,
             gpu_task_queue=self.settings.gpu_task_queue,
             processing_attempts=processing_attempts,
         )
@@ -156,7 +161,9 @@ class VerificationClient:
         except WorkflowAlreadyStartedError:  # finished earlier: the same verification
             return self.handle(draft.verification_id)
 
-    def handle(self, verification_id: str) -> WorkflowHandle[IdentityVerification, VerificationResult]:
+    def handle(
+        self, verification_id: str
+    ) -> WorkflowHandle[IdentityVerification, VerificationResult]:
         return self.temporal.get_workflow_handle_for(
             IdentityVerification.run, workflow_id(verification_id)
         )

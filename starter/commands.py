@@ -30,7 +30,9 @@ from .replay import ReplayFailed, fetch_history, load_history, replay, save_hist
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    dev = subparsers.add_parser("dev", help="run the dev stack: Temporal server + UI + both worker pools")
+    dev = subparsers.add_parser(
+        "dev", help="run the dev stack: Temporal server + UI + both worker pools"
+    )
     dev.set_defaults(run=lambda args: asyncio.run(run_dev()))
 
     worker = subparsers.add_parser("worker", help="run one worker pool until SIGTERM/Ctrl-C")
@@ -45,14 +47,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--id", dest="verification_id", help="verification id (default: random)")
     verify.add_argument("--subject", default="cli", help="opaque subject reference")
     verify.add_argument(
-        "--pin", action="append", default=[], metavar="TASK=REF",
+        "--pin",
+        action="append",
+        default=[],
+        metavar="TASK=REF",
         help="pin a model: alias or name@version (repeatable)",
     )
     verify.add_argument("--no-wait", action="store_true", help="start and print the id only")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.set_defaults(run=lambda args: asyncio.run(run_verify(args)))
 
-    status = subparsers.add_parser("status", help="stage, decision and audit trail of a verification")
+    status = subparsers.add_parser(
+        "status", help="stage, decision and audit trail of a verification"
+    )
     status.add_argument("verification_id")
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=lambda args: asyncio.run(run_status(args)))
@@ -70,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "replay", help="replay a verification's history with the current workflow code"
     )
     replay_parser.add_argument("source", help="verification id, or a history .json file")
-    replay_parser.add_argument("--save", type=Path, metavar="DIR", help="also save the history here")
+    replay_parser.add_argument(
+        "--save", type=Path, metavar="DIR", help="also save the history here"
+    )
     replay_parser.set_defaults(run=lambda args: asyncio.run(run_replay(args)))
 
 
@@ -80,8 +89,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 async def run_dev() -> int:
     settings = Settings.from_env()
     if await devstack.server_answers(settings):
-        print(f"a server already answers at {settings.temporal_address}; stop it first "
-              f"or set IDFLOW_TEMPORAL_ADDRESS", file=sys.stderr)
+        print(
+            f"a server already answers at {settings.temporal_address}; stop it first "
+            f"or set IDFLOW_TEMPORAL_ADDRESS",
+            file=sys.stderr,
+        )
         return 1
     devstack.prepare(settings)
     stack = devstack.DevStack(settings)
@@ -89,8 +101,11 @@ async def run_dev() -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    print(f"starting the Temporal dev server at {settings.temporal_address} "
-          f"(state: {settings.dev_server_db}) ...", flush=True)
+    print(
+        f"starting the Temporal dev server at {settings.temporal_address} "
+        f"(state: {settings.dev_server_db}) ...",
+        flush=True,
+    )
     try:
         await stack.start()
         print("loading models in the worker pools ...", flush=True)
@@ -107,7 +122,7 @@ async def run_dev() -> int:
                 return 1
             try:
                 await asyncio.wait_for(stopping.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return 0
     finally:
@@ -117,7 +132,7 @@ async def run_dev() -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from workers.pools import run_pool  # noqa: PLC0415 - loads onnxruntime
+    from workers.pools import run_pool
 
     configure_logging()  # the no-personal-data log policy
     asyncio.run(run_pool(args.pool, Settings.from_env()))
@@ -138,7 +153,9 @@ async def run_verify(args: argparse.Namespace) -> int:
     )
     device = None
     if args.device_key:  # play the holder's wallet: sign the proof over this verification's nonce
-        device = device_binding_from_pem(args.device_key.read_bytes(), draft.nonce, settings.issuer_id)
+        device = device_binding_from_pem(
+            args.device_key.read_bytes(), draft.nonce, settings.issuer_id
+        )
     await client.start(draft, device=device, claims=claims, model_pins=pins)
     if args.no_wait:
         print(draft.verification_id)
@@ -166,8 +183,12 @@ def format_result(result: VerificationResult, settings: Settings) -> str:
     if result.reviewer:
         lines.append(("reviewer", result.reviewer))
     if result.credential:
-        lines.append(("credential", f"{result.credential.doc_type}, valid until "
-                                    f"{result.credential.valid_until}"))
+        lines.append(
+            (
+                "credential",
+                f"{result.credential.doc_type}, valid until {result.credential.valid_until}",
+            )
+        )
     lines.append(("ui", devstack.ui_url(settings, workflow_id(result.verification_id))))
     return "\n".join(f"{name:<13}{value}" for name, value in lines)
 
@@ -179,8 +200,10 @@ async def run_status(args: argparse.Namespace) -> int:
     try:
         description = await handle.describe()
     except RPCError as error:
-        print(f"no verification {args.verification_id} on the server ({error.message})",
-              file=sys.stderr)
+        print(
+            f"no verification {args.verification_id} on the server ({error.message})",
+            file=sys.stderr,
+        )
         return 1
     report: dict[str, Any] = {"workflow_status": description.status.name}
     if description.status is WorkflowExecutionStatus.COMPLETED:
@@ -199,8 +222,15 @@ async def run_status(args: argparse.Namespace) -> int:
         return 0
     print(f"{'workflow':<13}{description.status.name.lower()}")
     details = report.get("result") or report.get("progress") or {}
-    for key in ("stage", "decision", "reasons", "scores", "model_versions", "reviewer",
-                "review_deadline"):
+    for key in (
+        "stage",
+        "decision",
+        "reasons",
+        "scores",
+        "model_versions",
+        "reviewer",
+        "review_deadline",
+    ):
         if details.get(key) not in (None, [], {}):
             print(f"{key:<13}{details[key]}")
     if report["personal_data"]:
@@ -214,7 +244,9 @@ async def run_status(args: argparse.Namespace) -> int:
 async def run_review(args: argparse.Namespace) -> int:
     client = await VerificationClient.connect(Settings.from_env())
     try:
-        decision = await client.review(args.verification_id, args.reviewer, args.approve, args.reason)
+        decision = await client.review(
+            args.verification_id, args.reviewer, args.approve, args.reason
+        )
     except WorkflowUpdateFailedError as error:
         print(f"review refused: {error.cause}", file=sys.stderr)
         return 1
@@ -242,4 +274,3 @@ async def run_replay(args: argparse.Namespace) -> int:
         return 1
     print(f"{history.workflow_id}: replays deterministically with the current code")
     return 0
-

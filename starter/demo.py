@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from mdoc import holder
 from settings import Settings
@@ -64,7 +64,9 @@ def row(case: str, expected: str, result: Any, millis: float) -> Row:
     outcome = " ".join([result.decision.value, *(reason.value for reason in result.reasons)])
     scores = "  ".join(f"{name} {value:.3f}" for name, value in sorted(result.scores.items()))
     credential = (
-        f"mDL, {len(result.credential.issuer_signed_b64) * 3 // 4} bytes" if result.credential else "-"
+        f"mDL, {len(result.credential.issuer_signed_b64) * 3 // 4} bytes"
+        if result.credential
+        else "-"
     )
     return Row(case, expected, outcome, scores or "-", credential, millis)
 
@@ -72,8 +74,15 @@ def row(case: str, expected: str, result: Any, millis: float) -> Row:
 def print_table(rows: list[Row]) -> None:
     headers = ("case", "expected", "outcome", "scores", "credential", "ms", "check")
     cells = [
-        (r.case, r.expected, r.outcome, r.scores, r.credential, f"{r.millis:.0f}",
-         "ok" if r.as_expected else "UNEXPECTED")
+        (
+            r.case,
+            r.expected,
+            r.outcome,
+            r.scores,
+            r.credential,
+            f"{r.millis:.0f}",
+            "ok" if r.as_expected else "UNEXPECTED",
+        )
         for r in rows
     ]
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *cells)]
@@ -85,7 +94,7 @@ async def run_demo() -> int:
     settings = Settings.from_env()
     devstack.prepare(settings)
     pairs = sample_pairs()
-    started: Optional[devstack.DevStack] = None
+    started: devstack.DevStack | None = None
     try:
         server_up = await devstack.server_answers(settings)
         if server_up:
@@ -111,7 +120,7 @@ async def run_demo() -> int:
         print()
         print_table(rows)
         print()
-        browse = f"{devstack.ui_url(settings)} (filter: IdflowDecision = \"approved\")"
+        browse = f'{devstack.ui_url(settings)} (filter: IdflowDecision = "approved")'
         if started is None:
             print(f"Web UI: {browse}")
         else:
@@ -122,4 +131,3 @@ async def run_demo() -> int:
         if started is not None:
             print("stopping what the demo started ...", flush=True)
             started.stop()
-

@@ -19,7 +19,6 @@ import sysconfig
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -65,7 +64,7 @@ def worker_command(pool: str) -> list[str]:
     return [sys.executable, "-m", "starter", "worker", "--pool", pool]
 
 
-def ui_url(settings: Settings, workflow_id: Optional[str] = None) -> str:
+def ui_url(settings: Settings, workflow_id: str | None = None) -> str:
     host, _ = host_port(settings.temporal_address)
     base = f"http://{host}:{settings.temporal_ui_port}"
     if workflow_id is None:
@@ -78,7 +77,7 @@ async def server_answers(settings: Settings, timeout_s: float = 2.0) -> bool:
     host, port = host_port(settings.temporal_address)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     writer.close()
     try:  # the port opens a moment before the frontend serves
@@ -87,7 +86,7 @@ async def server_answers(settings: Settings, timeout_s: float = 2.0) -> bool:
             timeout_s,
         )
         return await client.service_client.check_health(timeout=timedelta(seconds=timeout_s))
-    except (RuntimeError, RPCError, asyncio.TimeoutError):
+    except (TimeoutError, RuntimeError, RPCError):
         return False
 
 
@@ -98,11 +97,11 @@ def prepare(settings: Settings) -> None:
     them; creates the dev payload and blob keys and the issuer's keys on first
     start (production configures all keys explicitly).
     """
-    from mdoc.keystore import ensure_keys, keys_dir  # noqa: PLC0415 - heavy, dev only
-    from models.pull import pull  # noqa: PLC0415
-    from models.registry import register_pulled  # noqa: PLC0415
-    from security.keys import ensure_dev_keys  # noqa: PLC0415
-    from store.engine import get_engine  # noqa: PLC0415
+    from mdoc.keystore import ensure_keys, keys_dir
+    from models.pull import pull
+    from models.registry import register_pulled
+    from security.keys import ensure_dev_keys
+    from store.engine import get_engine
 
     print("checking models ...", flush=True)
     added = register_pulled(get_engine(settings.database_url), pull(settings).cache_root)
@@ -134,11 +133,11 @@ async def pools_polling(client: Client, settings: Settings) -> bool:
 class DevStack:
     """The dev server and one process per worker pool, started and stopped together."""
 
-    def __init__(self, settings: Settings, log_dir: Optional[Path] = None) -> None:
+    def __init__(self, settings: Settings, log_dir: Path | None = None) -> None:
         self.settings = settings
         self.log_dir = log_dir or settings.home / "logs"
-        self.server: Optional[subprocess.Popen[bytes]] = None
-        self.codec: Optional[subprocess.Popen[bytes]] = None  # decodes payloads for the Web UI
+        self.server: subprocess.Popen[bytes] | None = None
+        self.codec: subprocess.Popen[bytes] | None = None  # decodes payloads for the Web UI
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
 
     async def start(self, with_server: bool = True, startup_timeout_s: float = 60.0) -> None:
@@ -172,7 +171,9 @@ class DevStack:
             if died:
                 raise RuntimeError(died)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"worker pools not polling after {timeout_s:.0f}s; see {self.log_dir}")
+                raise TimeoutError(
+                    f"worker pools not polling after {timeout_s:.0f}s; see {self.log_dir}"
+                )
             await asyncio.sleep(0.2)
 
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
@@ -184,10 +185,13 @@ class DevStack:
         finally:
             log.close()
 
-    def check(self) -> Optional[str]:
+    def check(self) -> str | None:
         """A message naming the first child that died, or None while all run."""
-        for name, process in [("temporal", self.server), ("codec-server", self.codec),
-                              *self.workers.items()]:
+        for name, process in [
+            ("temporal", self.server),
+            ("codec-server", self.codec),
+            *self.workers.items(),
+        ]:
             if process is not None and process.poll() is not None:
                 return f"{name} exited with {process.returncode}; see {self.log_dir}"
         return None

@@ -8,8 +8,8 @@ Each entry has a unique key so that a retried activity records it once.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import JSON, Column
 from sqlalchemy.engine import Engine
@@ -20,14 +20,14 @@ from .append_only import append_only
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @append_only  # the database itself refuses UPDATE and DELETE
 class AuditEntry(SQLModel, table=True):
     __tablename__ = "audit_log"
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True, max_length=300)  # idempotency key
     verification_id: str = Field(index=True, max_length=64)
     event: str = Field(max_length=64)

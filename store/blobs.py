@@ -56,7 +56,9 @@ class EncryptedBlobStore:
             raise ValueError(f"invalid media type {media_type!r}")
         path = self._path(verification_id, uuid.uuid4().hex)
         key = self.keys.for_writing(verification_id)
-        ref = BlobRef(blob_id=path.name, sha256=hashlib.sha256(data).hexdigest(), media_type=media_type)
+        ref = BlobRef(
+            blob_id=path.name, sha256=hashlib.sha256(data).hexdigest(), media_type=media_type
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(seal(key, data, blob_aad(verification_id, ref.blob_id, media_type)))

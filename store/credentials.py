@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Column, DateTime, update
 from sqlalchemy.engine import Engine
@@ -41,8 +41,8 @@ class CredentialNonce(SQLModel, table=True):
     verification_id: str = Field(primary_key=True, max_length=64)
     nonce: str = Field(max_length=64)
     issued_at: datetime = _timestamp(default_factory=utcnow)
-    proof_digest: Optional[str] = Field(default=None, max_length=64)  # set when consumed
-    consumed_at: Optional[datetime] = _timestamp(nullable=True, default=None)
+    proof_digest: str | None = Field(default=None, max_length=64)  # set when consumed
+    consumed_at: datetime | None = _timestamp(nullable=True, default=None)
 
 
 class IssuedCredentialRecord(SQLModel, table=True):
@@ -128,7 +128,7 @@ def consume_nonce(engine: Engine, verification_id: str, nonce: str, proof_digest
 # --- Issued credentials ---------------------------------------------------------
 
 
-def find_issued(engine: Engine, verification_id: str) -> Optional[IssuedCredentialRecord]:
+def find_issued(engine: Engine, verification_id: str) -> IssuedCredentialRecord | None:
     with Session(engine) as session:
         return session.get(IssuedCredentialRecord, verification_id)
 
@@ -140,4 +140,4 @@ def record_issued(engine: Engine, record: IssuedCredentialRecord) -> IssuedCrede
 
 def _utc(moment: datetime) -> datetime:
     # SQLite returns naive datetimes; everything here is stored in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -16,7 +16,6 @@ retention deadline that the retention sweep queries.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 from sqlalchemy import Column, LargeBinary, text, update
 from sqlalchemy.engine import Engine
@@ -30,19 +29,19 @@ class DataKeyRecord(SQLModel, table=True):
     __tablename__ = "data_keys"
 
     verification_id: str = Field(primary_key=True, max_length=64)
-    master_key_id: Optional[str] = Field(default=None, max_length=64)
-    wrapped_key: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    master_key_id: str | None = Field(default=None, max_length=64)
+    wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     retain_until: datetime = Field(index=True)
-    purged_at: Optional[datetime] = Field(default=None, index=True)
-    purge_reason: Optional[str] = Field(default=None, max_length=200)
+    purged_at: datetime | None = Field(default=None, index=True)
+    purge_reason: str | None = Field(default=None, max_length=200)
 
     @property
     def purged(self) -> bool:
         return self.purged_at is not None
 
 
-def get(engine: Engine, verification_id: str) -> Optional[DataKeyRecord]:
+def get(engine: Engine, verification_id: str) -> DataKeyRecord | None:
     with Session(engine) as session:
         return session.get(DataKeyRecord, verification_id)
 
@@ -62,12 +61,16 @@ def destroy(engine: Engine, verification_id: str, reason: str, retain_until: dat
         if engine.dialect.name == "sqlite":
             # Overwrite freed bytes instead of leaving the old key in free pages.
             session.connection().execute(text("PRAGMA secure_delete=ON"))
-        changed = session.connection().execute(
-            update(DataKeyRecord)
-            .where(DataKeyRecord.verification_id == verification_id)
-            .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
-            .values(wrapped_key=None, master_key_id=None, purged_at=now, purge_reason=reason)
-        ).rowcount
+        changed = (
+            session.connection()
+            .execute(
+                update(DataKeyRecord)
+                .where(DataKeyRecord.verification_id == verification_id)
+                .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
+                .values(wrapped_key=None, master_key_id=None, purged_at=now, purge_reason=reason)
+            )
+            .rowcount
+        )
         session.commit()
     return bool(changed)
 
@@ -75,12 +78,16 @@ def destroy(engine: Engine, verification_id: str, reason: str, retain_until: dat
 def set_retain_until(engine: Engine, verification_id: str, retain_until: datetime) -> bool:
     """Move a live verification's retention deadline; False if unknown or already purged."""
     with Session(engine) as session:
-        changed = session.connection().execute(
-            update(DataKeyRecord)
-            .where(DataKeyRecord.verification_id == verification_id)
-            .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
-            .values(retain_until=retain_until)
-        ).rowcount
+        changed = (
+            session.connection()
+            .execute(
+                update(DataKeyRecord)
+                .where(DataKeyRecord.verification_id == verification_id)
+                .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
+                .values(retain_until=retain_until)
+            )
+            .rowcount
+        )
         session.commit()
     return bool(changed)
 
@@ -114,12 +121,16 @@ def replace_wrapping(
 ) -> bool:
     """Store a re-wrapped key, unless the row changed (purged or re-wrapped) meanwhile."""
     with Session(engine) as session:
-        changed = session.connection().execute(
-            update(DataKeyRecord)
-            .where(DataKeyRecord.verification_id == verification_id)
-            .where(DataKeyRecord.master_key_id == old_master_key_id)
-            .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
-            .values(master_key_id=master_key_id, wrapped_key=wrapped)
-        ).rowcount
+        changed = (
+            session.connection()
+            .execute(
+                update(DataKeyRecord)
+                .where(DataKeyRecord.verification_id == verification_id)
+                .where(DataKeyRecord.master_key_id == old_master_key_id)
+                .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
+                .values(master_key_id=master_key_id, wrapped_key=wrapped)
+            )
+            .rowcount
+        )
         session.commit()
     return bool(changed)

@@ -17,7 +17,7 @@ from sqlmodel import SQLModel, create_engine
 def _sqlite_path(url: str) -> Path | None:
     prefix = "sqlite:///"
     if url.startswith(prefix) and url != prefix + ":memory:":
-        return Path(url[len(prefix):])
+        return Path(url[len(prefix) :])
     return None
 
 
@@ -31,7 +31,7 @@ def get_engine(url: str) -> Engine:
 
         # WAL lets workers in several processes read while one writes.
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection, _record):  # noqa: ANN001
+        def _pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -53,4 +53,10 @@ def _import_table_modules() -> None:
 
 
 # Modules that define SQLModel tables; each role adds its own here.
-TABLE_MODULES: list[str] = ["store.verifications", "store.audit", "models.registry", "store.credentials", "store.data_keys"]
+TABLE_MODULES: list[str] = [
+    "store.verifications",
+    "store.audit",
+    "models.registry",
+    "store.credentials",
+    "store.data_keys",
+]

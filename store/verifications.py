@@ -9,7 +9,7 @@ timestamps. Every change also appends an entry to the audit log
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import JSON, Column
 from sqlalchemy.engine import Engine
@@ -18,8 +18,8 @@ from sqlmodel import Field, Session, SQLModel, select
 from verification.contracts import RecordInput, Stage
 
 from . import audit
-from .rows import insert_or_existing
 from .audit import utcnow
+from .rows import insert_or_existing
 
 CREATED = "created"  # status before the workflow has run a stage
 
@@ -31,17 +31,17 @@ class VerificationRecord(SQLModel, table=True):
     workflow_id: str = Field(max_length=80)
     subject_ref: str = Field(index=True, max_length=200)
     status: str = Field(default=CREATED, index=True, max_length=32)
-    decision: Optional[str] = Field(default=None, index=True, max_length=16)
+    decision: str | None = Field(default=None, index=True, max_length=16)
     reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     scores: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     model_versions: dict[str, str] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
     )
-    reviewer: Optional[str] = Field(default=None, max_length=200)
+    reviewer: str | None = Field(default=None, max_length=200)
     credential_issued: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
-    decided_at: Optional[datetime] = None
+    decided_at: datetime | None = None
 
 
 def create(engine: Engine, verification_id: str, workflow_id: str, subject_ref: str) -> bool:
@@ -74,7 +74,9 @@ def record(engine: Engine, entry: RecordInput, key: str) -> None:
         if entry.reviewer is not None:
             row.reviewer = entry.reviewer
         result = entry.result
-        decision, reasons = (result.decision, result.reasons) if result else (entry.decision, entry.reasons)
+        decision, reasons = (
+            (result.decision, result.reasons) if result else (entry.decision, entry.reasons)
+        )
         if decision is not None:  # the result's, or REVIEW while a person decides
             row.decision = decision.value
             row.reasons = [reason.value for reason in reasons]
@@ -92,13 +94,13 @@ def record(engine: Engine, entry: RecordInput, key: str) -> None:
     audit.append(engine, key, entry.verification_id, entry.event, actor, **details)
 
 
-def get(engine: Engine, verification_id: str) -> Optional[VerificationRecord]:
+def get(engine: Engine, verification_id: str) -> VerificationRecord | None:
     with Session(engine) as session:
         return session.get(VerificationRecord, verification_id)
 
 
 def list_recent(
-    engine: Engine, limit: int = 20, status: Optional[Stage] = None
+    engine: Engine, limit: int = 20, status: Stage | None = None
 ) -> list[VerificationRecord]:
     with Session(engine) as session:
         query = select(VerificationRecord).order_by(VerificationRecord.created_at.desc())  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 from .reasons import Decision, ReasonCode
 
@@ -44,9 +44,9 @@ class ModelChoice:
     name: str
     version: str
     sha256: str
-    accept: Optional[float] = None
-    reject: Optional[float] = None
-    alias: Optional[str] = None
+    accept: float | None = None
+    reject: float | None = None
+    alias: str | None = None
 
     @property
     def ref(self) -> str:
@@ -74,19 +74,19 @@ class QualityMeasures:
     contrast: float  # std of luma 0..255
     clipped_dark: float  # fraction of pixels <= 5
     clipped_bright: float  # fraction of pixels >= 250
-    face_size_px: Optional[float] = None  # side of the square face box
-    inter_eye_px: Optional[float] = None
-    roll_deg: Optional[float] = None
-    yaw_deg: Optional[float] = None
-    pitch_deg: Optional[float] = None
-    eyes_closed: Optional[float] = None  # max over both eyes of P(closed)
+    face_size_px: float | None = None  # side of the square face box
+    inter_eye_px: float | None = None
+    roll_deg: float | None = None
+    yaw_deg: float | None = None
+    pitch_deg: float | None = None
+    eyes_closed: float | None = None  # max over both eyes of P(closed)
 
 
 @dataclass(frozen=True)
 class QualityReport:
     role: str  # "selfie" or "document"
     measures: QualityMeasures
-    face: Optional[FaceObservation]
+    face: FaceObservation | None
     reasons: list[ReasonCode] = field(default_factory=list)
 
 
@@ -96,8 +96,8 @@ class VerificationRequest:
     subject_ref: str  # opaque reference to the person in the caller's system
     selfie: BlobRef
     document: BlobRef
-    device: Optional[DeviceBinding] = None
-    claims: Optional[dict[str, Any]] = None  # personal: travels encrypted only
+    device: DeviceBinding | None = None
+    claims: dict[str, Any] | None = None  # personal: travels encrypted only
     model_pins: dict[str, str] = field(default_factory=dict)  # task -> alias or name@version
     review_deadline_seconds: int = 72 * 3600
     gpu_task_queue: str = "idflow-gpu"  # where liveness and face match run (settings)
@@ -134,8 +134,8 @@ class VerificationResult:
     reasons: list[ReasonCode]
     scores: dict[str, float] = field(default_factory=dict)
     model_versions: dict[str, str] = field(default_factory=dict)
-    credential: Optional[IssuedCredential] = None
-    reviewer: Optional[str] = None
+    credential: IssuedCredential | None = None
+    reviewer: str | None = None
 
 
 # --- The workflow's stages and activity contracts (workflow engineer) --------
@@ -202,11 +202,11 @@ class RecordInput:
     workflow_id: str
     stage: Stage
     event: str  # audit event name, e.g. "review_requested", "decided"
-    result: Optional[VerificationResult] = None
-    reviewer: Optional[str] = None
-    note: Optional[str] = None  # reviewer's reason: kept in the audit log only
+    result: VerificationResult | None = None
+    reviewer: str | None = None
+    note: str | None = None  # reviewer's reason: kept in the audit log only
     # A decision before the result (REVIEW, while a person decides) and its reasons.
-    decision: Optional[Decision] = None
+    decision: Decision | None = None
     reasons: list[ReasonCode] = field(default_factory=list)
 
 
@@ -216,11 +216,11 @@ class VerificationProgress:
 
     verification_id: str
     stage: Stage
-    decision: Optional[Decision] = None
+    decision: Decision | None = None
     reasons: list[ReasonCode] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
     model_versions: dict[str, str] = field(default_factory=dict)
-    review_deadline: Optional[str] = None  # ISO 8601, while awaiting review
+    review_deadline: str | None = None  # ISO 8601, while awaiting review
 
 
 # --- Credential binding (credential engineer) --------------------------------

@@ -8,9 +8,9 @@ and anything in between is the grey zone that a person reviews.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable, Optional
 
 from .contracts import ModelChoice, QualityReport, ReviewDecision, Stage
 from .reasons import INPUT_REASONS, QUALITY_REASONS, Decision, ReasonCode
@@ -70,7 +70,7 @@ def band(score: float, model: ModelChoice) -> Band:
     return Band.UNCERTAIN
 
 
-def quality_outcome(reports: Iterable[QualityReport]) -> Optional[Outcome]:
+def quality_outcome(reports: Iterable[QualityReport]) -> Outcome | None:
     """RETRY with every quality reason of every image, or None when all are usable."""
     reasons = _unique(reason for report in reports for reason in report.reasons)
     return Outcome(Decision.RETRY, reasons) if reasons else None
@@ -100,7 +100,7 @@ def rejection_outcome(reason: ReasonCode) -> Outcome:
     return Outcome(Decision.RETRY if reason in RECAPTURABLE else Decision.DECLINED, (reason,))
 
 
-def processing_failed_outcome(stage: Stage, approved: Optional[Outcome] = None) -> Outcome:
+def processing_failed_outcome(stage: Stage, approved: Outcome | None = None) -> Outcome:
     """A step kept failing on an unexpected error until its retries ran out: a person decides.
 
     Before a decision (models, quality check, liveness, face match): REVIEW with
@@ -117,7 +117,7 @@ def processing_failed_outcome(stage: Stage, approved: Optional[Outcome] = None) 
     raise ValueError(f"no step of stage {stage.value} gives up: its retries never run out")
 
 
-def review_outcome(grey_zone: Outcome, review: Optional[ReviewDecision]) -> Outcome:
+def review_outcome(grey_zone: Outcome, review: ReviewDecision | None) -> Outcome:
     """The reviewer's decision, or REVIEW_EXPIRED when nobody decided in time.
 
     The grey-zone reasons are kept so that the record shows why it was reviewed.

@@ -48,8 +48,9 @@ class QualityLimits:
     max_abs_roll: float = 25.0
 
 
-def assess_quality(role: str, measures: QualityMeasures,
-                   limits: QualityLimits = QualityLimits()) -> list[ReasonCode]:
+def assess_quality(
+    role: str, measures: QualityMeasures, limits: QualityLimits = QualityLimits()
+) -> list[ReasonCode]:
     """Every quality problem of one photo, in a fixed order; empty when it is usable.
 
     A selfie must show exactly one face; a document may show more (a ghost
@@ -66,23 +67,31 @@ def assess_quality(role: str, measures: QualityMeasures,
     elif faces_count > 1 and role == SELFIE:
         reasons.append(ReasonCode.QUALITY_MULTIPLE_FACES)
     if faces_count > 0:
-        if ((measures.face_size_px or 0.0) < limits.min_face_px
-                or (measures.inter_eye_px or 0.0) < limits.min_inter_eye_px):
+        if (measures.face_size_px or 0.0) < limits.min_face_px or (
+            measures.inter_eye_px or 0.0
+        ) < limits.min_inter_eye_px:
             reasons.append(ReasonCode.QUALITY_FACE_TOO_SMALL)
         if measures.sharpness < limits.min_sharpness:
             reasons.append(ReasonCode.QUALITY_BLURRY)
-    if measures.brightness < limits.min_brightness or measures.clipped_dark > limits.max_clipped_dark:
+    if (
+        measures.brightness < limits.min_brightness
+        or measures.clipped_dark > limits.max_clipped_dark
+    ):
         reasons.append(ReasonCode.QUALITY_TOO_DARK)
-    if (measures.brightness > limits.max_brightness
-            or measures.clipped_bright > limits.max_clipped_bright):
+    if (
+        measures.brightness > limits.max_brightness
+        or measures.clipped_bright > limits.max_clipped_bright
+    ):
         reasons.append(ReasonCode.QUALITY_OVEREXPOSED)
     if measures.contrast < limits.min_contrast:
         reasons.append(ReasonCode.QUALITY_LOW_CONTRAST)
     if faces_count > 0:
         if (measures.eyes_closed or 0.0) > limits.max_eyes_closed:
             reasons.append(ReasonCode.QUALITY_EYES_CLOSED)
-        if (abs(measures.yaw_deg or 0.0) > limits.max_abs_yaw
-                or abs(measures.pitch_deg or 0.0) > limits.max_abs_pitch
-                or abs(measures.roll_deg or 0.0) > limits.max_abs_roll):
+        if (
+            abs(measures.yaw_deg or 0.0) > limits.max_abs_yaw
+            or abs(measures.pitch_deg or 0.0) > limits.max_abs_pitch
+            or abs(measures.roll_deg or 0.0) > limits.max_abs_roll
+        ):
             reasons.append(ReasonCode.QUALITY_POSE)
     return reasons

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Optional
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -71,7 +71,7 @@ class _Step:
     start_to_close: timedelta
     first_retry: timedelta
     longest_retry: timedelta
-    heartbeat: Optional[timedelta] = None
+    heartbeat: timedelta | None = None
 
     def options(self, attempts: int) -> dict[str, Any]:
         options: dict[str, Any] = dict(
@@ -90,7 +90,9 @@ _LOCAL = _Step(timedelta(seconds=10), timedelta(milliseconds=200), timedelta(sec
 _CPU = _Step(timedelta(seconds=30), timedelta(milliseconds=500), timedelta(seconds=30))
 # Inference on the GPU pool: heartbeats reveal a dead worker within seconds,
 # and the activity then runs again on another one.
-_GPU = _Step(timedelta(seconds=60), timedelta(seconds=1), timedelta(seconds=30), timedelta(seconds=10))
+_GPU = _Step(
+    timedelta(seconds=60), timedelta(seconds=1), timedelta(seconds=30), timedelta(seconds=10)
+)
 # Records must land: a database outage delays the verification, never loses it.
 _RECORD = dict(
     start_to_close_timeout=timedelta(seconds=30),
@@ -120,7 +122,7 @@ class IdentityVerification:
     def __init__(self, request: VerificationRequest) -> None:
         # Set before any handler runs: queries and updates always see a progress.
         self._progress = VerificationProgress(request.verification_id, Stage.RESOLVING_MODELS)
-        self._review: Optional[ReviewDecision] = None
+        self._review: ReviewDecision | None = None
 
     @workflow.run
     async def run(self, request: VerificationRequest) -> VerificationResult:
@@ -129,7 +131,7 @@ class IdentityVerification:
         if outcome.decision is Decision.REVIEW:
             outcome = await self._wait_for_review(request, outcome)
 
-        credential: Optional[IssuedCredential] = None
+        credential: IssuedCredential | None = None
         if outcome.decision is Decision.APPROVED and request.device is not None:
             credential, outcome = await self._bind_credential(request, outcome)
 
@@ -299,7 +301,7 @@ class IdentityVerification:
                 timeout=deadline,
                 timeout_summary="Review deadline",
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # nobody decided in time: review_outcome declines with REVIEW_EXPIRED
         outcome = policy.review_outcome(pending, self._review)
         if self._review is not None:
@@ -314,7 +316,7 @@ class IdentityVerification:
 
     async def _bind_credential(
         self, request: VerificationRequest, approved: policy.Outcome
-    ) -> tuple[Optional[IssuedCredential], policy.Outcome]:
+    ) -> tuple[IssuedCredential | None, policy.Outcome]:
         """The mdoc bound to the holder's device key, and the outcome it ends with.
 
         When binding gives up on an unexpected error a person decides: approving
@@ -350,7 +352,7 @@ class IdentityVerification:
         self,
         request: VerificationRequest,
         outcome: policy.Outcome,
-        credential: Optional[IssuedCredential],
+        credential: IssuedCredential | None,
     ) -> VerificationResult:
         self._progress.decision = outcome.decision
         self._progress.reasons = list(outcome.reasons)
@@ -379,7 +381,9 @@ class IdentityVerification:
     ) -> None:
         await workflow.execute_local_activity(
             names.RECORD,
-            RecordInput(request.verification_id, workflow.info().workflow_id, stage, event, **details),
+            RecordInput(
+                request.verification_id, workflow.info().workflow_id, stage, event, **details
+            ),
             summary=f"Record: {event}",
             **_RECORD,
         )
@@ -406,7 +410,7 @@ class IdentityVerification:
         workflow.upsert_search_attributes([search_attributes.STATUS.value_set(stage.value)])
 
     def _note(
-        self, reasons: Optional[list[ReasonCode]] = None, scores: Optional[dict[str, float]] = None
+        self, reasons: list[ReasonCode] | None = None, scores: dict[str, float] | None = None
     ) -> None:
         self._progress.reasons.extend(r for r in reasons or [] if r not in self._progress.reasons)
         self._progress.scores.update(scores or {})
@@ -416,7 +420,7 @@ def workflow_id(verification_id: str) -> str:
     return WORKFLOW_ID_PREFIX + verification_id
 
 
-def _rejection_reason(failure: Optional[BaseException]) -> Optional[ReasonCode]:
+def _rejection_reason(failure: BaseException | None) -> ReasonCode | None:
     if not isinstance(failure, ApplicationError) or not failure.non_retryable:
         return None
     try:

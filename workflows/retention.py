@@ -27,7 +27,9 @@ RETENTION_ACTOR = "retention"
 # A purge must happen: retry (with backoff) until the database and blob store answer.
 _PURGE = dict(
     start_to_close_timeout=timedelta(minutes=1),
-    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
+    ),
 )
 
 
@@ -61,7 +63,10 @@ class RetentionSweep:
             **_PURGE,
         )
         await asyncio.gather(
-            *(_purge(PurgeRequest(vid, RETENTION_ACTOR, "retention period ended")) for vid in expired)
+            *(
+                _purge(PurgeRequest(vid, RETENTION_ACTOR, "retention period ended"))
+                for vid in expired
+            )
         )
         if len(expired) == batch:
             workflow.continue_as_new(batch)

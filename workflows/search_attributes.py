@@ -24,6 +24,4 @@ _TYPE_NAMES = {
 
 def registration_flags() -> list[str]:
     """``temporal server start-dev`` flags that register every attribute above."""
-    return [
-        f"--search-attribute={key.name}={_TYPE_NAMES[key.indexed_value_type]}" for key in ALL
-    ]
+    return [f"--search-attribute={key.name}={_TYPE_NAMES[key.indexed_value_type]}" for key in ALL]

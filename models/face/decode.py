@@ -76,8 +76,9 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray
     except Image.DecompressionBombError as bomb:  # Pillow's guard, run while reading the header
         raise ImageTooLarge(f"{kind} image refused as a decompression bomb: {bomb}") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as error:
-        raise ImageUnreadable(f"{kind} image cannot be decoded ({type(error).__name__}: "
-                              f"corrupt or truncated data)") from None
+        raise ImageUnreadable(
+            f"{kind} image cannot be decoded ({type(error).__name__}: corrupt or truncated data)"
+        ) from None
     return np.asarray(rgb)
 
 
@@ -86,4 +87,5 @@ def _check_size(size: tuple[int, int], kind: str, limits: ImageLimits) -> None:
     if width * height > limits.max_pixels or max(width, height) > limits.max_side:
         raise ImageTooLarge(
             f"{kind} image is {width}x{height} ({width * height / 1e6:.1f} MP); limits are "
-            f"{limits.max_pixels / 1e6:.0f} MP and {limits.max_side} px per side")
+            f"{limits.max_pixels / 1e6:.0f} MP and {limits.max_side} px per side"
+        )

@@ -15,19 +15,26 @@ from PIL import Image
 Box = tuple[float, float, float, float]
 
 # ArcFace's 112x112 positions of: left eye, right eye, nose tip, mouth left, mouth right.
-ARCFACE_TEMPLATE = np.array([
-    [38.2946, 51.6963],
-    [73.5318, 51.5014],
-    [56.0252, 71.7366],
-    [41.5493, 92.3655],
-    [70.7299, 92.2041],
-], dtype=np.float64)
+ARCFACE_TEMPLATE = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
 
 
 def clip_box(box: Box, width: int, height: int) -> Box:
     x1, y1, x2, y2 = box
-    return (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
-            min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+    return (
+        min(max(x1, 0.0), width),
+        min(max(y1, 0.0), height),
+        min(max(x2, 0.0), width),
+        min(max(y2, 0.0), height),
+    )
 
 
 def visible_area(box: Box, width: int, height: int) -> float:
@@ -63,8 +70,12 @@ def resample(image: np.ndarray, box: Box, size: tuple[int, int], grey: bool = Fa
     if grey:
         patch = patch.convert("L")
     # reducing_gap: shrink by whole factors first (fast box filter), then bilinear.
-    resized = patch.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0,
-                           box=(x1 - left, y1 - top, x2 - left, y2 - top))
+    resized = patch.resize(
+        size,
+        Image.Resampling.BILINEAR,
+        reducing_gap=3.0,
+        box=(x1 - left, y1 - top, x2 - left, y2 - top),
+    )
     return np.asarray(resized)
 
 
@@ -100,6 +111,7 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) ->
     a, b, c = inverse[0]
     d, e, f = inverse[1]
     coefficients = (a, b, c - left, d, e, f - top)  # output pixel -> patch pixel
-    warped = patch.transform(size, Image.Transform.AFFINE, coefficients,
-                             resample=Image.Resampling.BILINEAR)
+    warped = patch.transform(
+        size, Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR
+    )
     return np.asarray(warped)

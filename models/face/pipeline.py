@@ -36,7 +36,7 @@ class FaceModels:
     embed: Runner | None = None
 
     @classmethod
-    def load(cls, server: ModelServer, choices: Mapping[str, ModelChoice]) -> "FaceModels":
+    def load(cls, server: ModelServer, choices: Mapping[str, ModelChoice]) -> FaceModels:
         """One runner per task of ``choices`` (task -> exact model version)."""
         tasks = {f.name for f in fields(cls)}
         unknown = set(choices) - tasks
@@ -51,51 +51,67 @@ class FaceModels:
         return runner
 
 
-def observe_faces(image: np.ndarray,
-                  models: FaceModels) -> tuple[list[FaceObservation], QualityMeasures]:
+def observe_faces(
+    image: np.ndarray, models: FaceModels
+) -> tuple[list[FaceObservation], QualityMeasures]:
     """Every face, largest first, and the quality measures of the largest (or of the image)."""
     height, width = image.shape[:2]
     view = stages.detector_view(image)
-    detections = stages.read_detections(models.need("detect").run(stages.detect_input(view)),
-                                        width, height)
+    detections = stages.read_detections(
+        models.need("detect").run(stages.detect_input(view)), width, height
+    )
     detections.sort(key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), reverse=True)
     faces, points = [], []
     for detection in detections[:MAX_FACES]:
         points68 = stages.read_landmarks(
             models.need("landmarks").run(stages.landmarks_input(image, detection.box)),
-            detection.box)
+            detection.box,
+        )
         points.append(points68)
-        faces.append(FaceObservation(
-            box=[round(v, 2) for v in detection.box],
-            landmarks5=[[round(float(v), 2) for v in p] for p in stages.five_points(points68)],
-            detection_score=round(detection.score, 4),
-        ))
+        faces.append(
+            FaceObservation(
+                box=[round(v, 2) for v in detection.box],
+                landmarks5=[[round(float(v), 2) for v in p] for p in stages.five_points(points68)],
+                detection_score=round(detection.score, 4),
+            )
+        )
     if not faces:
-        return [], QualityMeasures(width=width, height=height, face_count=0,
-                                   **vars(exposure(grey(view))))
+        return [], QualityMeasures(
+            width=width, height=height, face_count=0, **vars(exposure(grey(view)))
+        )
     return faces, _face_measures(image, faces[0], points[0], len(detections), models)
 
 
-def _face_measures(image: np.ndarray, face: FaceObservation, points68: np.ndarray,
-                   face_count: int, models: FaceModels) -> QualityMeasures:
+def _face_measures(
+    image: np.ndarray,
+    face: FaceObservation,
+    points68: np.ndarray,
+    face_count: int,
+    models: FaceModels,
+) -> QualityMeasures:
     height, width = image.shape[:2]
     box = _box(face)
     left_eye, right_eye = np.asarray(face.landmarks5[:2])
     # An eye cut off by the image border has nothing to judge: the other eye decides.
     eyes = [b for b in stages.eye_boxes(points68) if visible_area(b, width, height) >= 4]
-    eyes_closed = max((stages.read_eye_closed(models.need("eye").run(stages.eye_input(image, b)))
-                       for b in eyes), default=None)
+    eyes_closed = max(
+        (stages.read_eye_closed(models.need("eye").run(stages.eye_input(image, b))) for b in eyes),
+        default=None,
+    )
     # Roll from the eye line: it follows a rotated photo within a few degrees, where the
     # pose model's roll drifts past 15 degrees; yaw and pitch come from the pose model.
     yaw, pitch, _ = stages.read_pose(models.need("pose").run(stages.pose_input(image, box)))
     dx, dy = right_eye - left_eye
     return QualityMeasures(
-        width=width, height=height, face_count=face_count,
+        width=width,
+        height=height,
+        face_count=face_count,
         **vars(exposure(face_view(image, box))),
         face_size_px=round(box[3] - box[1], 1),
         inter_eye_px=round(float(np.hypot(dx, dy)), 1),
         roll_deg=round(float(np.degrees(np.arctan2(dy, dx))), 1),
-        yaw_deg=round(yaw, 1), pitch_deg=round(pitch, 1),
+        yaw_deg=round(yaw, 1),
+        pitch_deg=round(pitch, 1),
         eyes_closed=None if eyes_closed is None else round(eyes_closed, 4),
     )
 

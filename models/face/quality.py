@@ -51,6 +51,5 @@ def exposure(grey: np.ndarray) -> Exposure:
 def laplacian_variance(luma: np.ndarray) -> float:
     """Variance of the Laplacian: high for crisp edges, low for blur."""
     centre = luma[1:-1, 1:-1]
-    laplacian = (luma[:-2, 1:-1] + luma[2:, 1:-1] + luma[1:-1, :-2] + luma[1:-1, 2:]
-                 - 4.0 * centre)
+    laplacian = luma[:-2, 1:-1] + luma[2:, 1:-1] + luma[1:-1, :-2] + luma[1:-1, 2:] - 4.0 * centre
     return float(laplacian.var())

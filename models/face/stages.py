@@ -12,8 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .geometry import ARCFACE_TEMPLATE, Box, expand_box, resample, similarity_transform, \
-    square_box, warp_affine
+from .geometry import (
+    ARCFACE_TEMPLATE,
+    Box,
+    expand_box,
+    resample,
+    similarity_transform,
+    square_box,
+    warp_affine,
+)
 
 DETECT_SIZE = (320, 240)
 DETECT_MIN_SCORE = 0.65
@@ -49,10 +56,10 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 # detect: faceplugin fr_detect -------------------------------------------------------------
 
+
 def detector_view(image: np.ndarray) -> np.ndarray:
     """The whole image squeezed to 320x240 RGB, as the detector sees it."""
-    small = Image.fromarray(image).resize(DETECT_SIZE, Image.Resampling.BILINEAR,
-                                          reducing_gap=3.0)
+    small = Image.fromarray(image).resize(DETECT_SIZE, Image.Resampling.BILINEAR, reducing_gap=3.0)
     return np.asarray(small)
 
 
@@ -60,8 +67,9 @@ def detect_input(view: np.ndarray) -> np.ndarray:
     return (_bgr_planes(view) - 127.0) / 128.0
 
 
-def read_detections(outputs: list[np.ndarray], width: int, height: int,
-                    min_score: float = DETECT_MIN_SCORE) -> list[Detection]:
+def read_detections(
+    outputs: list[np.ndarray], width: int, height: int, min_score: float = DETECT_MIN_SCORE
+) -> list[Detection]:
     scores, boxes = outputs[0][:, 1], outputs[1]
     keep = scores >= min_score
     scores, boxes = scores[keep], boxes[keep] * np.array([width, height, width, height])
@@ -84,14 +92,19 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou: float) -> li
         if not order:
             break
         rest = boxes[order]
-        w = np.clip(np.minimum(rest[:, 2], boxes[best, 2]) - np.maximum(rest[:, 0], boxes[best, 0]), 0, None)
-        h = np.clip(np.minimum(rest[:, 3], boxes[best, 3]) - np.maximum(rest[:, 1], boxes[best, 1]), 0, None)
+        w = np.clip(
+            np.minimum(rest[:, 2], boxes[best, 2]) - np.maximum(rest[:, 0], boxes[best, 0]), 0, None
+        )
+        h = np.clip(
+            np.minimum(rest[:, 3], boxes[best, 3]) - np.maximum(rest[:, 1], boxes[best, 1]), 0, None
+        )
         overlap = w * h / (areas[order] + areas[best] - w * h + 1e-9)
         order = [i for i, o in zip(order, overlap) if o <= iou]
     return kept
 
 
 # landmarks: 68 iBUG points -> 5 points ------------------------------------------------------
+
 
 def landmarks_input(image: np.ndarray, box: Box) -> np.ndarray:
     grey = resample(image, box, (64, 64), grey=True)
@@ -107,16 +120,19 @@ def read_landmarks(outputs: list[np.ndarray], box: Box) -> np.ndarray:
 
 def five_points(points68: np.ndarray) -> np.ndarray:
     """Left eye, right eye, nose tip, left and right mouth corner: (5, 2)."""
-    return np.array([
-        points68[list(_LEFT_EYE_CENTRE)].mean(axis=0),
-        points68[list(_RIGHT_EYE_CENTRE)].mean(axis=0),
-        points68[_NOSE_TIP],
-        points68[[48, 60]].mean(axis=0),
-        points68[[54, 64]].mean(axis=0),
-    ])
+    return np.array(
+        [
+            points68[list(_LEFT_EYE_CENTRE)].mean(axis=0),
+            points68[list(_RIGHT_EYE_CENTRE)].mean(axis=0),
+            points68[_NOSE_TIP],
+            points68[[48, 60]].mean(axis=0),
+            points68[[54, 64]].mean(axis=0),
+        ]
+    )
 
 
 # embed: ArcFace-aligned 112x112 -----------------------------------------------------------
+
 
 def aligned_face(image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
     """The face warped so its five points sit on the ArcFace template: (112, 112, 3) RGB."""
@@ -135,6 +151,7 @@ def read_embedding(outputs: list[np.ndarray]) -> np.ndarray:
 
 
 # liveness: Silent-Face crop at scale 2.7 ---------------------------------------------------
+
 
 def liveness_box(box: Box, width: int, height: int) -> Box:
     """The face box scaled by 2.7 about its centre, shrunk to fit and shifted inside the image."""
@@ -160,11 +177,14 @@ def read_liveness(outputs: list[np.ndarray]) -> float:
 
 # eye state ----------------------------------------------------------------------------------
 
+
 def eye_boxes(points68: np.ndarray) -> tuple[Box, Box]:
     """Square boxes around the left and right eye, 1.6x the corner-to-corner width."""
     boxes = []
-    for centre, corners in ((_LEFT_EYE_CENTRE, _LEFT_EYE_CORNERS),
-                            (_RIGHT_EYE_CENTRE, _RIGHT_EYE_CORNERS)):
+    for centre, corners in (
+        (_LEFT_EYE_CENTRE, _LEFT_EYE_CORNERS),
+        (_RIGHT_EYE_CENTRE, _RIGHT_EYE_CORNERS),
+    ):
         cx, cy = points68[list(centre)].mean(axis=0)
         side = max(abs(points68[corners[1], 0] - points68[corners[0], 0]) * EYE_PADDING, 2.0)
         boxes.append((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
@@ -181,6 +201,7 @@ def read_eye_closed(outputs: list[np.ndarray]) -> float:
 
 
 # head pose ----------------------------------------------------------------------------------
+
 
 def pose_input(image: np.ndarray, box: Box) -> np.ndarray:
     height, width = image.shape[:2]

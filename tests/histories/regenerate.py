@@ -20,6 +20,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 PAYLOAD_KEYS = (HERE / "payload-keys.txt").read_text().strip()
 
+
 def main() -> None:
     os.environ["IDFLOW_PAYLOAD_KEYS"] = PAYLOAD_KEYS
     from security.keys import new_key
@@ -45,7 +46,9 @@ def main() -> None:
             case: str, pair: str, review: Any = None, before_review: Any = None, **start: Any
         ) -> None:
             verification_id = f"history-{case}"
-            draft = client.create(pairs[pair].selfie, pairs[pair].document, "history", verification_id)
+            draft = client.create(
+                pairs[pair].selfie, pairs[pair].document, "history", verification_id
+            )
             if start.pop("bind_device", False):
                 key = holder.new_device_key()
                 start["device"] = holder.device_binding(key, draft.nonce, stack.settings.issuer_id)
@@ -67,16 +70,39 @@ def main() -> None:
         stack.run(record("no-face", "no face"))
         stack.run(record("corrupt", "corrupt file"))
         stack.run(record("credential", "same person", bind_device=True))
-        stack.run(record("review-approved", "same person", ("staff-1", True, "checked"), model_pins=strict))
-        stack.run(record("review-expired", "same person", model_pins=strict, review_deadline_seconds=1))
-        stack.run(record("model-unavailable", "same person", model_pins={"embed": "no-such-model@9.9.9"}))
+        stack.run(
+            record(
+                "review-approved", "same person", ("staff-1", True, "checked"), model_pins=strict
+            )
+        )
+        stack.run(
+            record("review-expired", "same person", model_pins=strict, review_deadline_seconds=1)
+        )
+        stack.run(
+            record("model-unavailable", "same person", model_pins={"embed": "no-such-model@9.9.9"})
+        )
         with corrupted_model_pins(stack.settings, "embed") as broken:  # the face match gives up
-            stack.run(record("processing-failed", "same person", ("staff-1", False, "no match"),
-                             model_pins=broken, processing_attempts=2))
+            stack.run(
+                record(
+                    "processing-failed",
+                    "same person",
+                    ("staff-1", False, "no match"),
+                    model_pins=broken,
+                    processing_attempts=2,
+                )
+            )
         # Binding gives up while the issuer's key store is away; approved again once it is back.
         put_back = take_issuer_keys_away(stack.settings)
-        stack.run(record("binding-retried", "same person", ("staff-1", True, "keys restored"),
-                         before_review=put_back, bind_device=True, processing_attempts=2))
+        stack.run(
+            record(
+                "binding-retried",
+                "same person",
+                ("staff-1", True, "keys restored"),
+                before_review=put_back,
+                bind_device=True,
+                processing_attempts=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ TODAY = date(2025, 6, 15)
 PORTRAIT = b"\xff\xd8\xff portrait"
 
 
-def _check(claims, message):  # noqa: ANN001, ANN202
+def _check(claims, message):
     with pytest.raises(ClaimsInvalid, match=message) as refused:
         mdl_claims(claims, PORTRAIT, "UT", TODAY)
     assert refused.value.reason is ReasonCode.CLAIMS_INVALID
@@ -29,11 +29,14 @@ def test_valid_claims_gain_portrait_and_ages(mdl_claims):
 
     assert result.elements["portrait"] == PORTRAIT
     assert result.elements["age_over_18"] is True and result.elements["age_over_21"] is True
-    assert result.elements["birth_date"].tag == 1004 and result.elements["birth_date"].value == "1964-08-12"
+    assert (
+        result.elements["birth_date"].tag == 1004
+        and result.elements["birth_date"].value == "1964-08-12"
+    )
     assert result.expiry_date == date(2034, 2, 28)
 
 
-def mdl_claims_for(claims, today=TODAY):  # noqa: ANN001, ANN201
+def mdl_claims_for(claims, today=TODAY):
     return mdl_claims(claims, PORTRAIT, "UT", today)
 
 
@@ -47,13 +50,18 @@ def mdl_claims_for(claims, today=TODAY):  # noqa: ANN001, ANN201
     ],
 )
 def test_age_attestations_on_the_birthday_boundary(mdl_claims, birth, over_18, over_21):
-    elements = mdl_claims_for(mdl_claims | {"birth_date": birth, "issue_date": "2025-01-01"}).elements
+    elements = mdl_claims_for(
+        mdl_claims | {"birth_date": birth, "issue_date": "2025-01-01"}
+    ).elements
 
     assert (elements["age_over_18"], elements["age_over_21"]) == (over_18, over_21)
 
 
 def test_unknown_claim(mdl_claims):
-    _check(mdl_claims | {"favourite_colour": "blue"}, "claim favourite_colour is not an mDL data element")
+    _check(
+        mdl_claims | {"favourite_colour": "blue"},
+        "claim favourite_colour is not an mDL data element",
+    )
 
 
 def test_unknown_claim_name_that_may_be_personal_is_not_echoed(mdl_claims):
@@ -85,9 +93,17 @@ def test_missing_claims_are_listed(mdl_claims):
         ("family_name", "Muster\u0000mann", "without control characters"),
         ("given_name", 42, "given_name must be text"),
         ("issuing_country", "Utopia", "issuing_country must be an ISO 3166-1 alpha-2"),
-        ("issuing_country", "DE", "issuing_country differs from the document signer's country \\(UT\\)"),
+        (
+            "issuing_country",
+            "DE",
+            "issuing_country differs from the document signer's country \\(UT\\)",
+        ),
         ("driving_privileges", [{"codes": []}], "driving_privileges must be a list of objects"),
-        ("driving_privileges", [{"vehicle_category_code": "B", "colour": "red"}], "driving_privileges"),
+        (
+            "driving_privileges",
+            [{"vehicle_category_code": "B", "colour": "red"}],
+            "driving_privileges",
+        ),
     ],
 )
 def test_malformed_claims_are_refused_without_echoing_values(mdl_claims, name, value, message):
@@ -101,7 +117,7 @@ def test_claims_must_be_an_object():
     _check(["family_name"], "claims must be an object")
 
 
-def _jpeg_with_exif(size=(300, 200)) -> bytes:  # noqa: ANN001
+def _jpeg_with_exif(size=(300, 200)) -> bytes:
     exif = Image.Exif()
     exif[0x8825] = {2: (52.0, 31.0, 0.0)}  # GPS latitude: where the selfie was taken
     exif[0x0110] = "PhoneModel-X"

@@ -25,7 +25,7 @@ def idflow(*argv: str) -> int:
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
+def home(tmp_path, monkeypatch):
     monkeypatch.setenv("IDFLOW_HOME", str(tmp_path))
     monkeypatch.setenv(PASSPHRASE_ENV, "cli test passphrase, long enough")
     return tmp_path
@@ -41,18 +41,26 @@ def test_init_rotate_show_export(home, capsys):
 
     assert idflow("keys", "show") == 0
     shown = capsys.readouterr().out
-    assert shown.count("document signer (current)") == 1 and shown.count("document signer (retired)") == 1
+    assert (
+        shown.count("document signer (current)") == 1
+        and shown.count("document signer (retired)") == 1
+    )
 
     assert idflow("keys", "export-iaca") == 0
     exported = x509.load_pem_x509_certificate(capsys.readouterr().out.encode())
     assert exported == KeyStore.open(home / "keys").iaca()
     signer = KeyStore.open(home / "keys").current_signer().certificate
-    assert (signer.not_valid_after_utc - signer.not_valid_before_utc).days == 365  # rotate's default
+    assert (
+        signer.not_valid_after_utc - signer.not_valid_before_utc
+    ).days == 365  # rotate's default
 
 
 def test_errors_are_one_clear_line(home, capsys):
     assert idflow("keys", "rotate") == 1
-    assert capsys.readouterr().err.strip() == f"idflow keys: no keys in {home / 'keys'}: run `idflow keys init`"
+    assert (
+        capsys.readouterr().err.strip()
+        == f"idflow keys: no keys in {home / 'keys'}: run `idflow keys init`"
+    )
 
     assert idflow("keys", "init", "--country", "Utopia") == 1
     assert "ISO 3166-1 alpha-2" in capsys.readouterr().err
@@ -61,14 +69,22 @@ def test_errors_are_one_clear_line(home, capsys):
 def test_credential_verify_reads_the_json_of_idflow_verify(issuance, issuer_keys, tmp_path, capsys):
     credential = issuance.issuer.issue(issuance.request("v-1"))
     result = tmp_path / "result.json"
-    output = {"decision": "approved", "credential": {"issuer_signed_b64": credential.issuer_signed_b64}}
+    output = {
+        "decision": "approved",
+        "credential": {"issuer_signed_b64": credential.issuer_signed_b64},
+    }
     result.write_text(json.dumps(output))
     iaca = tmp_path / "iaca.pem"
     iaca.write_bytes(issuer_keys.iaca().public_bytes(Encoding.PEM))
     device = tmp_path / "dev.pem"
     device.write_bytes(holder.device_key_pem(issuance.device_keys["v-1"]))
 
-    assert idflow("credential", "verify", str(result), "--iaca", str(iaca), "--device-key", str(device)) == 0
+    assert (
+        idflow(
+            "credential", "verify", str(result), "--iaca", str(iaca), "--device-key", str(device)
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("valid org.iso.18013.5.1.mDL")
     assert credential.device_key_thumbprint in out and "family_name" in out
@@ -78,17 +94,29 @@ def test_credential_verify_reads_the_json_of_idflow_verify(issuance, issuer_keys
     raw.write_bytes(base64.b64decode(credential.issuer_signed_b64))
     other_device = tmp_path / "other.pem"
     other_device.write_bytes(holder.device_key_pem(holder.new_device_key()))
-    assert idflow("credential", "verify", str(raw), "--iaca", str(iaca), "--device-key", str(other_device)) == 1
+    assert (
+        idflow(
+            "credential", "verify", str(raw), "--iaca", str(iaca), "--device-key", str(other_device)
+        )
+        == 1
+    )
     assert "deviceKeyInfo is not the requested device key" in capsys.readouterr().err
 
 
 def test_the_idflow_entry_point_exports_the_iaca(home):
     run = lambda *argv: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "starter", *argv], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "starter", *argv],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run("keys", "init").returncode == 0
     exported = run("keys", "export-iaca")
 
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.startswith("-----BEGIN CERTIFICATE-----\n")
-    assert x509.load_pem_x509_certificate(exported.stdout.encode()) == KeyStore.open(home / "keys").iaca()
+    assert (
+        x509.load_pem_x509_certificate(exported.stdout.encode())
+        == KeyStore.open(home / "keys").iaca()
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -26,12 +26,12 @@ from store.engine import get_engine
 from tests.support.mdoc import ISSUER_ID
 
 
-def _records(engine) -> list[IssuedCredentialRecord]:  # noqa: ANN001
+def _records(engine) -> list[IssuedCredentialRecord]:
     with Session(engine) as session:
         return list(session.exec(select(IssuedCredentialRecord)))
 
 
-def _stored_credentials(issuance, verification_id: str) -> int:  # noqa: ANN001
+def _stored_credentials(issuance, verification_id: str) -> int:
     # Blobs are encrypted on disk: count the files beside the one portrait the request stored.
     folder = issuance.blobs.root / verification_id
     return sum(1 for _ in folder.iterdir()) - 1
@@ -47,7 +47,9 @@ def test_issuing_twice_returns_the_same_credential(issuance):
     [record] = _records(issuance.engine)
     assert (record.verification_id, record.mso_digest) == ("v-1", first.mso_digest)
     assert _stored_credentials(issuance, "v-1") == 1
-    issued_events = [e for e in audit.trail(issuance.engine, "v-1") if e.event == "credential_issued"]
+    issued_events = [
+        e for e in audit.trail(issuance.engine, "v-1") if e.event == "credential_issued"
+    ]
     assert len(issued_events) == 1
     assert issued_events[0].details["mso_digest"] == first.mso_digest
 
@@ -56,7 +58,7 @@ def test_crash_between_signing_and_recording(issuance, monkeypatch):
     request = issuance.request("v-1")
     record_issued = credentials.record_issued
 
-    def worker_dies(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def worker_dies(*args, **kwargs):
         raise SystemExit("worker killed after signing and storing, before recording")
 
     monkeypatch.setattr(credentials, "record_issued", worker_dies)
@@ -97,11 +99,21 @@ def test_racing_attempts_both_return_the_first_record(issuance, monkeypatch):
 
 
 def test_record_issued_keeps_the_first_record_and_raises_other_integrity_errors(issuance):
-    def record(mso_digest: str, doc_type: str | None = "org.iso.18013.5.1.mDL") -> IssuedCredentialRecord:
-        now = datetime.now(timezone.utc)
+    def record(
+        mso_digest: str, doc_type: str | None = "org.iso.18013.5.1.mDL"
+    ) -> IssuedCredentialRecord:
+        now = datetime.now(UTC)
         return IssuedCredentialRecord(
-            verification_id="v-1", doc_type=doc_type, mso_digest=mso_digest, device_key_thumbprint="t",
-            signed_at=now, valid_from=now, valid_until=now, signer_serial="s", blob_id="b", blob_sha256="h",
+            verification_id="v-1",
+            doc_type=doc_type,
+            mso_digest=mso_digest,
+            device_key_thumbprint="t",
+            signed_at=now,
+            valid_from=now,
+            valid_until=now,
+            signer_serial="s",
+            blob_id="b",
+            blob_sha256="h",
         )
 
     first = record("first")
@@ -120,7 +132,7 @@ def test_record_issued_keeps_the_first_record_and_raises_other_integrity_errors(
 
 
 @pytest.fixture
-def activities(issuance) -> CredentialActivities:  # noqa: ANN001
+def activities(issuance) -> CredentialActivities:
     return CredentialActivities(issuance.engine, issuance.blobs, issuance.issuer.keys, ISSUER_ID)
 
 

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import io
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import cbor2
 import cbor_diag
@@ -31,15 +31,19 @@ from mdoc.verify import CredentialInvalid, verify_device_response, verify_issuer
 from tests.support.mdoc import ISSUER_ID, make_key_store
 
 # A verifier's session (18013-7 style: no device engagement, an OpenID4VP handover).
-TRANSCRIPT = [None, None, [hashlib.sha256(b"client").digest(), hashlib.sha256(b"uri").digest(), "n-1"]]
+TRANSCRIPT = [
+    None,
+    None,
+    [hashlib.sha256(b"client").digest(), hashlib.sha256(b"uri").digest(), "n-1"],
+]
 
 
-def issue(issuance, verification_id="v-1", **request):  # noqa: ANN001, ANN201
+def issue(issuance, verification_id="v-1", **request):
     credential = issuance.issuer.issue(issuance.request(verification_id, **request))
     return credential, base64.b64decode(credential.issuer_signed_b64)
 
 
-def pymdoccbor_verify(issuer_signed: bytes, device_key, iaca) -> MdocCbor:  # noqa: ANN001
+def pymdoccbor_verify(issuer_signed: bytes, device_key, iaca) -> MdocCbor:
     parsed = MdocCbor()
     parsed.loads(holder.device_response(issuer_signed, device_key, TRANSCRIPT))
     parsed.verify(trusted_root_certs=[iaca])
@@ -57,7 +61,10 @@ def test_issued_credential_verifies_with_pymdoccbor(issuance, issuer_keys, mdl_c
     assert document.doctype == MDL_DOCTYPE
     elements = len(mdl_claims) + 3  # + portrait, age_over_18, age_over_21
     assert document.hash_verification == {
-        "valid": True, "total": elements, "verified": elements, "failed": []
+        "valid": True,
+        "total": elements,
+        "verified": elements,
+        "failed": [],
     }
     disclosed = parsed.disclosure_map[MDL_NAMESPACE]
     assert disclosed["family_name"] == mdl_claims["family_name"]
@@ -100,7 +107,11 @@ def test_structure_follows_iso_18013_5(issuance):
     mso_tagged = cbor2.loads(payload)
     assert mso_tagged.tag == 24
     mso = cbor2.loads(mso_tagged.value)
-    assert (mso["version"], mso["digestAlgorithm"], mso["docType"]) == ("1.0", "SHA-256", MDL_DOCTYPE)
+    assert (mso["version"], mso["digestAlgorithm"], mso["docType"]) == (
+        "1.0",
+        "SHA-256",
+        MDL_DOCTYPE,
+    )
     # validityInfo: tag-0 date-times in UTC, whole seconds (checked on the encoded text).
     diagnostic = cbor_diag.cbor2diag(mso_tagged.value)
     tdates = re.findall(r'0\("([^"]*)"\)', diagnostic)
@@ -141,13 +152,21 @@ def test_portrait_is_the_selfie_as_jpeg_without_exif(issuance, issuer_keys, phot
     image = Image.open(io.BytesIO(portrait))
     assert image.format == "JPEG" and not image.getexif()
     # Upright: width and height swapped relative to the stored pixels.
-    assert image.size[0] < image.size[1] if source.width > source.height else image.size[0] > image.size[1]
+    assert (
+        image.size[0] < image.size[1]
+        if source.width > source.height
+        else image.size[0] > image.size[1]
+    )
     assert max(image.size) <= 640
 
 
 def test_age_attestations_follow_birth_date(issuance, issuer_keys, mdl_claims):
-    today = datetime.now(timezone.utc).date()
-    nineteen = today.replace(year=today.year - 19) if (today.month, today.day) != (2, 29) else today.replace(year=today.year - 19, day=28)
+    today = datetime.now(UTC).date()
+    nineteen = (
+        today.replace(year=today.year - 19)
+        if (today.month, today.day) != (2, 29)
+        else today.replace(year=today.year - 19, day=28)
+    )
     claims = mdl_claims | {"birth_date": nineteen.isoformat()}
 
     _, issuer_signed = issue(issuance, claims=claims)
@@ -173,7 +192,9 @@ def test_device_response_proves_possession_of_the_bound_key(issuance, issuer_key
         TRANSCRIPT, MDL_DOCTYPE, document["deviceSigned"]["nameSpaces"]
     )
     numbers = device_key.public_key().public_numbers()
-    message.key = EC2Key(crv="P_256", x=numbers.x.to_bytes(32, "big"), y=numbers.y.to_bytes(32, "big"))
+    message.key = EC2Key(
+        crv="P_256", x=numbers.x.to_bytes(32, "big"), y=numbers.y.to_bytes(32, "big")
+    )
     assert message.verify_signature()
 
 
@@ -182,7 +203,9 @@ def test_device_response_from_a_copied_credential_is_refused(issuance, issuer_ke
     thief = holder.new_device_key()  # has the credential bytes, not the device
     response = holder.device_response(issuer_signed, thief, TRANSCRIPT)
 
-    with pytest.raises(CredentialInvalid, match="deviceSignature: COSE_Sign1 signature does not verify"):
+    with pytest.raises(
+        CredentialInvalid, match="deviceSignature: COSE_Sign1 signature does not verify"
+    ):
         verify_device_response(response, issuer_keys.iaca(), TRANSCRIPT)
 
 
@@ -250,7 +273,7 @@ def test_expired_mso_is_refused(issuance, issuer_keys):
 
 def test_not_yet_valid_mso_is_refused(issuance, issuer_keys):
     _, issuer_signed = issue(issuance)
-    before = datetime.now(timezone.utc) - timedelta(minutes=5)
+    before = datetime.now(UTC) - timedelta(minutes=5)
 
     with pytest.raises(CredentialInvalid, match="not yet valid|not valid at"):
         verify_issuer_signed(issuer_signed, issuer_keys.iaca(), now=before)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import cryptography.x509  # noqa: F401  (pymdoccbor needs it imported)
 import pytest
@@ -73,11 +73,17 @@ def _off_profile_signer(iaca_store: KeyStore, **changes: bool) -> x509.Certifica
     iaca = iaca_store.iaca()
     iaca_key = iaca_store._load_key(iaca_store.root / "iaca.key")
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "UT"),
-                                 x509.NameAttribute(NameOID.COMMON_NAME, "off-profile")]))
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COUNTRY_NAME, "UT"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "off-profile"),
+                ]
+            )
+        )
         .issuer_name(iaca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -85,15 +91,21 @@ def _off_profile_signer(iaca_store: KeyStore, **changes: bool) -> x509.Certifica
         .not_valid_after(now + timedelta(days=30))
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                _ext(iaca, x509.SubjectKeyIdentifier).value),
-            critical=False)
+                _ext(iaca, x509.SubjectKeyIdentifier).value
+            ),
+            critical=False,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(_ext(iaca, x509.IssuerAlternativeName).value, critical=False)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
-                       critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            critical=True,
+        )
     )
     eku = [ExtendedKeyUsageOID.SERVER_AUTH] if changes.get("wrong_eku") else [MDL_DS]
-    builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=not changes.get("eku_not_critical"))
+    builder = builder.add_extension(
+        x509.ExtendedKeyUsage(eku), critical=not changes.get("eku_not_critical")
+    )
     return builder.sign(iaca_key, hashes.SHA256())
 
 
@@ -108,7 +120,7 @@ def test_off_profile_document_signer_is_refused(issuer_keys, change, message):
     signer = _off_profile_signer(issuer_keys, **{change: True})
 
     with pytest.raises(CertificateProfileError, match=message):
-        certificates.check_chain(signer, issuer_keys.iaca(), datetime.now(timezone.utc))
+        certificates.check_chain(signer, issuer_keys.iaca(), datetime.now(UTC))
 
 
 def test_stored_private_keys_are_encrypted(issuer_keys):
@@ -127,7 +139,9 @@ def test_stored_private_keys_are_encrypted(issuer_keys):
 def test_wrong_passphrase_cannot_unlock_the_signer(issuer_keys):
     locked = KeyStore(issuer_keys.root, b"not the passphrase at all")
 
-    with pytest.raises(KeyStoreError, match=r"cannot decrypt signers/|cannot decrypt [0-9a-f]+\.key"):
+    with pytest.raises(
+        KeyStoreError, match=r"cannot decrypt signers/|cannot decrypt [0-9a-f]+\.key"
+    ):
         locked.current_signer()
 
 
@@ -173,7 +187,9 @@ def test_rotation_keeps_old_credentials_verifiable(issuance, tmp_path):
     old = issuance.issuer.issue(issuance.request("before-rotation"))
     old_serial = keys.current_signer().serial
 
-    new_signer = KeyStore(keys.root, TEST_PASSPHRASE).rotate()  # e.g. `idflow keys rotate` elsewhere
+    new_signer = KeyStore(
+        keys.root, TEST_PASSPHRASE
+    ).rotate()  # e.g. `idflow keys rotate` elsewhere
 
     # The running issuer picks up the new signer without a restart.
     new = issuance.issuer.issue(issuance.request("after-rotation"))
@@ -188,8 +204,11 @@ def test_rotation_keeps_old_credentials_verifiable(issuance, tmp_path):
         verified = verify_issuer_signed(issuer_signed, iaca)
         assert format(verified.signer.serial_number, "x") == credential.signer_serial
         parsed = MdocCbor()
-        parsed.loads(holder.device_response(
-            issuer_signed, issuance.device_keys[verification_id], [None, None, None]))
+        parsed.loads(
+            holder.device_response(
+                issuer_signed, issuance.device_keys[verification_id], [None, None, None]
+            )
+        )
         assert parsed.verify(trusted_root_certs=[iaca])
 
 
@@ -200,5 +219,7 @@ def test_keys_init_refuses_to_overwrite(issuer_keys):
 
 def test_signer_validity_is_limited_to_457_days(tmp_path):
     with pytest.raises(CertificateProfileError, match="457 days"):
-        KeyStore(tmp_path / "keys", TEST_PASSPHRASE).init(ISSUER_ID, signer_validity=timedelta(days=500))
+        KeyStore(tmp_path / "keys", TEST_PASSPHRASE).init(
+            ISSUER_ID, signer_validity=timedelta(days=500)
+        )
     assert not (tmp_path / "keys").exists()  # nothing half-written

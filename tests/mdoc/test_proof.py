@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -17,34 +17,40 @@ from sqlmodel import Session
 from mdoc import holder, jwk
 from mdoc.proof import PROOF_TYP
 from store import credentials
+from tests.support.mdoc import ISSUER_ID
 from verification.errors import DeviceProofInvalid
 from verification.reasons import ReasonCode
-from tests.support.mdoc import ISSUER_ID
 
 
-def _with_proof(request, proof_jwt: str):  # noqa: ANN001, ANN202
-    return dataclasses.replace(request, device=dataclasses.replace(request.device, proof_jwt=proof_jwt))
+def _with_proof(request, proof_jwt: str):
+    return dataclasses.replace(
+        request, device=dataclasses.replace(request.device, proof_jwt=proof_jwt)
+    )
 
 
-def _nonce(issuance, verification_id: str) -> str:  # noqa: ANN001
+def _nonce(issuance, verification_id: str) -> str:
     """The nonce the request fixture handed out (read back as the device received it)."""
     with Session(issuance.engine) as session:
         return session.get(credentials.CredentialNonce, verification_id).nonce
 
 
-def _refused(issuance, request, message: str) -> DeviceProofInvalid:  # noqa: ANN001
+def _refused(issuance, request, message: str) -> DeviceProofInvalid:
     with pytest.raises(DeviceProofInvalid, match=message) as refused:
         issuance.issuer.issue(request)
     error = refused.value
     assert error.reason is ReasonCode.DEVICE_PROOF_INVALID
     text = str(error)
     key = request.device.public_jwk
-    assert key["x"] not in text and key["y"] not in text and _nonce(issuance, request.verification_id) not in text
+    assert (
+        key["x"] not in text
+        and key["y"] not in text
+        and _nonce(issuance, request.verification_id) not in text
+    )
     assert credentials.find_issued(issuance.engine, request.verification_id) is None
     return error
 
 
-def _proof(key, nonce, header=None, payload=None):  # noqa: ANN001, ANN202
+def _proof(key, nonce, header=None, payload=None):
     """A proof JWT with some header or payload fields changed."""
     base_header = {"typ": PROOF_TYP, "alg": "ES256", "jwk": jwk.to_jwk(key.public_key())}
     base_payload = {"aud": ISSUER_ID, "iat": int(time.time()), "nonce": nonce}
@@ -54,7 +60,9 @@ def _proof(key, nonce, header=None, payload=None):  # noqa: ANN001, ANN202
 def test_a_valid_proof_issues(issuance):
     credential = issuance.issuer.issue(issuance.request("v-ok"))
 
-    assert credential.device_key_thumbprint == jwk.thumbprint(issuance.device_keys["v-ok"].public_key())
+    assert credential.device_key_thumbprint == jwk.thumbprint(
+        issuance.device_keys["v-ok"].public_key()
+    )
 
 
 def test_wrong_signature(issuance):
@@ -92,7 +100,9 @@ def test_reused_nonce(issuance):
     request = issuance.request("v-1")
     issuance.issuer.issue(request)
     # Same verification and nonce, another proof (e.g. a replay with a fresh iat).
-    again = _proof(issuance.device_keys["v-1"], _nonce(issuance, "v-1"), payload={"iat": int(time.time()) + 1})
+    again = _proof(
+        issuance.device_keys["v-1"], _nonce(issuance, "v-1"), payload={"iat": int(time.time()) + 1}
+    )
     with pytest.raises(DeviceProofInvalid, match="nonce was already used by another proof"):
         issuance.issuer.issue(_with_proof(request, again))
     with pytest.raises(ValueError, match="already used"):
@@ -100,28 +110,36 @@ def test_reused_nonce(issuance):
 
 
 def test_stale_iat(issuance):
-    stale = datetime.now(timezone.utc) - timedelta(hours=1)
+    stale = datetime.now(UTC) - timedelta(hours=1)
     request = issuance.request("v-1", issued_at=stale)
     _refused(issuance, request, "iat is stale")
 
 
 def test_proof_made_long_after_the_nonce(issuance):
     request = issuance.request("v-1")
-    late = int((datetime.now(timezone.utc) + timedelta(minutes=11)).timestamp())
+    late = int((datetime.now(UTC) + timedelta(minutes=11)).timestamp())
     proof = _proof(issuance.device_keys["v-1"], _nonce(issuance, "v-1"), payload={"iat": late})
     # Issued 11 minutes later, when the proof's iat is no longer in the future.
-    with pytest.raises(DeviceProofInvalid, match="iat is stale: made more than 10 minutes after its nonce"):
-        issuance.issuer.issue(_with_proof(request, proof), now=datetime.now(timezone.utc) + timedelta(minutes=12))
+    with pytest.raises(
+        DeviceProofInvalid, match="iat is stale: made more than 10 minutes after its nonce"
+    ):
+        issuance.issuer.issue(
+            _with_proof(request, proof), now=datetime.now(UTC) + timedelta(minutes=12)
+        )
 
 
 def test_iat_in_the_future(issuance):
-    request = issuance.request("v-1", issued_at=datetime.now(timezone.utc) + timedelta(hours=1))
+    request = issuance.request("v-1", issued_at=datetime.now(UTC) + timedelta(hours=1))
     _refused(issuance, request, "iat is in the future")
 
 
 def test_wrong_aud(issuance):
     request = issuance.request("v-1")
-    proof = _proof(issuance.device_keys["v-1"], _nonce(issuance, "v-1"), payload={"aud": "https://evil.example"})
+    proof = _proof(
+        issuance.device_keys["v-1"],
+        _nonce(issuance, "v-1"),
+        payload={"aud": "https://evil.example"},
+    )
     _refused(issuance, _with_proof(request, proof), "aud is not this issuer")
 
 
@@ -130,14 +148,17 @@ def test_non_p256_key(issuance):
     p384 = ec.generate_private_key(ec.SECP384R1())
     numbers = p384.public_key().public_numbers()
     p384_jwk = {
-        "kty": "EC", "crv": "P-384",
+        "kty": "EC",
+        "crv": "P-384",
         "x": jwk.b64url_encode(numbers.x.to_bytes(48, "big")),
         "y": jwk.b64url_encode(numbers.y.to_bytes(48, "big")),
     }
     proof = _proof(issuance.device_keys["v-1"], _nonce(issuance, "v-1"), header={"jwk": p384_jwk})
     _refused(issuance, _with_proof(request, proof), "jwk header: the key is not an EC key on P-256")
     # And as the request's device key itself.
-    request_p384 = dataclasses.replace(request, device=dataclasses.replace(request.device, public_jwk=p384_jwk))
+    request_p384 = dataclasses.replace(
+        request, device=dataclasses.replace(request.device, public_jwk=p384_jwk)
+    )
     _refused(issuance, request_p384, "device key: the key is not an EC key on P-256")
 
 

@@ -37,8 +37,9 @@ def listed(capsys: pytest.CaptureFixture[str]) -> dict[str, list[str]]:
     return {cells[1]: cells for cells in (row.split() for row in rows)}
 
 
-def test_models_commands(private_cache: Path, tmp_path: Path,
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_commands(
+    private_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(["models", "list"]) == 0
     assert "run `idflow models pull`" in capsys.readouterr().out
 
@@ -47,25 +48,71 @@ def test_models_commands(private_cache: Path, tmp_path: Path,
     assert "0 archives downloaded" in out and "registered 7 new model version(s)" in out
 
     rows = listed(capsys)
-    assert rows["faceplugin-fr-detect@0.0.1"][:3] == ["detect", "faceplugin-fr-detect@0.0.1", "production"]
+    assert rows["faceplugin-fr-detect@0.0.1"][:3] == [
+        "detect",
+        "faceplugin-fr-detect@0.0.1",
+        "production",
+    ]
     assert rows["blazeface-back-256@1.2.0"][2] == "-"
     assert rows["faceplugin-fr-feature@0.0.1"][5:7] == ["0.45", "0.35"]
     assert len(rows) == 7
 
-    assert run(["models", "alias", "detect", "production", "blazeface-back-256@1.2.0",
-                "--by", "erin", "--note", "small faces"]) == 0
+    assert (
+        run(
+            [
+                "models",
+                "alias",
+                "detect",
+                "production",
+                "blazeface-back-256@1.2.0",
+                "--by",
+                "erin",
+                "--note",
+                "small faces",
+            ]
+        )
+        == 0
+    )
     history = capsys.readouterr().out
-    assert "faceplugin-fr-detect@0.0.1 -> blazeface-back-256@1.2.0  by erin  (small faces)" in history
+    assert (
+        "faceplugin-fr-detect@0.0.1 -> blazeface-back-256@1.2.0  by erin  (small faces)" in history
+    )
     rows = listed(capsys)
     assert rows["blazeface-back-256@1.2.0"][2] == "production"
     assert rows["faceplugin-fr-detect@0.0.1"][2] == "-"
 
     copy = tmp_path / "liveness-v2.onnx"
     shutil.copyfile(model_path(private_cache, FACEPLUGIN, LIVENESS), copy)
-    assert run(["models", "import", str(copy), "--task", "liveness", "--name",
-                "faceplugin-fr-liveness", "--version", "0.0.2", "--sha256", LIVENESS.sha256,
-                "--licence", "MIT", "--preprocessing", "silent-face-crop-2.7-128",
-                "--accept", "0.9", "--reject", "0.6", "--alias", "candidate", "--by", "erin"]) == 0
+    assert (
+        run(
+            [
+                "models",
+                "import",
+                str(copy),
+                "--task",
+                "liveness",
+                "--name",
+                "faceplugin-fr-liveness",
+                "--version",
+                "0.0.2",
+                "--sha256",
+                LIVENESS.sha256,
+                "--licence",
+                "MIT",
+                "--preprocessing",
+                "silent-face-crop-2.7-128",
+                "--accept",
+                "0.9",
+                "--reject",
+                "0.6",
+                "--alias",
+                "candidate",
+                "--by",
+                "erin",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert listed(capsys)["faceplugin-fr-liveness@0.0.2"][2] == "candidate"
 
@@ -78,21 +125,32 @@ def test_models_commands(private_cache: Path, tmp_path: Path,
     assert error.startswith("idflow models alias: ") and "model nope@1 is not registered" in error
 
 
-def test_card_shows_provenance_thresholds_metrics_and_plot(model_registry_engine: Engine,
-                                                           tmp_path: Path) -> None:
+def test_card_shows_provenance_thresholds_metrics_and_plot(
+    model_registry_engine: Engine, tmp_path: Path
+) -> None:
     ref = "faceplugin-fr-feature@0.0.1"
     (path,) = write_cards(model_registry_engine, tmp_path, [ref])
     assert path == card_path(tmp_path, ref)
     card = path.read_text()
-    for expected in ("npm `faceplugin-face-recognition-js@0.0.1`", FACEPLUGIN.files[2].sha256,
-                     "names no author of the weights", "input float[1, 3, 112, 112]",
-                     "Umeyama similarity", "score >= 0.45 passes, score < 0.35 fails",
-                     "aliases now: production", "None yet"):
+    for expected in (
+        "npm `faceplugin-face-recognition-js@0.0.1`",
+        FACEPLUGIN.files[2].sha256,
+        "names no author of the weights",
+        "input float[1, 3, 112, 112]",
+        "Umeyama similarity",
+        "score >= 0.45 passes, score < 0.35 fails",
+        "aliases now: production",
+        "None yet",
+    ):
         assert expected in card
     assert "Evaluation plot" not in card
 
-    record_metrics(model_registry_engine, "faceplugin-fr-feature", "0.0.1",
-                   {"lfw_pairs": {"fnmr_at_fmr_1e-3": 0.123456, "pairs": 200}})
+    record_metrics(
+        model_registry_engine,
+        "faceplugin-fr-feature",
+        "0.0.1",
+        {"lfw_pairs": {"fnmr_at_fmr_1e-3": 0.123456, "pairs": 200}},
+    )
     set_alias(model_registry_engine, "embed", "shadow", ref, moved_by="erin")
     plot_path(tmp_path, ref).write_bytes(b"\x89PNG written by the evaluation")
     card = write_cards(model_registry_engine, tmp_path, [ref])[0].read_text()

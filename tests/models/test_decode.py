@@ -18,15 +18,19 @@ from verification.reasons import ReasonCode
 
 def png_bomb(side: int = 20000) -> bytes:
     """A real, complete PNG of side x side black pixels (1-bit grey): 50 MB of pixels, ~50 KB."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
     packer = zlib.compressobj(9)
     pixels = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
     header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -84,8 +88,11 @@ def test_byte_and_pixel_limits(photo):
     refused_fast(data, ImageTooLarge, ImageLimits(max_bytes=len(data) - 1))
     refused_fast(data, ImageTooLarge, ImageLimits(max_pixels=1_000_000))
     refused_fast(data, ImageTooLarge, ImageLimits(max_side=1000))
-    assert decode_image(data, ImageLimits(max_bytes=len(data), max_pixels=910 * 1137)).shape \
-        == (1137, 910, 3)
+    assert decode_image(data, ImageLimits(max_bytes=len(data), max_pixels=910 * 1137)).shape == (
+        1137,
+        910,
+        3,
+    )
 
 
 def test_allowed_formats_decode_to_the_same_rgb(photo):

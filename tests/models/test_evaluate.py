@@ -44,8 +44,9 @@ def test_embed_metrics_report_fnmr_at_each_fmr():
 def test_liveness_metrics_report_apcer_bpcer():
     bona_fide = np.array([0.95, 0.99, 0.6, 0.3])
     attacks = np.array([0.1, 0.2, 0.95, 0.97])
-    metrics = liveness_metrics(bona_fide, attacks, ["print", "print", "screen", "screen"],
-                               choice(accept=0.9, reject=0.5))
+    metrics = liveness_metrics(
+        bona_fide, attacks, ["print", "print", "screen", "screen"], choice(accept=0.9, reject=0.5)
+    )
     assert metrics["at_accept"] == {"threshold": 0.9, "apcer": 0.5, "bpcer": 0.5}
     assert metrics["at_reject"] == {"threshold": 0.5, "apcer": 0.5, "bpcer": 0.25}
     assert metrics["apcer_at_accept_by_attack"] == {"print": 0.0, "screen": 1.0}
@@ -72,8 +73,11 @@ def scratch_cache(model_cache: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def identities(photo_dir: Path, tmp_path: Path) -> Path:
     root = tmp_path / "identities"
-    for person, names in {"obama": ("obama.jpg", "obama2.jpg", "obama3.jpg"),
-                          "biden": ("biden.jpg",), "collins": ("astronaut.png",)}.items():
+    for person, names in {
+        "obama": ("obama.jpg", "obama2.jpg", "obama3.jpg"),
+        "biden": ("biden.jpg",),
+        "collins": ("astronaut.png",),
+    }.items():
         for name in names:
             link(photo_dir / name, root / person / name)
     return root
@@ -86,17 +90,20 @@ def test_read_pairs_from_folders_and_csv(identities, tmp_path):
     with listing.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["a", "b", "same"])
-        writer.writerows([[p.a.relative_to(tmp_path), p.b.relative_to(tmp_path), int(p.same)]
-                          for p in pairs])
+        writer.writerows(
+            [[p.a.relative_to(tmp_path), p.b.relative_to(tmp_path), int(p.same)] for p in pairs]
+        )
     assert read_pairs(listing) == pairs
     with pytest.raises(LabelledSetError):
         read_presentations(identities)  # no live/ and attack/
 
 
-def test_evaluate_embed_records_metrics_plot_and_card(model_registry_engine, scratch_cache,
-                                                      identities):
-    evaluation = evaluate(model_registry_engine, scratch_cache, "embed", identities,
-                          progress=lambda _: None)
+def test_evaluate_embed_records_metrics_plot_and_card(
+    model_registry_engine, scratch_cache, identities
+):
+    evaluation = evaluate(
+        model_registry_engine, scratch_cache, "embed", identities, progress=lambda _: None
+    )
     metrics = evaluation.metrics
     assert (metrics["genuine_pairs"], metrics["impostor_pairs"]) == (3, 7)
     assert metrics["at_accept"]["fnmr"] == 0.0 and metrics["at_reject"]["fmr"] == 0.0
@@ -110,8 +117,9 @@ def test_evaluate_embed_records_metrics_plot_and_card(model_registry_engine, scr
     assert "genuine_pairs: 3" in card and evaluation.plot.name in card
 
 
-def test_evaluate_liveness_on_strong_simulated_attacks(model_registry_engine, scratch_cache,
-                                                       photo_dir, tmp_path):
+def test_evaluate_liveness_on_strong_simulated_attacks(
+    model_registry_engine, scratch_cache, photo_dir, tmp_path
+):
     root = tmp_path / "liveness"
     for name in ("obama.jpg", "biden.jpg"):
         link(photo_dir / name, root / "live" / name)
@@ -120,8 +128,9 @@ def test_evaluate_liveness_on_strong_simulated_attacks(model_registry_engine, sc
             attack = root / "attack" / "print-held-up" / f"{Path(name).stem}.png"
             attack.parent.mkdir(parents=True, exist_ok=True)
             ATTACKS["print-held-up"](photo.convert("RGB")).save(attack)
-    evaluation = evaluate(model_registry_engine, scratch_cache, "liveness", root,
-                          progress=lambda _: None)
+    evaluation = evaluate(
+        model_registry_engine, scratch_cache, "liveness", root, progress=lambda _: None
+    )
     metrics = evaluation.metrics
     assert (metrics["bona_fide"], metrics["attacks"]) == (2, 2)
     assert metrics["at_accept"]["bpcer"] == 0.0
@@ -129,14 +138,17 @@ def test_evaluate_liveness_on_strong_simulated_attacks(model_registry_engine, sc
     assert set(metrics["apcer_at_accept_by_attack"]) == {"print-held-up"}
 
 
-def test_cli_evaluate(model_registry_engine, scratch_cache, identities, tmp_path, monkeypatch,
-                      capsys):
+def test_cli_evaluate(
+    model_registry_engine, scratch_cache, identities, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("IDFLOW_HOME", str(tmp_path))
     monkeypatch.setenv("IDFLOW_MODEL_CACHE", str(scratch_cache))
     monkeypatch.setenv("IDFLOW_DATABASE_URL", str(model_registry_engine.url))
     assert idflow(["models", "evaluate", "embed", str(identities), "--no-record"]) == 0
     assert "genuine_pairs: 3" in capsys.readouterr().out
-    assert "evaluation" not in get_version(model_registry_engine,
-                                           "faceplugin-fr-feature@0.0.1").metrics
+    assert (
+        "evaluation"
+        not in get_version(model_registry_engine, "faceplugin-fr-feature@0.0.1").metrics
+    )
     assert idflow(["models", "evaluate", "liveness", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err

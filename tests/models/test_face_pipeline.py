@@ -36,8 +36,9 @@ def test_embeddings_are_unit_vectors(embeddings):
 
 def test_every_obama_pair_matches(embeddings, production_models):
     accept = production_models["embed"].accept
-    scores = {(a, b): cosine_similarity(embeddings[a], embeddings[b])
-              for a, b in combinations(OBAMA, 2)}
+    scores = {
+        (a, b): cosine_similarity(embeddings[a], embeddings[b]) for a, b in combinations(OBAMA, 2)
+    }
     assert len(scores) == 10
     assert min(scores.values()) >= accept, scores
 
@@ -62,8 +63,8 @@ def test_faces_are_sorted_largest_first(face_models, observe):
     big, _, _ = observe("obama.jpg")
     small = np.asarray(Image.fromarray(big).resize((big.shape[1] // 3, big.shape[0] // 3)))
     canvas = np.full((big.shape[0], big.shape[1] + small.shape[1], 3), 200, np.uint8)
-    canvas[:small.shape[0], :small.shape[1]] = small
-    canvas[:, small.shape[1]:] = big
+    canvas[: small.shape[0], : small.shape[1]] = small
+    canvas[:, small.shape[1] :] = big
     faces, measures = observe_faces(canvas, face_models)
     sides = [face.box[2] - face.box[0] for face in faces]
     assert len(faces) == 2 and measures.face_count == 2
@@ -89,8 +90,9 @@ def upscaled_with_margin(face: np.ndarray) -> np.ndarray:
 
 
 def test_lfw_subset_faces_found_and_non_faces_not(lfw_subset, face_models):
-    found = [len(observe_faces(upscaled_with_margin(crop), face_models)[0]) > 0
-             for crop in lfw_subset]
+    found = [
+        len(observe_faces(upscaled_with_margin(crop), face_models)[0]) > 0 for crop in lfw_subset
+    ]
     faces_found, non_faces_found = sum(found[:100]), sum(found[100:])
     assert faces_found >= 85, faces_found
     assert non_faces_found <= 5, non_faces_found
@@ -100,8 +102,9 @@ def test_lfw_subset_faces_found_and_non_faces_not(lfw_subset, face_models):
 def test_roll_follows_a_rotation(observe, face_models, degrees):
     image, _, upright = observe("obama.jpg")
     # PIL turns counter-clockwise for positive angles: the face's right side goes up.
-    turned = np.asarray(Image.fromarray(image).rotate(degrees, Image.Resampling.BILINEAR,
-                                                      expand=True))
+    turned = np.asarray(
+        Image.fromarray(image).rotate(degrees, Image.Resampling.BILINEAR, expand=True)
+    )
     faces, measures = observe_faces(turned, face_models)
     assert len(faces) == 1
     change = measures.roll_deg - upright.roll_deg

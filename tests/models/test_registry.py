@@ -52,7 +52,9 @@ def test_pulled_models_get_production_for_every_task(model_registry_engine: Engi
     assert "production" not in current_aliases(model_registry_engine).get(BLAZEFACE_REF, [])
 
 
-def test_registering_again_changes_nothing(model_registry_engine: Engine, model_cache: Path) -> None:
+def test_registering_again_changes_nothing(
+    model_registry_engine: Engine, model_cache: Path
+) -> None:
     set_alias(model_registry_engine, "detect", "production", BLAZEFACE_REF, moved_by="alice")
     history = alias_history(model_registry_engine)
     assert register_pulled(model_registry_engine, model_cache) == []
@@ -67,14 +69,22 @@ def test_exact_pin_resolves_to_that_version(model_registry_engine: Engine) -> No
     assert choice.sha256 == BLAZEFACE.files[0].sha256
 
 
-@pytest.mark.parametrize("task, pin, says", [
-    ("liveness", "staging", "no alias 'staging' for task 'liveness'"),
-    ("liveness", "faceplugin-fr-liveness@9.9.9", "faceplugin-fr-liveness@9.9.9 is not registered"),
-    ("liveness", "faceplugin-fr-feature@0.0.1", "is a embed model, not a liveness model"),
-    ("gender", "production", "unknown model task 'gender'"),
-])
-def test_unknown_pin_is_model_unavailable(model_registry_engine: Engine, task: str, pin: str,
-                                          says: str) -> None:
+@pytest.mark.parametrize(
+    "task, pin, says",
+    [
+        ("liveness", "staging", "no alias 'staging' for task 'liveness'"),
+        (
+            "liveness",
+            "faceplugin-fr-liveness@9.9.9",
+            "faceplugin-fr-liveness@9.9.9 is not registered",
+        ),
+        ("liveness", "faceplugin-fr-feature@0.0.1", "is a embed model, not a liveness model"),
+        ("gender", "production", "unknown model task 'gender'"),
+    ],
+)
+def test_unknown_pin_is_model_unavailable(
+    model_registry_engine: Engine, task: str, pin: str, says: str
+) -> None:
     with pytest.raises(ModelUnavailable, match=says) as caught:
         resolve(model_registry_engine, task, pin)
     assert caught.value.reason is ReasonCode.MODEL_UNAVAILABLE
@@ -95,29 +105,50 @@ def test_alias_moves_are_appended_to_history(model_registry_engine: Engine) -> N
     set_alias(engine, "detect", "production", seeded, moved_by="bob")
     set_alias(engine, "detect", "production", seeded, moved_by="bob")  # no move: no entry
 
-    moves = [(m.target, m.previous, m.moved_by) for m in alias_history(engine, "detect", "production")]
-    assert moves == [(seeded, None, "manifest"), (BLAZEFACE_REF, seeded, "alice"),
-                     (seeded, BLAZEFACE_REF, "bob")]
+    moves = [
+        (m.target, m.previous, m.moved_by) for m in alias_history(engine, "detect", "production")
+    ]
+    assert moves == [
+        (seeded, None, "manifest"),
+        (BLAZEFACE_REF, seeded, "alice"),
+        (seeded, BLAZEFACE_REF, "bob"),
+    ]
     with pytest.raises(ModelUnavailable, match="is a detect model"):
         set_alias(engine, "embed", "production", BLAZEFACE_REF, moved_by="alice")
     with pytest.raises(InvalidRegistration, match="exact name@version"):
         set_alias(engine, "detect", "candidate", "production", moved_by="alice")
 
 
-def test_imported_version_can_become_production(model_registry_engine: Engine, model_cache: Path,
-                                                tmp_path: Path) -> None:
+def test_imported_version_can_become_production(
+    model_registry_engine: Engine, model_cache: Path, tmp_path: Path
+) -> None:
     engine, cache = model_registry_engine, tmp_path / "cache"
     source_file = tmp_path / "liveness-v2.onnx"
     shutil.copyfile(model_path(model_cache, FACEPLUGIN, LIVENESS), source_file)
     candidate = register_version(
-        engine, cache, source_file, task="liveness", name="faceplugin-fr-liveness",
-        version="0.0.2", sha256=LIVENESS.sha256, licence="MIT", caveats="a copy, for the test",
-        preprocessing="silent-face-crop-2.7-128", thresholds={"accept": 0.9, "reject": 0.6},
-        alias="candidate", moved_by="carol",
+        engine,
+        cache,
+        source_file,
+        task="liveness",
+        name="faceplugin-fr-liveness",
+        version="0.0.2",
+        sha256=LIVENESS.sha256,
+        licence="MIT",
+        caveats="a copy, for the test",
+        preprocessing="silent-face-crop-2.7-128",
+        thresholds={"accept": 0.9, "reject": 0.6},
+        alias="candidate",
+        moved_by="carol",
     )
-    assert (candidate.ref, candidate.alias, candidate.accept) == ("faceplugin-fr-liveness@0.0.2",
-                                                                  "candidate", 0.9)
-    assert model_file(cache, "faceplugin-fr-liveness", "0.0.2", LIVENESS.sha256).name == source_file.name
+    assert (candidate.ref, candidate.alias, candidate.accept) == (
+        "faceplugin-fr-liveness@0.0.2",
+        "candidate",
+        0.9,
+    )
+    assert (
+        model_file(cache, "faceplugin-fr-liveness", "0.0.2", LIVENESS.sha256).name
+        == source_file.name
+    )
     assert "input float[1, 3, 128, 128]" in get_version(engine, candidate.ref).input_spec
     assert resolve(engine, "liveness", "production").version == "0.0.1"
 
@@ -126,38 +157,66 @@ def test_imported_version_can_become_production(model_registry_engine: Engine, m
     assert current_aliases(engine)[candidate.ref] == ["candidate", "production"]
 
 
-def test_import_checks_the_file(model_registry_engine: Engine, model_cache: Path,
-                                tmp_path: Path) -> None:
+def test_import_checks_the_file(
+    model_registry_engine: Engine, model_cache: Path, tmp_path: Path
+) -> None:
     engine, cache = model_registry_engine, tmp_path / "cache"
     liveness_file = model_path(model_cache, FACEPLUGIN, LIVENESS)
     common = dict(task="liveness", licence="MIT", preprocessing="silent-face-crop-2.7-128")
-    with pytest.raises(ModelHashMismatch, match=f"has sha256 {LIVENESS.sha256}, expected {'a' * 64}"):
-        register_version(engine, cache, liveness_file, name="live", version="2", sha256="a" * 64,
-                         **common)
+    with pytest.raises(
+        ModelHashMismatch, match=f"has sha256 {LIVENESS.sha256}, expected {'a' * 64}"
+    ):
+        register_version(
+            engine, cache, liveness_file, name="live", version="2", sha256="a" * 64, **common
+        )
     with pytest.raises(VersionConflict, match="registered with sha256"):
         blaze = model_path(model_cache, BLAZEFACE, BLAZEFACE.files[0])
-        register_version(engine, cache, blaze, name="faceplugin-fr-liveness", version="0.0.1",
-                         sha256=BLAZEFACE.files[0].sha256, **common)
+        register_version(
+            engine,
+            cache,
+            blaze,
+            name="faceplugin-fr-liveness",
+            version="0.0.1",
+            sha256=BLAZEFACE.files[0].sha256,
+            **common,
+        )
     assert not (cache / "faceplugin-fr-liveness").exists(), "a refused import must leave no file"
     with pytest.raises(VersionConflict, match="belongs to task 'detect'"):
-        register_version(engine, cache, liveness_file, name="blazeface-back-256", version="2",
-                         sha256=LIVENESS.sha256, **common)
+        register_version(
+            engine,
+            cache,
+            liveness_file,
+            name="blazeface-back-256",
+            version="2",
+            sha256=LIVENESS.sha256,
+            **common,
+        )
     not_onnx = tmp_path / "model.onnx"
     not_onnx.write_bytes(b"not a model")
     with pytest.raises(InvalidRegistration, match="not a loadable ONNX model"):
-        register_version(engine, cache, not_onnx, name="live", version="2",
-                         sha256=sha256_of(not_onnx), **common)
+        register_version(
+            engine, cache, not_onnx, name="live", version="2", sha256=sha256_of(not_onnx), **common
+        )
     with pytest.raises(InvalidRegistration, match="unknown preprocessing"):
-        register_version(engine, cache, liveness_file, name="live", version="2",
-                         sha256=LIVENESS.sha256, task="liveness", licence="MIT",
-                         preprocessing="made-up")
+        register_version(
+            engine,
+            cache,
+            liveness_file,
+            name="live",
+            version="2",
+            sha256=LIVENESS.sha256,
+            task="liveness",
+            licence="MIT",
+            preprocessing="made-up",
+        )
     assert [v.ref for v in list_versions(engine, "liveness")] == ["faceplugin-fr-liveness@0.0.1"]
 
 
 def test_metrics_are_merged(model_registry_engine: Engine) -> None:
     record_metrics(model_registry_engine, "faceplugin-fr-feature", "0.0.1", {"lfw": {"fnmr": 0.1}})
-    merged = record_metrics(model_registry_engine, "faceplugin-fr-feature", "0.0.1",
-                            {"obama": {"pairs": 10}})
+    merged = record_metrics(
+        model_registry_engine, "faceplugin-fr-feature", "0.0.1", {"obama": {"pairs": 10}}
+    )
     assert merged == {"lfw": {"fnmr": 0.1}, "obama": {"pairs": 10}}
     assert get_version(model_registry_engine, "faceplugin-fr-feature@0.0.1").metrics == merged
     with pytest.raises(ModelUnavailable):
@@ -169,7 +228,9 @@ def postgres_engine() -> Engine:
     """An engine on a PostgreSQL schema of its own, dropped afterwards."""
     url = os.environ.get("IDFLOW_TEST_POSTGRES_URL")
     if not url:
-        pytest.skip("IDFLOW_TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            "IDFLOW_TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
     schema = f"idflow_models_{uuid.uuid4().hex[:12]}"
     admin = create_engine(url)
     with admin.begin() as connection:
@@ -196,14 +257,24 @@ def test_registry_on_postgres(postgres_engine: Engine, model_cache: Path, tmp_pa
 
     source_file = tmp_path / "liveness-v2.onnx"
     shutil.copyfile(model_path(model_cache, FACEPLUGIN, LIVENESS), source_file)
-    register_version(engine, tmp_path / "cache", source_file, task="liveness",
-                     name="faceplugin-fr-liveness", version="0.0.2", sha256=LIVENESS.sha256,
-                     licence="MIT", preprocessing="silent-face-crop-2.7-128",
-                     thresholds={"accept": 0.9, "reject": 0.6})
+    register_version(
+        engine,
+        tmp_path / "cache",
+        source_file,
+        task="liveness",
+        name="faceplugin-fr-liveness",
+        version="0.0.2",
+        sha256=LIVENESS.sha256,
+        licence="MIT",
+        preprocessing="silent-face-crop-2.7-128",
+        thresholds={"accept": 0.9, "reject": 0.6},
+    )
     set_alias(engine, "liveness", "production", "faceplugin-fr-liveness@0.0.2", moved_by="dave")
     assert resolve(engine, "liveness", "production").accept == 0.9
     assert [m.moved_by for m in alias_history(engine, "liveness")] == ["manifest", "dave"]
-    assert record_metrics(engine, "faceplugin-fr-liveness", "0.0.2", {"apcer": 0.1}) == {"apcer": 0.1}
+    assert record_metrics(engine, "faceplugin-fr-liveness", "0.0.2", {"apcer": 0.1}) == {
+        "apcer": 0.1
+    }
     with pytest.raises(ModelUnavailable):
         resolve(engine, "liveness", "shadow")
 
@@ -218,11 +289,16 @@ def registry_engine(request: pytest.FixtureRequest, model_cache: Path) -> Engine
     return engine
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE model_alias_history SET target = 'forged@1', moved_by = 'mallory'",
-    "DELETE FROM model_alias_history",
-])
-def test_alias_history_cannot_be_rewritten_through_sql(registry_engine: Engine, statement: str) -> None:
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE model_alias_history SET target = 'forged@1', moved_by = 'mallory'",
+        "DELETE FROM model_alias_history",
+    ],
+)
+def test_alias_history_cannot_be_rewritten_through_sql(
+    registry_engine: Engine, statement: str
+) -> None:
     engine = registry_engine
     history = alias_history(engine)
     assert history  # the seeded production aliases
@@ -230,5 +306,7 @@ def test_alias_history_cannot_be_rewritten_through_sql(registry_engine: Engine, 
         with engine.begin() as connection:
             connection.execute(text(statement))
     assert alias_history(engine) == history
-    set_alias(engine, "detect", "production", BLAZEFACE_REF, moved_by="alice")  # appending still works
+    set_alias(
+        engine, "detect", "production", BLAZEFACE_REF, moved_by="alice"
+    )  # appending still works
     assert [m.moved_by for m in alias_history(engine)] == [m.moved_by for m in history] + ["alice"]

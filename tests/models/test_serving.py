@@ -73,8 +73,9 @@ def batching_server(model_cache):
 
 
 @pytest.mark.parametrize("task", ["embed", "liveness", "landmarks", "pose", "detect", "eye"])
-def test_batched_results_equal_one_at_a_time(batching_server, model_server, production_models,
-                                             task):
+def test_batched_results_equal_one_at_a_time(
+    batching_server, model_server, production_models, task
+):
     batched = batching_server.runner(production_models[task])
     single = model_server.runner(production_models[task])
     inputs = items(single, 24)

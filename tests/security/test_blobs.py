@@ -73,7 +73,9 @@ def test_tampered_moved_or_mislabelled_blobs_fail_integrity(tmp_path: Path, engi
         store.get("v-1", replace(ref, media_type="image/png"))
     shutil.copy(path, tmp_path / "blobs" / "v-2" / ref.blob_id)  # moved to another verification
     with pytest.raises(BlobIntegrityError, match="does not authenticate"):
-        store.get("v-2", replace(other, blob_id=ref.blob_id, sha256=ref.sha256, media_type="image/jpeg"))
+        store.get(
+            "v-2", replace(other, blob_id=ref.blob_id, sha256=ref.sha256, media_type="image/jpeg")
+        )
     sealed = bytearray(path.read_bytes())
     sealed[40] ^= 0x01
     path.write_bytes(bytes(sealed))
@@ -110,7 +112,9 @@ def test_delete_shreds_the_key_so_even_saved_copies_stay_unreadable(
     assert store.delete_verification("v-1", reason="retention period ended") == 2
     assert not (tmp_path / "blobs" / "v-1").exists()
     row = data_keys.get(engine, "v-1")
-    assert row is not None and row.wrapped_key is None and row.purge_reason == "retention period ended"
+    assert (
+        row is not None and row.wrapped_key is None and row.purge_reason == "retention period ended"
+    )
 
     (tmp_path / "blobs" / "v-1").mkdir()
     (tmp_path / "blobs" / "v-1" / ref.blob_id).write_bytes(backup)  # a restored backup copy

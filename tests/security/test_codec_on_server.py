@@ -29,8 +29,12 @@ from ..support.temporal import TemporalServer
 
 pytestmark = [pytest.mark.temporal]
 
-SECRETS = {"memo": "memo-secret-5521", "heartbeat": "heartbeat-secret-8813",
-           "message": "failure-secret-2290", "details": "details-secret-6604"}
+SECRETS = {
+    "memo": "memo-secret-5521",
+    "heartbeat": "heartbeat-secret-8813",
+    "message": "failure-secret-2290",
+    "details": "details-secret-6604",
+}
 
 
 @activity.defn
@@ -45,25 +49,40 @@ class LeakyWorkflow:
     async def run(self) -> None:
         try:
             await workflow.execute_activity(
-                heartbeat_then_hang, start_to_close_timeout=timedelta(seconds=20),
-                heartbeat_timeout=timedelta(seconds=1), retry_policy=RetryPolicy(maximum_attempts=1))
+                heartbeat_then_hang,
+                start_to_close_timeout=timedelta(seconds=20),
+                heartbeat_timeout=timedelta(seconds=1),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
         except Exception:
-            raise ApplicationError(SECRETS["message"], {"why": SECRETS["details"]}, non_retryable=True)
+            raise ApplicationError(
+                SECRETS["message"], {"why": SECRETS["details"]}, non_retryable=True
+            )
 
 
-def test_memo_heartbeats_and_failures_are_encrypted(temporal_server: TemporalServer, tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, model_cache=tmp_path, blob_dir=tmp_path, database_url="sqlite://")
+def test_memo_heartbeats_and_failures_are_encrypted(
+    temporal_server: TemporalServer, tmp_path: Path
+) -> None:
+    settings = Settings(
+        home=tmp_path, model_cache=tmp_path, blob_dir=tmp_path, database_url="sqlite://"
+    )
     queue = f"leaky-{uuid.uuid4().hex[:8]}"
 
     async def run() -> tuple[History, History]:
         target = temporal_server.target
         client = await Client.connect(target, data_converter=data_converter(settings))
         # Unsandboxed: the sandbox would re-import this test module; the codec is what is tested.
-        async with Worker(client, task_queue=queue, workflows=[LeakyWorkflow], activities=[heartbeat_then_hang],
-                          workflow_runner=UnsandboxedWorkflowRunner()):
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[LeakyWorkflow],
+            activities=[heartbeat_then_hang],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
             with pytest.raises(WorkflowFailureError) as failed:
-                await client.execute_workflow(LeakyWorkflow.run, id=queue, task_queue=queue,
-                                              memo={"note": SECRETS["memo"]})
+                await client.execute_workflow(
+                    LeakyWorkflow.run, id=queue, task_queue=queue, memo={"note": SECRETS["memo"]}
+                )
         assert SECRETS["message"] in str(failed.value.cause)  # decoded for those with the key
         decoded = await client.get_workflow_handle(queue).fetch_history()
         raw = await (await Client.connect(target)).get_workflow_handle(queue).fetch_history()
@@ -74,8 +93,11 @@ def test_memo_heartbeats_and_failures_are_encrypted(temporal_server: TemporalSer
     assert not [name for name, secret in SECRETS.items() if secret.encode() in data]
     started = raw.events[0].workflow_execution_started_event_attributes
     assert started.memo.fields["note"].metadata["encoding"] == ENCODING
-    timed_out = [e.activity_task_timed_out_event_attributes.failure for e in raw.events
-                 if e.HasField("activity_task_timed_out_event_attributes")]
+    timed_out = [
+        e.activity_task_timed_out_event_attributes.failure
+        for e in raw.events
+        if e.HasField("activity_task_timed_out_event_attributes")
+    ]
     [heartbeat] = timed_out[0].timeout_failure_info.last_heartbeat_details.payloads
     assert heartbeat.metadata["encoding"] == ENCODING
     failure = raw.events[-1].workflow_execution_failed_event_attributes.failure
@@ -84,7 +106,17 @@ def test_memo_heartbeats_and_failures_are_encrypted(temporal_server: TemporalSer
 
     codec = data_converter(settings).payload_codec
     assert codec is not None
-    plain = b"".join(p.data for p in temporal_server.run(codec.decode(
-        [started.memo.fields["note"], heartbeat, failure.encoded_attributes,
-         *failure.application_failure_info.details.payloads])))
+    plain = b"".join(
+        p.data
+        for p in temporal_server.run(
+            codec.decode(
+                [
+                    started.memo.fields["note"],
+                    heartbeat,
+                    failure.encoded_attributes,
+                    *failure.application_failure_info.details.payloads,
+                ]
+            )
+        )
+    )
     assert all(secret.encode() in plain for secret in SECRETS.values())

@@ -36,7 +36,9 @@ def _sealed() -> str:
     return _body([CODEC.encrypt(Payload(metadata={"encoding": b"json/plain"}, data=SECRET))])
 
 
-def _serve(test: Callable[[aiohttp.ClientSession, str], Awaitable[None]], path_tokens: bool = False) -> None:
+def _serve(
+    test: Callable[[aiohttp.ClientSession, str], Awaitable[None]], path_tokens: bool = False
+) -> None:
     async def run() -> None:
         app = create_app(CODEC, StaffTokens.from_pairs({"alice": TOKEN}, "test"), [UI], path_tokens)
         async with TestServer(app) as server, aiohttp.ClientSession() as session:
@@ -45,26 +47,41 @@ def _serve(test: Callable[[aiohttp.ClientSession, str], Awaitable[None]], path_t
     asyncio.run(run())
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: str, **headers: str) -> tuple[int, Any, Any]:
-    async with session.post(url, data=body, headers={"Content-Type": "application/json", **headers}) as r:
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: str, **headers: str
+) -> tuple[int, Any, Any]:
+    async with session.post(
+        url, data=body, headers={"Content-Type": "application/json", **headers}
+    ) as r:
         text = await r.text()
-        return r.status, r.headers, json.loads(text) if r.content_type == "application/json" else text
+        return (
+            r.status,
+            r.headers,
+            json.loads(text) if r.content_type == "application/json" else text,
+        )
 
 
 def test_valid_token_decodes_and_encodes(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "idflow.codec_server")
 
     async def test(session: aiohttp.ClientSession, base: str) -> None:
-        status, headers, body = await _post(session, base + "/decode", _sealed(),
-                                            Authorization=f"Bearer {TOKEN}", Origin=UI,
-                                            **{"X-Namespace": "default"})
+        status, headers, body = await _post(
+            session,
+            base + "/decode",
+            _sealed(),
+            Authorization=f"Bearer {TOKEN}",
+            Origin=UI,
+            **{"X-Namespace": "default"},
+        )
         assert status == 200, body
         assert headers["Access-Control-Allow-Origin"] == UI
         [decoded] = json_format.ParseDict(body, Payloads()).payloads
         assert decoded.data == SECRET
 
         plain = _body([Payload(metadata={"encoding": b"json/plain"}, data=b'"x"')])
-        status, _, body = await _post(session, base + "/encode", plain, Authorization=f"Bearer {TOKEN}")
+        status, _, body = await _post(
+            session, base + "/encode", plain, Authorization=f"Bearer {TOKEN}"
+        )
         [sealed] = json_format.ParseDict(body, Payloads()).payloads
         assert status == 200 and sealed.metadata["encoding"] == b"binary/encrypted"
         assert CODEC.decrypt(sealed).data == b'"x"'
@@ -74,7 +91,9 @@ def test_valid_token_decodes_and_encodes(caplog: pytest.LogCaptureFixture) -> No
     assert TOKEN not in caplog.text and "Mustermann" not in caplog.text
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-0123456789abcdef", f"Basic {TOKEN}", "Bearer "])
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong-token-0123456789abcdef", f"Basic {TOKEN}", "Bearer "]
+)
 def test_missing_or_invalid_token_is_401_and_logged_without_secrets(
     authorization: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -82,7 +101,9 @@ def test_missing_or_invalid_token_is_401_and_logged_without_secrets(
 
     async def test(session: aiohttp.ClientSession, base: str) -> None:
         for operation in ("decode", "encode"):
-            status, response_headers, body = await _post(session, f"{base}/{operation}", _sealed(), **headers)
+            status, response_headers, body = await _post(
+                session, f"{base}/{operation}", _sealed(), **headers
+            )
             assert status == 401 and body == {"error": "a valid bearer token is required"}
             assert response_headers["WWW-Authenticate"].startswith("Bearer")
 
@@ -93,8 +114,10 @@ def test_missing_or_invalid_token_is_401_and_logged_without_secrets(
 
 def test_allowed_origin_preflight_is_granted_and_other_origins_are_not() -> None:
     async def test(session: aiohttp.ClientSession, base: str) -> None:
-        preflight = {"Access-Control-Request-Method": "POST",
-                     "Access-Control-Request-Headers": "authorization,content-type,x-namespace"}
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+        }
         async with session.options(base + "/decode", headers={"Origin": UI, **preflight}) as r:
             assert r.status == 204
             assert r.headers["Access-Control-Allow-Origin"] == UI
@@ -102,22 +125,35 @@ def test_allowed_origin_preflight_is_granted_and_other_origins_are_not() -> None
             assert {"authorization", "content-type", "x-namespace"} <= allowed
             assert "POST" in r.headers["Access-Control-Allow-Methods"]
         for evil in ("http://evil.example", "http://localhost:8233.evil.example", "null", UI + "/"):
-            async with session.options(base + "/decode", headers={"Origin": evil, **preflight}) as r:
+            async with session.options(
+                base + "/decode", headers={"Origin": evil, **preflight}
+            ) as r:
                 assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
-            status, headers, _ = await _post(session, base + "/decode", _sealed(), Origin=evil,
-                                             Authorization=f"Bearer {TOKEN}")
+            status, headers, _ = await _post(
+                session, base + "/decode", _sealed(), Origin=evil, Authorization=f"Bearer {TOKEN}"
+            )
             assert status == 403 and "Access-Control-Allow-Origin" not in headers
 
     _serve(test)
 
 
-@pytest.mark.parametrize("body", [
-    "not json", "", "[]", '{"payloads": "x"}', '{"payloads": [{"data": "***not base64***"}]}',
-    '{"payloads": [{"metadata": {"encoding": 5}}]}', '{"unknown": 1}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "",
+        "[]",
+        '{"payloads": "x"}',
+        '{"payloads": [{"data": "***not base64***"}]}',
+        '{"payloads": [{"metadata": {"encoding": 5}}]}',
+        '{"unknown": 1}',
+    ],
+)
 def test_malformed_bodies_are_400(body: str) -> None:
     async def test(session: aiohttp.ClientSession, base: str) -> None:
-        status, _, answer = await _post(session, base + "/decode", body, Authorization=f"Bearer {TOKEN}")
+        status, _, answer = await _post(
+            session, base + "/decode", body, Authorization=f"Bearer {TOKEN}"
+        )
         assert status == 400 and answer == {"error": "body must be Payloads in proto-JSON"}
 
     _serve(test)
@@ -128,7 +164,9 @@ def test_payloads_that_do_not_decrypt_are_422() -> None:
     foreign = _body([other.encrypt(Payload(data=b"x"))])
 
     async def test(session: aiohttp.ClientSession, base: str) -> None:
-        status, _, answer = await _post(session, base + "/decode", foreign, Authorization=f"Bearer {TOKEN}")
+        status, _, answer = await _post(
+            session, base + "/decode", foreign, Authorization=f"Bearer {TOKEN}"
+        )
         assert status == 422 and "'k9' is not configured" in answer["error"]
 
     _serve(test)
@@ -142,7 +180,9 @@ def test_path_tokens_only_when_enabled(caplog: pytest.LogCaptureFixture) -> None
     async def enabled(session: aiohttp.ClientSession, base: str) -> None:
         status, _, body = await _post(session, f"{base}/t/{TOKEN}/decode", _sealed(), Origin=UI)
         assert status == 200 and json_format.ParseDict(body, Payloads()).payloads[0].data == SECRET
-        status, _, _ = await _post(session, f"{base}/t/not-the-token-0123456789ab/decode", _sealed())
+        status, _, _ = await _post(
+            session, f"{base}/t/not-the-token-0123456789ab/decode", _sealed()
+        )
         assert status == 401
 
     _serve(disabled)
@@ -151,8 +191,9 @@ def test_path_tokens_only_when_enabled(caplog: pytest.LogCaptureFixture) -> None
 
 
 def test_path_tokens_refused_off_loopback(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, model_cache=tmp_path, blob_dir=tmp_path,
-                        database_url="sqlite://")
+    settings = Settings(
+        home=tmp_path, model_cache=tmp_path, blob_dir=tmp_path, database_url="sqlite://"
+    )
     ensure_dev_tokens(settings)
     with pytest.raises(KeyConfigError, match="loopback"):
         app_from_settings(settings, SecurityConfig(codec_host="0.0.0.0", codec_path_tokens=True))
@@ -160,7 +201,9 @@ def test_path_tokens_refused_off_loopback(tmp_path: Path) -> None:
 
 def test_dev_tokens_are_private_and_stable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IDFLOW_CODEC_TOKENS", raising=False)
-    settings = Settings(home=tmp_path, model_cache=tmp_path, blob_dir=tmp_path, database_url="sqlite://")
+    settings = Settings(
+        home=tmp_path, model_cache=tmp_path, blob_dir=tmp_path, database_url="sqlite://"
+    )
     with pytest.raises(KeyConfigError, match="IDFLOW_CODEC_TOKENS"):
         load_staff_tokens(settings)
     tokens = ensure_dev_tokens(settings)

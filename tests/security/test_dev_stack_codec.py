@@ -11,10 +11,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any
 
 import pytest
 from google.protobuf import json_format
@@ -32,7 +32,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _http(url: str, body: Optional[bytes] = None, method: str = "POST", **headers: str) -> tuple[int, Any, bytes]:
+def _http(
+    url: str, body: bytes | None = None, method: str = "POST", **headers: str
+) -> tuple[int, Any, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -51,13 +53,19 @@ class DevStackRun:
 
 
 def _idflow(run: DevStackRun, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "starter", *args], env=run.env, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "starter", *args],
+        env=run.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 @pytest.fixture(scope="module")
-def dev_stack(tmp_path_factory: pytest.TempPathFactory, model_cache: Path,
-              test_keys: dict[str, str]) -> Iterator[DevStackRun]:
+def dev_stack(
+    tmp_path_factory: pytest.TempPathFactory, model_cache: Path, test_keys: dict[str, str]
+) -> Iterator[DevStackRun]:
     """``idflow dev`` on a private data dir and free ports, stopped with Ctrl-C afterwards."""
     home = tmp_path_factory.mktemp("dev") / "home"
     ui_port, codec_port = _free_port(), _free_port()
@@ -68,8 +76,13 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory, model_cache: Path,
         "IDFLOW_TEMPORAL_UI_PORT": str(ui_port),
         "IDFLOW_CODEC_PORT": str(codec_port),
     }
-    dev = subprocess.Popen([sys.executable, "-m", "starter", "dev"], env=env, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "starter", "dev"],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     output: list[str] = []
     try:
         assert dev.stdout is not None
@@ -79,7 +92,9 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory, model_cache: Path,
             assert line or dev.poll() is None, "".join(output)
             assert time.monotonic() < deadline, "".join(output)
             output.append(line)
-        yield DevStackRun(env, output, home, f"http://127.0.0.1:{codec_port}", f"http://127.0.0.1:{ui_port}")
+        yield DevStackRun(
+            env, output, home, f"http://127.0.0.1:{codec_port}", f"http://127.0.0.1:{ui_port}"
+        )
     finally:
         dev.send_signal(signal.SIGINT)
         dev.communicate(timeout=90)
@@ -87,7 +102,9 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory, model_cache: Path,
         socket.create_connection(("127.0.0.1", codec_port), 1)
 
 
-def test_dev_stack_serves_the_codec_to_its_web_ui(dev_stack: DevStackRun, test_keys: dict[str, str]) -> None:
+def test_dev_stack_serves_the_codec_to_its_web_ui(
+    dev_stack: DevStackRun, test_keys: dict[str, str]
+) -> None:
     codec_url, ui = dev_stack.codec_url, dev_stack.ui
     tokens = json.loads((dev_stack.home / "keys" / "codec-tokens.json").read_text())
     assert any(line.startswith(f"codec:   {codec_url}") for line in dev_stack.output)
@@ -97,18 +114,34 @@ def test_dev_stack_serves_the_codec_to_its_web_ui(dev_stack: DevStackRun, test_k
     assert json.loads(body)["Codec"]["Endpoint"] == f"{codec_url}/t/{tokens['dev-web-ui']}"
 
     codec = PayloadEncryptionCodec(parse_inline(PAYLOAD, test_keys["IDFLOW_PAYLOAD_KEYS"], "test"))
-    sealed = json_format.MessageToJson(Payloads(payloads=[codec.encrypt(Payload(data=b'"x"'))])).encode()
+    sealed = json_format.MessageToJson(
+        Payloads(payloads=[codec.encrypt(Payload(data=b'"x"'))])
+    ).encode()
     assert _http(f"{codec_url}/decode", sealed)[0] == 401
-    status, _, body = _http(f"{codec_url}/decode", sealed, Authorization=f"Bearer {tokens['dev-staff']}")
+    status, _, body = _http(
+        f"{codec_url}/decode", sealed, Authorization=f"Bearer {tokens['dev-staff']}"
+    )
     assert status == 200 and json_format.Parse(body, Payloads()).payloads[0].data == b'"x"'
-    status, headers, _ = _http(f"{codec_url}/t/{tokens['dev-web-ui']}/decode", method="OPTIONS",
-                               Origin=ui, **{"Access-Control-Request-Method": "POST"})
+    status, headers, _ = _http(
+        f"{codec_url}/t/{tokens['dev-web-ui']}/decode",
+        method="OPTIONS",
+        Origin=ui,
+        **{"Access-Control-Request-Method": "POST"},
+    )
     assert status == 204 and headers["Access-Control-Allow-Origin"] == ui
 
 
 def test_purge_and_status_commands(dev_stack: DevStackRun, photo_dir: Path) -> None:
-    verified = _idflow(dev_stack, "verify", "--selfie", str(photo_dir / "obama.jpg"),
-                       "--document", str(photo_dir / "obama2.jpg"), "--id", "purge-check-1")
+    verified = _idflow(
+        dev_stack,
+        "verify",
+        "--selfie",
+        str(photo_dir / "obama.jpg"),
+        "--document",
+        str(photo_dir / "obama2.jpg"),
+        "--id",
+        "purge-check-1",
+    )
     assert verified.returncode == 0, verified.stderr
     assert "kept until" in _idflow(dev_stack, "status", "purge-check-1").stdout
 

@@ -66,10 +66,13 @@ def test_exif_is_applied_then_stripped(photo: Callable[[str], bytes]) -> None:
     assert PERSONAL_MARKER not in clean and b"Exif" not in clean
 
 
-@pytest.mark.parametrize("trailer", [
-    b"<html><script>alert(document.cookie)</script></html>",
-    b"PK\x03\x04" + b"\x00" * 26 + b"payload.exe",  # a ZIP appended: a PNG/ZIP polyglot
-])
+@pytest.mark.parametrize(
+    "trailer",
+    [
+        b"<html><script>alert(document.cookie)</script></html>",
+        b"PK\x03\x04" + b"\x00" * 26 + b"payload.exe",  # a ZIP appended: a PNG/ZIP polyglot
+    ],
+)
 def test_polyglot_trailers_do_not_survive(photo: Callable[[str], bytes], trailer: bytes) -> None:
     for name, media_type in (("obama.jpg", "image/jpeg"), ("astronaut.png", "image/png")):
         clean, kind = sanitize_image(photo(name) + trailer)

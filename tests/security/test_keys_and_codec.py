@@ -26,8 +26,12 @@ from settings import Settings
 
 
 def _settings(home: Path) -> Settings:
-    return Settings(home=home, model_cache=home / "models", blob_dir=home / "blobs",
-                    database_url=f"sqlite:///{home / 'idflow.db'}")
+    return Settings(
+        home=home,
+        model_cache=home / "models",
+        blob_dir=home / "blobs",
+        database_url=f"sqlite:///{home / 'idflow.db'}",
+    )
 
 
 def _key() -> str:
@@ -52,20 +56,26 @@ def test_inline_keys_newest_first(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert ring.current_id == "k2" and set(ring.keys) == {"k1", "k2"}
 
 
-@pytest.mark.parametrize("value, message", [
-    ("k1", "kid:base64key"),
-    ("k1:not-base64!", "not valid base64"),
-    (f"k1:{base64.b64encode(b'short').decode()}", "5 bytes, must be 32"),
-    ("bad id:" + base64.b64encode(bytes(32)).decode(), "must match"),
-])
-def test_malformed_inline_keys_are_refused(value: str, message: str, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("k1", "kid:base64key"),
+        ("k1:not-base64!", "not valid base64"),
+        (f"k1:{base64.b64encode(b'short').decode()}", "5 bytes, must be 32"),
+        ("bad id:" + base64.b64encode(bytes(32)).decode(), "must match"),
+    ],
+)
+def test_malformed_inline_keys_are_refused(
+    value: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IDFLOW_PAYLOAD_KEYS", value)
     with pytest.raises(KeyConfigError, match=message):
         keys.load_key_ring(_settings(tmp_path), keys.PAYLOAD)
 
 
-def test_key_file_readable_by_others_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_file_readable_by_others_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "payload.json"
     path.write_text(json.dumps({"current": "k1", "keys": {"k1": _key()}}))
     path.chmod(0o644)
@@ -138,7 +148,9 @@ def test_key_file_rotation_keeps_old_keys(tmp_path: Path) -> None:
     ring = keys.load_key_ring(settings, keys.PAYLOAD)
     assert ring.current_id == new_id and "dev-payload-1" in ring.keys
     assert path.stat().st_mode & 0o777 == 0o600
-    assert asyncio.run(PayloadEncryptionCodec(ring).decode(sealed)) == [_payload(b"before rotation")]
+    assert asyncio.run(PayloadEncryptionCodec(ring).decode(sealed)) == [
+        _payload(b"before rotation")
+    ]
 
 
 def test_tampered_or_relabelled_payloads_do_not_decrypt(tmp_path: Path) -> None:
@@ -146,9 +158,13 @@ def test_tampered_or_relabelled_payloads_do_not_decrypt(tmp_path: Path) -> None:
     keys.ensure_dev_keys(settings)
     codec = PayloadEncryptionCodec(keys.load_key_ring(settings, keys.PAYLOAD))
     sealed = asyncio.run(codec.encode([_payload(b"x" * 1000)]))[0]
-    flipped = Payload(metadata=sealed.metadata, data=sealed.data[:-1] + bytes([sealed.data[-1] ^ 1]))
-    relabelled = Payload(metadata={k: v for k, v in sealed.metadata.items() if k != META_COMPRESSION},
-                         data=sealed.data)
+    flipped = Payload(
+        metadata=sealed.metadata, data=sealed.data[:-1] + bytes([sealed.data[-1] ^ 1])
+    )
+    relabelled = Payload(
+        metadata={k: v for k, v in sealed.metadata.items() if k != META_COMPRESSION},
+        data=sealed.data,
+    )
     for bad in (flipped, relabelled):
         with pytest.raises(PayloadDecryptionError, match="does not authenticate"):
             codec.decrypt(bad)

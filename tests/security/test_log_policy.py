@@ -11,8 +11,13 @@ import pytest
 
 from security.log_policy import RedactPersonalData, install, redact
 
-CLAIMS = {"family_name": "Mustermann", "given_name": "Erika", "birth_date": "1964-08-12",
-          "document_number": "UT-9912-4471", "driving_privileges": [{"vehicle_category_code": "B"}]}
+CLAIMS = {
+    "family_name": "Mustermann",
+    "given_name": "Erika",
+    "birth_date": "1964-08-12",
+    "document_number": "UT-9912-4471",
+    "driving_privileges": [{"vehicle_category_code": "B"}],
+}
 SECRETS = ["Mustermann", "Erika", "1964-08-12", "UT-9912-4471", "vehicle_category_code"]
 
 
@@ -33,8 +38,15 @@ def _logged(message: str, *args: object, exc: BaseException | None = None) -> st
     return stream.getvalue()
 
 
-@pytest.mark.parametrize("rendering", [repr(CLAIMS), str(CLAIMS).replace("'", '"'),
-                                       "claims=" + repr(CLAIMS), "family_name=Mustermann given_name=Erika"])
+@pytest.mark.parametrize(
+    "rendering",
+    [
+        repr(CLAIMS),
+        str(CLAIMS).replace("'", '"'),
+        "claims=" + repr(CLAIMS),
+        "family_name=Mustermann given_name=Erika",
+    ],
+)
 def test_claim_values_are_redacted_in_reprs_json_and_key_value_text(rendering: str) -> None:
     out = _logged("request for v-123 (INPUT_UNREADABLE): %s", rendering)
     assert "v-123" in out and "INPUT_UNREADABLE" in out
@@ -44,12 +56,19 @@ def test_claim_values_are_redacted_in_reprs_json_and_key_value_text(rendering: s
 def test_bytes_base64_embeddings_and_tokens_are_redacted() -> None:
     image = os.urandom(300)
     embedding = [round(0.001 * i - 0.2, 4) for i in range(512)]
-    out = _logged("blob %r b64 %s emb %s auth %s",
-                  image, base64.b64encode(image).decode(), embedding, "Bearer abcdefghijklmnop0123")
+    out = _logged(
+        "blob %r b64 %s emb %s auth %s",
+        image,
+        base64.b64encode(image).decode(),
+        embedding,
+        "Bearer abcdefghijklmnop0123",
+    )
     assert repr(image)[2:40] not in out and base64.b64encode(image).decode()[:40] not in out
     assert "[redacted 512 numbers]" in out and str(embedding[100]) not in out
     assert "abcdefghijklmnop0123" not in out and "Bearer [redacted]" in out
-    assert redact("box [1.0, 2.0, 3.0, 4.0] sizes 640x480") == "box [1.0, 2.0, 3.0, 4.0] sizes 640x480"
+    assert (
+        redact("box [1.0, 2.0, 3.0, 4.0] sizes 640x480") == "box [1.0, 2.0, 3.0, 4.0] sizes 640x480"
+    )
 
 
 def test_tracebacks_are_redacted_too() -> None:

@@ -48,8 +48,11 @@ from ..support.temporal import IdflowStack
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
 # Claim values that occur nowhere else, so that finding one anywhere is a leak.
-MARKERS = {"family_name": "Quetzalcoatl-Leak-7731", "given_name": "Ximena-Leak-0442",
-           "document_number": "LEAK-4471-9912"}
+MARKERS = {
+    "family_name": "Quetzalcoatl-Leak-7731",
+    "given_name": "Ximena-Leak-0442",
+    "document_number": "LEAK-4471-9912",
+}
 EMBEDDING_MIN_LENGTH = 32
 
 
@@ -94,8 +97,10 @@ def _json_payloads(document: Any) -> Iterator[tuple[bytes, bytes]]:
     """(encoding, data) of every payload in proto-JSON, base64 undone."""
     if isinstance(document, dict):
         if isinstance(document.get("metadata"), dict) and "encoding" in document["metadata"]:
-            yield (base64.b64decode(document["metadata"]["encoding"]),
-                   base64.b64decode(document.get("data", "")))
+            yield (
+                base64.b64decode(document["metadata"]["encoding"]),
+                base64.b64decode(document.get("data", "")),
+            )
         for item in document.values():
             yield from _json_payloads(item)
     elif isinstance(document, list):
@@ -131,7 +136,9 @@ def codec_server(idflow_stack: IdflowStack) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def leaky_inputs(idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]) -> dict[str, Any]:
+def leaky_inputs(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]
+) -> dict[str, Any]:
     """One approved verification with a credential and one declined with a failure."""
     client = idflow_stack.client
     pair = pairs["same person"]
@@ -149,10 +156,17 @@ def leaky_inputs(idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_cl
 
     results = idflow_stack.run(run())
     assert [r.decision for r in results] == [Decision.APPROVED, Decision.DECLINED]
-    assert results[0].credential is not None and results[1].reasons == [ReasonCode.DEVICE_PROOF_INVALID]
-    stored = [client.blobs.get(approved.verification_id, ref) for ref in (approved.selfie, approved.document)]
-    return {"ids": [approved.verification_id, declined.verification_id],
-            "images": [pair.selfie, pair.document, *stored]}
+    assert results[0].credential is not None and results[1].reasons == [
+        ReasonCode.DEVICE_PROOF_INVALID
+    ]
+    stored = [
+        client.blobs.get(approved.verification_id, ref)
+        for ref in (approved.selfie, approved.document)
+    ]
+    return {
+        "ids": [approved.verification_id, declined.verification_id],
+        "images": [pair.selfie, pair.document, *stored],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -162,16 +176,29 @@ def pairs(photo_dir: Path) -> dict[str, SamplePair]:
 
 def _raw_history(stack: IdflowStack, verification_id: str) -> WorkflowHistory:
     async def fetch() -> WorkflowHistory:
-        plain = await Client.connect(stack.server.target, namespace=stack.settings.temporal_namespace)
+        plain = await Client.connect(
+            stack.server.target, namespace=stack.settings.temporal_namespace
+        )
         return await plain.get_workflow_handle(workflow_id(verification_id)).fetch_history()
 
     return stack.run(fetch())
 
 
 def _cli_show(stack: IdflowStack, verification_id: str, *codec: str) -> str:
-    command = [str(TEMPORAL_BIN), "workflow", "show", "--workflow-id", workflow_id(verification_id),
-               "--address", stack.server.target, "--namespace", stack.settings.temporal_namespace,
-               "--output", "json", *codec]
+    command = [
+        str(TEMPORAL_BIN),
+        "workflow",
+        "show",
+        "--workflow-id",
+        workflow_id(verification_id),
+        "--address",
+        stack.server.target,
+        "--namespace",
+        stack.settings.temporal_namespace,
+        "--output",
+        "json",
+        *codec,
+    ]
     return subprocess.run(command, check=True, capture_output=True, timeout=60, text=True).stdout
 
 
@@ -189,12 +216,19 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
         # Every payload is ciphertext, except the search attributes (plaintext by design)
         # and the SDK's own local-activity marker data (ids, attempt, times).
         found = list(_payloads(History(events=history.events)))
-        encrypted = [(where, p) for where, p in found if "search_attributes" not in where
-                     and not where.endswith("marker_recorded_event_attributes.details[data].payloads")]
+        encrypted = [
+            (where, p)
+            for where, p in found
+            if "search_attributes" not in where
+            and not where.endswith("marker_recorded_event_attributes.details[data].payloads")
+        ]
         assert len(encrypted) >= 10
         assert [where for where, p in encrypted if p.metadata["encoding"] != ENCODING] == []
-        failures = [e.activity_task_failed_event_attributes.failure for e in history.events
-                    if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED]
+        failures = [
+            e.activity_task_failed_event_attributes.failure
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
+        ]
         assert all(f.message == "Encoded failure" and not f.stack_trace for f in failures)
         assert all(f.encoded_attributes.metadata["encoding"] == ENCODING for f in failures)
         assert bool(failures) == (verification_id == leaky_inputs["ids"][1])  # the declined one
@@ -204,15 +238,25 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
         assert all(p.metadata["encoding"] != ENCODING for p in decoded)
         plain = b"".join(p.data for p in decoded)
         assert MARKERS["family_name"].encode() in plain
-        assert not list(_float_arrays([json.loads(p.data) for p in decoded if p.metadata["encoding"] == b"json/plain"]))
+        assert not list(
+            _float_arrays(
+                [json.loads(p.data) for p in decoded if p.metadata["encoding"] == b"json/plain"]
+            )
+        )
 
         # The same through the Temporal CLI: without a codec, then with the codec server.
         url, token = codec_server
         shown = _cli_show(idflow_stack, verification_id)
         _assert_no_personal_data(shown.encode(), leaky_inputs["images"])
         assert MARKERS["given_name"] not in shown
-        with_codec = _cli_show(idflow_stack, verification_id, "--codec-endpoint", url,
-                               "--codec-auth", f"Bearer {token}")
+        with_codec = _cli_show(
+            idflow_stack,
+            verification_id,
+            "--codec-endpoint",
+            url,
+            "--codec-auth",
+            f"Bearer {token}",
+        )
         shown_payloads = list(_json_payloads(json.loads(with_codec)))
         assert len(shown_payloads) >= len(encrypted)
         assert all(encoding != ENCODING for encoding, _ in shown_payloads)
@@ -220,13 +264,21 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
         assert MARKERS["given_name"].encode() in shown_plain  # the workflow input holds the claims
 
         # Search attributes are plaintext: only the known vocabulary; the workflow id is opaque.
-        vocabulary = {*(s.value for s in Stage), *(d.value for d in Decision), *(r.value for r in ReasonCode)}
+        vocabulary = {
+            *(s.value for s in Stage),
+            *(d.value for d in Decision),
+            *(r.value for r in ReasonCode),
+        }
         attributes = [json.loads(p.data) for where, p in found if "search_attributes" in where]
-        values = [v for value in attributes for v in (value if isinstance(value, list) else [value])]
+        values = [
+            v for value in attributes for v in (value if isinstance(value, list) else [value])
+        ]
         assert len(values) >= 6
         for value in values:
             assert value in vocabulary or re.fullmatch(r"[a-z]+:[\w.-]+@[\w.-]+", value), value
-        assert history.workflow_id == f"idv-{verification_id}" and re.fullmatch(r"[0-9a-f]{32}", verification_id)
+        assert history.workflow_id == f"idv-{verification_id}" and re.fullmatch(
+            r"[0-9a-f]{32}", verification_id
+        )
 
     for worker in idflow_stack.workers.values():  # nor do the workers' logs
         _assert_no_personal_data(worker.log_path.read_bytes(), leaky_inputs["images"])
@@ -247,11 +299,17 @@ def test_purge_makes_blobs_unreadable_keeps_record_audit_and_replay(
         result = await client.result(draft.verification_id)
         request = PurgeRequest(draft.verification_id, "staff-42", "deletion requested")
         purged = await client.temporal.execute_workflow(
-            PurgeVerification.run, request, id=f"idflow-purge-{draft.verification_id}",
-            task_queue=settings.cpu_task_queue)
+            PurgeVerification.run,
+            request,
+            id=f"idflow-purge-{draft.verification_id}",
+            task_queue=settings.cpu_task_queue,
+        )
         again = await client.temporal.execute_workflow(
-            PurgeVerification.run, request, id=f"idflow-purge-again-{draft.verification_id}",
-            task_queue=settings.cpu_task_queue)
+            PurgeVerification.run,
+            request,
+            id=f"idflow-purge-again-{draft.verification_id}",
+            task_queue=settings.cpu_task_queue,
+        )
         return result, purged, again
 
     result, purged, again = idflow_stack.run(verify_then_purge())
@@ -282,10 +340,15 @@ def test_the_sweep_purges_verifications_whose_retention_ended(
     assert retention.set_retention(client.engine, expired.verification_id, days=-1)
 
     async def sweep() -> int:
-        schedule = await client.temporal.get_schedule_handle(retention.schedule_id(settings)).describe()
+        schedule = await client.temporal.get_schedule_handle(
+            retention.schedule_id(settings)
+        ).describe()
         assert schedule.schedule.action.workflow == "RetentionSweep"  # type: ignore[union-attr]
         return await client.temporal.execute_workflow(
-            RetentionSweep.run, id=f"sweep-{expired.verification_id}", task_queue=settings.cpu_task_queue)
+            RetentionSweep.run,
+            id=f"sweep-{expired.verification_id}",
+            task_queue=settings.cpu_task_queue,
+        )
 
     assert idflow_stack.run(sweep()) >= 1
     with pytest.raises(BlobPurged, match="retention period ended"):
@@ -298,7 +361,9 @@ def test_the_sweep_purges_verifications_whose_retention_ended(
 
 
 def test_malformed_images_end_in_a_decision_on_the_first_attempt_and_crash_no_worker(
-    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], malformed_image_corpus: dict[str, tuple[bytes, ReasonCode]]
+    idflow_stack: IdflowStack,
+    pairs: dict[str, SamplePair],
+    malformed_image_corpus: dict[str, tuple[bytes, ReasonCode]],
 ) -> None:
     client = idflow_stack.client
     good = pairs["same person"].document
@@ -308,8 +373,11 @@ def test_malformed_images_end_in_a_decision_on_the_first_attempt_and_crash_no_wo
         await client.start(draft)
         result = await client.result(draft.verification_id)
         history = await client.handle(draft.verification_id).fetch_history()
-        attempts = [e.activity_task_started_event_attributes.attempt for e in history.events
-                    if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
+        attempts = [
+            e.activity_task_started_event_attributes.attempt
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        ]
         return result, attempts
 
     async def verify_all() -> list[tuple[VerificationResult, list[int]]]:
@@ -324,4 +392,3 @@ def test_malformed_images_end_in_a_decision_on_the_first_attempt_and_crash_no_wo
     for pool, worker in idflow_stack.workers.items():
         assert worker.process is not None and worker.process.poll() is None, f"{pool} worker died"
     assert idflow_stack.verify(pairs["same person"].selfie, good).decision is Decision.APPROVED
-

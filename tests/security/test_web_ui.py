@@ -48,24 +48,32 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ui_stack(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[IdflowStack, str]]:
+def ui_stack(
+    model_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[IdflowStack, str]]:
     """A dev server with the Web UI and the codec server, and both pools: (stack, UI URL)."""
     ui_port = _free_port()
-    settings = stack_settings(tmp_path_factory.mktemp("idflow-ui"), "unset", model_cache,
-                              temporal_ui_port=ui_port)
+    settings = stack_settings(
+        tmp_path_factory.mktemp("idflow-ui"), "unset", model_cache, temporal_ui_port=ui_port
+    )
     ui = f"http://127.0.0.1:{ui_port}"
-    config = SecurityConfig(codec_port=0, codec_allowed_origins=(ui, f"http://localhost:{ui_port}"),
-                            codec_path_tokens=True)
+    config = SecurityConfig(
+        codec_port=0,
+        codec_allowed_origins=(ui, f"http://localhost:{ui_port}"),
+        codec_path_tokens=True,
+    )
     token = ensure_dev_tokens(settings)[DEV_WEB_UI]
     loop = LoopThread()
     runner, codec_url = loop.run(start_codec_server(settings, config))
-    env = loop.run(WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        search_attributes=search_attributes.ALL,
-        ui=True,
-        ui_port=ui_port,
-        dev_server_extra_args=["--ui-codec-endpoint", f"{codec_url}/t/{token}"],
-    ))
+    env = loop.run(
+        WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(TEMPORAL_BIN),
+            search_attributes=search_attributes.ALL,
+            ui=True,
+            ui_port=ui_port,
+            dev_server_extra_args=["--ui-codec-endpoint", f"{codec_url}/t/{token}"],
+        )
+    )
     server = TemporalServer(loop, env)
     stack = start_stack(server, dataclasses.replace(settings, temporal_address=server.target))
     try:
@@ -95,7 +103,9 @@ def test_web_ui_shows_the_decoded_input_and_result(
     async def look() -> tuple[str, bytes]:
         async with Chromium.launch(stack.settings.home / "chromium-profile") as browser:
             async with browser.new_page() as page:
-                await page.navigate(f"{ui}/namespaces/default/workflows/{workflow_id(verification_id)}")
+                await page.navigate(
+                    f"{ui}/namespaces/default/workflows/{workflow_id(verification_id)}"
+                )
                 text = await page.wait_for_text(SUBJECT, timeout_s=90)  # the decoded input
                 text = await page.wait_for_text('"approved"', timeout_s=30)  # the decoded result
                 return text, await page.screenshot()

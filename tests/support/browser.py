@@ -19,21 +19,30 @@ import itertools
 import shutil
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional
+from typing import Any
 
 import aiohttp
 
 INSTALL_HINT = "headless Chromium is not installed: apt-get install -y chromium"
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1400,1800", "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1800",
+    "--remote-debugging-port=0",
+    "--remote-debugging-address=127.0.0.1",
 )
 
 
-def chromium_path() -> Optional[str]:
+def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -57,8 +66,11 @@ class Page:
         await self.send("Page.navigate", url=url)
 
     async def text(self) -> str:
-        result = await self.send("Runtime.evaluate", expression="document.body ? document.body.innerText : ''",
-                                 returnByValue=True)
+        result = await self.send(
+            "Runtime.evaluate",
+            expression="document.body ? document.body.innerText : ''",
+            returnByValue=True,
+        )
         return str(result.get("result", {}).get("value", ""))
 
     async def wait_for_text(self, needle: str, timeout_s: float = 60.0) -> str:
@@ -68,8 +80,9 @@ class Page:
             if needle in text:
                 return text
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{needle!r} did not appear within {timeout_s:.0f}s; page shows:\n"
-                                   f"{text[:2000]}")
+                raise TimeoutError(
+                    f"{needle!r} did not appear within {timeout_s:.0f}s; page shows:\n{text[:2000]}"
+                )
             await asyncio.sleep(0.5)
 
     async def click_text(self, text: str) -> bool:
@@ -87,21 +100,24 @@ class Page:
 
 
 class Chromium:
-    def __init__(self, process: subprocess.Popen[bytes], endpoint: str, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], endpoint: str, session: aiohttp.ClientSession
+    ) -> None:
         self.process = process
         self.endpoint = endpoint
         self.session = session
 
     @classmethod
     @asynccontextmanager
-    async def launch(cls, profile_dir: Path, timeout_s: float = 30.0) -> AsyncIterator["Chromium"]:
+    async def launch(cls, profile_dir: Path, timeout_s: float = 30.0) -> AsyncIterator[Chromium]:
         binary = chromium_path()
         if binary is None:
             raise FileNotFoundError(INSTALL_HINT)
         profile_dir.mkdir(parents=True, exist_ok=True)
         process = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={profile_dir}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             port_file = profile_dir / "DevToolsActivePort"
@@ -125,7 +141,9 @@ class Chromium:
     async def new_page(self) -> AsyncIterator[Page]:
         async with self.session.put(f"{self.endpoint}/json/new?about:blank") as response:
             target = await response.json()
-        async with self.session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as socket:
+        async with self.session.ws_connect(
+            target["webSocketDebuggerUrl"], max_msg_size=0
+        ) as socket:
             page = Page(socket)
             await page.send("Page.enable")
             yield page

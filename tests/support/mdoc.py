@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mdoc import holder
 from mdoc.issuer import CredentialIssuer
 from mdoc.keystore import KeyStore
-from store import credentials
 from security.envelope import DataKeys
 from security.keys import BLOB, parse_inline
 from starter.samples import DEMO_CLAIMS
+from store import credentials
 from store.blobs import BlobStore, EncryptedBlobStore
 from store.engine import get_engine
 from verification.contracts import IssueCredentialInput
@@ -48,7 +49,9 @@ def issuer_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
 @pytest.fixture
 def mdl_claims() -> dict[str, Any]:
     # The demo holder plus an optional element, so issuance covers a nested claim too.
-    return DEMO_CLAIMS | {"driving_privileges": [{"vehicle_category_code": "B", "issue_date": "2024-03-01"}]}
+    return DEMO_CLAIMS | {
+        "driving_privileges": [{"vehicle_category_code": "B", "issue_date": "2024-03-01"}]
+    }
 
 
 @dataclass
@@ -60,15 +63,15 @@ class Issuance:
     device_keys: dict[str, ec.EllipticCurvePrivateKey] = field(default_factory=dict)
 
     @property
-    def engine(self):  # noqa: ANN201
+    def engine(self):
         return self.issuer.engine
 
     def request(
         self,
         verification_id: str,
-        device_key: Optional[ec.EllipticCurvePrivateKey] = None,
-        claims: Optional[dict[str, Any]] = None,
-        issued_at: Optional[datetime] = None,
+        device_key: ec.EllipticCurvePrivateKey | None = None,
+        claims: dict[str, Any] | None = None,
+        issued_at: datetime | None = None,
     ) -> IssueCredentialInput:
         """A verification's issuance request as the workflow would send it."""
         key = device_key or holder.new_device_key()

@@ -54,8 +54,12 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 def _png(width: int, height: int, idat: bytes, colour_type: int = 0) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat)
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _png_bomb(width: int, height: int) -> bytes:
@@ -93,7 +97,10 @@ def malformed_images(photo: Callable[[str], bytes]) -> dict[str, tuple[bytes, Re
     broken_crc = bytearray(png)
     broken_crc[png.find(b"IDAT") + 200] ^= 0xFF
     unreadable, too_large, unsupported = (
-        ReasonCode.INPUT_UNREADABLE, ReasonCode.INPUT_TOO_LARGE, ReasonCode.INPUT_UNSUPPORTED_FORMAT)
+        ReasonCode.INPUT_UNREADABLE,
+        ReasonCode.INPUT_TOO_LARGE,
+        ReasonCode.INPUT_UNSUPPORTED_FORMAT,
+    )
     return {
         "zero-size": (b"", unreadable),
         "random-bytes": (noise, unsupported),
@@ -114,8 +121,14 @@ def malformed_images(photo: Callable[[str], bytes]) -> dict[str, tuple[bytes, Re
         "bmp": (_encoded(small, "BMP"), unsupported),
         "tiff": (_encoded(small, "TIFF"), unsupported),
         "pdf": (b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", unsupported),
-        "svg": (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', unsupported),
-        "heic-container": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + noise[:512], unsupported),
+        "svg": (
+            b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+            unsupported,
+        ),
+        "heic-container": (
+            b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + noise[:512],
+            unsupported,
+        ),
     }
 
 

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -59,7 +59,9 @@ class LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="tests-loop", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="tests-loop", daemon=True
+        )
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 300.0) -> T:
@@ -131,9 +133,9 @@ class WorkerProcess:
         self.pool = pool
         self.settings = settings
         self.log_path = settings.home / f"worker-{pool}-{uuid.uuid4().hex[:6]}.log"
-        self.process: Optional[subprocess.Popen[bytes]] = None
+        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         env = os.environ | settings_env(self.settings)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -148,7 +150,9 @@ class WorkerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.pool} worker exited early:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.pool} worker not ready in {timeout_s}s:\n{self.log_tail()}")
+                raise TimeoutError(
+                    f"{self.pool} worker not ready in {timeout_s}s:\n{self.log_tail()}"
+                )
             time.sleep(0.1)
 
     def log_tail(self, lines: int = 40) -> str:
@@ -289,7 +293,11 @@ GREY_ZONE_EMBED_VERSION = "0.0.1-strict"
 
 
 def register_production_copy(
-    settings: Settings, task: str, version: str, caveats: str, thresholds: Optional[dict[str, float]] = None
+    settings: Settings,
+    task: str,
+    version: str,
+    caveats: str,
+    thresholds: dict[str, float] | None = None,
 ) -> ModelChoice:
     """Register the production model of ``task`` again, as ``version`` (same file)."""
     engine = get_engine(settings.database_url)
@@ -317,7 +325,9 @@ def grey_zone_pins(settings: Settings) -> dict[str, str]:
     about 0.73 falls in between, in the grey zone.
     """
     choice = register_production_copy(
-        settings, "embed", GREY_ZONE_EMBED_VERSION,
+        settings,
+        "embed",
+        GREY_ZONE_EMBED_VERSION,
         caveats="test version: stricter thresholds, for the review path",
         thresholds={"accept": 0.8, "reject": 0.6},
     )
@@ -354,7 +364,9 @@ def idflow_stack(
     test_keys: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[IdflowStack]:
-    settings = stack_settings(tmp_path_factory.mktemp("idflow"), temporal_server.target, model_cache)
+    settings = stack_settings(
+        tmp_path_factory.mktemp("idflow"), temporal_server.target, model_cache
+    )
     stack = start_stack(temporal_server, settings)
     try:
         yield stack

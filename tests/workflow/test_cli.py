@@ -38,9 +38,14 @@ def cli_env(tmp_path: Path, model_cache: Path, test_keys: dict[str, str]) -> dic
     }
 
 
-def idflow(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def idflow(
+    env: dict[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "starter", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "starter", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 
@@ -63,21 +68,37 @@ def test_dev_stack_serves_verify_status_replay_and_stops_on_ctrl_c(
     cli_env: dict[str, str], photo_dir: Path, tmp_path: Path
 ) -> None:
     dev = subprocess.Popen(
-        [sys.executable, "-m", "starter", "dev"], env=cli_env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "starter", "dev"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         output = wait_for_line(dev, "Ctrl-C stops everything")
-        assert any(f"Web UI:  http://127.0.0.1:{cli_env['IDFLOW_TEMPORAL_UI_PORT']}" in line for line in output)
+        assert any(
+            f"Web UI:  http://127.0.0.1:{cli_env['IDFLOW_TEMPORAL_UI_PORT']}" in line
+            for line in output
+        )
 
         device_key = tmp_path / "device.pem"
         device_key.write_bytes(holder.device_key_pem(holder.new_device_key()))
         claims = tmp_path / "claims.json"
         claims.write_text(json.dumps(DEMO_CLAIMS))
         verified = idflow(
-            cli_env, "verify", "--selfie", str(photo_dir / "obama.jpg"),
-            "--document", str(photo_dir / "obama2.jpg"), "--device-key", str(device_key),
-            "--claims", str(claims), "--id", "cli-check-1", "--json",
+            cli_env,
+            "verify",
+            "--selfie",
+            str(photo_dir / "obama.jpg"),
+            "--document",
+            str(photo_dir / "obama2.jpg"),
+            "--device-key",
+            str(device_key),
+            "--claims",
+            str(claims),
+            "--id",
+            "cli-check-1",
+            "--json",
         )
         assert verified.returncode == 0, verified.stderr
         result: dict[str, Any] = json.loads(verified.stdout)
@@ -101,15 +122,25 @@ def test_dev_stack_serves_verify_status_replay_and_stops_on_ctrl_c(
     assert dev.returncode == 0, rest
     assert "stopped." in rest
     with pytest.raises(OSError):  # the server is gone with it
-        socket.create_connection(("127.0.0.1", int(cli_env["IDFLOW_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])), 1)
+        socket.create_connection(
+            ("127.0.0.1", int(cli_env["IDFLOW_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])), 1
+        )
 
 
 def test_demo_starts_a_stack_runs_every_case_and_stops_it(cli_env: dict[str, str]) -> None:
     demo = idflow(cli_env, "demo", timeout=600)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    for case in ("same person", "different people", "no face", "corrupt file", "same person + device key"):
+    for case in (
+        "same person",
+        "different people",
+        "no face",
+        "corrupt file",
+        "same person + device key",
+    ):
         assert case in demo.stdout
     assert "UNEXPECTED" not in demo.stdout
     assert "stopping what the demo started" in demo.stdout
     with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", int(cli_env["IDFLOW_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])), 1)
+        socket.create_connection(
+            ("127.0.0.1", int(cli_env["IDFLOW_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])), 1
+        )

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from verification import policy
-from verification.contracts import ModelChoice, QualityMeasures, QualityReport, ReviewDecision, Stage
+from verification.contracts import (
+    ModelChoice,
+    QualityMeasures,
+    QualityReport,
+    ReviewDecision,
+    Stage,
+)
 from verification.reasons import Decision, ReasonCode
 
 LIVENESS = ModelChoice("liveness", "live", "1", "0" * 64, accept=0.8, reject=0.3)
@@ -19,8 +25,13 @@ def report(*reasons: ReasonCode) -> QualityReport:
 
 @pytest.mark.parametrize(
     ("score", "expected"),
-    [(0.8, policy.Band.PASS), (0.99, policy.Band.PASS), (0.5, policy.Band.UNCERTAIN),
-     (0.3, policy.Band.UNCERTAIN), (0.2999, policy.Band.FAIL)],
+    [
+        (0.8, policy.Band.PASS),
+        (0.99, policy.Band.PASS),
+        (0.5, policy.Band.UNCERTAIN),
+        (0.3, policy.Band.UNCERTAIN),
+        (0.2999, policy.Band.FAIL),
+    ],
 )
 def test_band_edges(score: float, expected: policy.Band) -> None:
     assert policy.band(score, LIVENESS) is expected
@@ -35,7 +46,10 @@ def test_missing_or_inverted_thresholds_are_refused() -> None:
 
 def test_quality_reasons_of_both_images_ask_for_a_recapture() -> None:
     outcome = policy.quality_outcome(
-        [report(ReasonCode.QUALITY_BLURRY), report(ReasonCode.QUALITY_NO_FACE, ReasonCode.QUALITY_BLURRY)]
+        [
+            report(ReasonCode.QUALITY_BLURRY),
+            report(ReasonCode.QUALITY_NO_FACE, ReasonCode.QUALITY_BLURRY),
+        ]
     )
     assert outcome == policy.Outcome(
         Decision.RETRY, (ReasonCode.QUALITY_BLURRY, ReasonCode.QUALITY_NO_FACE)
@@ -53,7 +67,12 @@ def test_quality_reasons_of_both_images_ask_for_a_recapture() -> None:
         # A failure wins over an uncertainty: nothing to review.
         (0.5, 0.1, Decision.DECLINED, (ReasonCode.FACE_MISMATCH,)),
         (0.9, 0.4, Decision.REVIEW, (ReasonCode.FACE_MATCH_UNCERTAIN,)),
-        (0.5, 0.4, Decision.REVIEW, (ReasonCode.LIVENESS_UNCERTAIN, ReasonCode.FACE_MATCH_UNCERTAIN)),
+        (
+            0.5,
+            0.4,
+            Decision.REVIEW,
+            (ReasonCode.LIVENESS_UNCERTAIN, ReasonCode.FACE_MATCH_UNCERTAIN),
+        ),
     ],
 )
 def test_biometric_outcome(
@@ -96,19 +115,27 @@ def test_a_step_that_gives_up_before_a_decision_goes_to_a_person(stage: Stage) -
 
 
 def test_a_binding_that_gives_up_keeps_the_approval_for_the_reviewer() -> None:
-    approved = policy.Outcome(Decision.APPROVED, (ReasonCode.FACE_MATCH_UNCERTAIN, ReasonCode.REVIEW_APPROVED))
+    approved = policy.Outcome(
+        Decision.APPROVED, (ReasonCode.FACE_MATCH_UNCERTAIN, ReasonCode.REVIEW_APPROVED)
+    )
     pending = policy.processing_failed_outcome(Stage.BINDING_CREDENTIAL, approved)
-    assert pending == policy.Outcome(Decision.REVIEW, approved.reasons + (ReasonCode.PROCESSING_FAILED,))
+    assert pending == policy.Outcome(
+        Decision.REVIEW, approved.reasons + (ReasonCode.PROCESSING_FAILED,)
+    )
     # The reviewer's approval binds again; a decline or the deadline ends without a credential.
     again = policy.review_outcome(pending, ReviewDecision("staff-7", True, "issuer keys restored"))
     assert again.decision is Decision.APPROVED and again.reasons[-2:] == (
-        ReasonCode.PROCESSING_FAILED, ReasonCode.REVIEW_APPROVED)
+        ReasonCode.PROCESSING_FAILED,
+        ReasonCode.REVIEW_APPROVED,
+    )
     assert policy.review_outcome(pending, None).decision is Decision.DECLINED
 
     with pytest.raises(ValueError, match="only follows an approval"):
         policy.processing_failed_outcome(Stage.BINDING_CREDENTIAL)
     with pytest.raises(ValueError, match="only follows an approval"):
-        policy.processing_failed_outcome(Stage.BINDING_CREDENTIAL, policy.Outcome(Decision.DECLINED))
+        policy.processing_failed_outcome(
+            Stage.BINDING_CREDENTIAL, policy.Outcome(Decision.DECLINED)
+        )
 
 
 @pytest.mark.parametrize("stage", [Stage.AWAITING_REVIEW, Stage.RECORDING, Stage.COMPLETED])

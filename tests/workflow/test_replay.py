@@ -35,9 +35,16 @@ def history_keys(monkeypatch: pytest.MonkeyPatch) -> Settings:
 def test_every_representative_outcome_is_recorded() -> None:
     cases = {path.stem.removeprefix("idv-history-") for path in HISTORIES}
     assert cases == {
-        "approved", "face-mismatch", "no-face", "corrupt", "credential",
-        "review-approved", "review-expired",
-        "model-unavailable", "processing-failed", "binding-retried",
+        "approved",
+        "face-mismatch",
+        "no-face",
+        "corrupt",
+        "credential",
+        "review-approved",
+        "review-expired",
+        "model-unavailable",
+        "processing-failed",
+        "binding-retried",
     }
 
 
@@ -65,7 +72,9 @@ def test_a_change_that_breaks_running_verifications_fails_replay(history_keys: S
 def test_replay_command_reports_determinism(history_keys: Settings) -> None:
     ok = subprocess.run(
         [sys.executable, "-m", "starter", "replay", str(HISTORIES[0])],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert ok.returncode == 0, ok.stderr
     assert "replays deterministically" in ok.stdout
@@ -78,7 +87,9 @@ def test_replay_command_fails_loudly_on_a_history_the_code_cannot_reproduce(
     tampered.write_text(HISTORIES[0].read_text().replace('"check_quality"', '"check_quality_v0"'))
     failed = subprocess.run(
         [sys.executable, "-m", "starter", "replay", str(tampered)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert failed.returncode == 1
     assert "NON-DETERMINISTIC" in failed.stderr and "idv-history-" in failed.stderr

@@ -42,7 +42,9 @@ def postgres_url() -> Iterator[str]:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, needs_postgres])])
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, needs_postgres])]
+)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'idflow.db'}"
@@ -57,7 +59,9 @@ def decided(verification_id: str) -> RecordInput:
         scores={"face_match": 0.0121, "liveness": 0.9999},
         model_versions={"embed": "faceplugin-fr-feature@0.0.1"},
     )
-    return RecordInput(verification_id, f"idv-{verification_id}", Stage.COMPLETED, "decided", result=result)
+    return RecordInput(
+        verification_id, f"idv-{verification_id}", Stage.COMPLETED, "decided", result=result
+    )
 
 
 def test_a_verification_is_created_once_and_recorded_idempotently(database_url: str) -> None:
@@ -77,18 +81,26 @@ def test_a_verification_is_created_once_and_recorded_idempotently(database_url: 
     assert row.model_versions == {"embed": "faceplugin-fr-feature@0.0.1"}
     assert row.decided_at is not None and row.subject_ref == "subject-1"
     trail = audit.trail(engine, vid)
-    assert [(entry.event, entry.actor) for entry in trail] == [("created", "client"), ("decided", "workflow")]
-    assert trail[1].details == {"stage": "completed", "decision": "declined", "reasons": ["FACE_MISMATCH"]}
+    assert [(entry.event, entry.actor) for entry in trail] == [
+        ("created", "client"),
+        ("decided", "workflow"),
+    ]
+    assert trail[1].details == {
+        "stage": "completed",
+        "decision": "declined",
+        "reasons": ["FACE_MISMATCH"],
+    }
 
 
-@pytest.mark.parametrize("statement", ["UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"]
+)
 def test_the_database_refuses_to_rewrite_the_audit_log(database_url: str, statement: str) -> None:
     engine = get_engine(database_url)
     vid = uuid.uuid4().hex
     verifications.create(engine, vid, f"idv-{vid}", "subject-1")
-    with pytest.raises(DBAPIError, match="append-only"):
-        with engine.begin() as connection:
-            connection.execute(text(statement))
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text(statement))
     assert [entry.actor for entry in audit.trail(engine, vid)] == ["client"]
 
 
@@ -103,7 +115,9 @@ def test_a_verification_runs_end_to_end_on_postgresql(
     photo_dir: Any,
     tmp_path: Path,
 ) -> None:
-    settings = stack_settings(tmp_path, temporal_server.target, model_cache, database_url=postgres_url)
+    settings = stack_settings(
+        tmp_path, temporal_server.target, model_cache, database_url=postgres_url
+    )
     stack = start_stack(temporal_server, settings)
     try:
         pair = sample_pairs(photo_dir)["same person"]

@@ -18,7 +18,12 @@ from verification.contracts import Stage, VerificationResult
 from verification.reasons import Decision, ReasonCode
 from workflows import search_attributes
 
-from ..support.temporal import IdflowStack, corrupted_model_pins, grey_zone_pins, take_issuer_keys_away
+from ..support.temporal import (
+    IdflowStack,
+    corrupted_model_pins,
+    grey_zone_pins,
+    take_issuer_keys_away,
+)
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
@@ -60,8 +65,7 @@ def final_attempts(events: list[Any], activity_type: str) -> list[tuple[int, str
         and event.activity_task_scheduled_event_attributes.activity_type.name == activity_type
     }
     last_attempt = {
-        event.activity_task_started_event_attributes.scheduled_event_id:
-            event.activity_task_started_event_attributes.attempt
+        event.activity_task_started_event_attributes.scheduled_event_id: event.activity_task_started_event_attributes.attempt
         for event in events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
     }
@@ -74,18 +78,27 @@ def final_attempts(events: list[Any], activity_type: str) -> list[tuple[int, str
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
             failed = event.activity_task_failed_event_attributes
             if failed.scheduled_event_id in scheduled:
-                ends.append((last_attempt[failed.scheduled_event_id], failed.failure.application_failure_info.type))
+                ends.append(
+                    (
+                        last_attempt[failed.scheduled_event_id],
+                        failed.failure.application_failure_info.type,
+                    )
+                )
     return ends
 
 
-def wait_for_stage(stack: IdflowStack, verification_id: str, stage: Stage, timeout_s: float = 60) -> None:
+def wait_for_stage(
+    stack: IdflowStack, verification_id: str, stage: Stage, timeout_s: float = 60
+) -> None:
     deadline = time.monotonic() + timeout_s
     while stack.run(stack.client.progress(verification_id)).stage is not stage:
         assert time.monotonic() < deadline, f"{verification_id} never reached {stage.value}"
         time.sleep(0.1)
 
 
-def test_same_person_is_approved_and_recorded(idflow_stack: IdflowStack, pairs: dict[str, SamplePair]) -> None:
+def test_same_person_is_approved_and_recorded(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair]
+) -> None:
     pair = pairs["same person"]
     result = idflow_stack.verify(pair.selfie, pair.document)
 
@@ -99,9 +112,14 @@ def test_same_person_is_approved_and_recorded(idflow_stack: IdflowStack, pairs: 
     row = verifications.get(engine, result.verification_id)
     assert row is not None and row.status == Stage.COMPLETED.value
     assert (row.decision, row.scores, row.model_versions) == (
-        "approved", result.scores, result.model_versions
+        "approved",
+        result.scores,
+        result.model_versions,
     )
-    assert [entry.event for entry in audit.trail(engine, result.verification_id)] == ["created", "decided"]
+    assert [entry.event for entry in audit.trail(engine, result.verification_id)] == [
+        "created",
+        "decided",
+    ]
 
 
 def test_different_people_are_declined_with_face_mismatch(
@@ -176,7 +194,9 @@ def test_grey_zone_waits_for_review_and_an_update_approves_it(
     assert result.reviewer == "staff-42"
     row = verifications.get(client.engine, draft.verification_id)
     assert row is not None and (row.decision, row.reviewer) == ("approved", "staff-42")
-    reviewed = [e for e in audit.trail(client.engine, draft.verification_id) if e.event == "reviewed"]
+    reviewed = [
+        e for e in audit.trail(client.engine, draft.verification_id) if e.event == "reviewed"
+    ]
     assert len(reviewed) == 1 and reviewed[0].actor == "staff-42"
     assert reviewed[0].details["note"] == "portrait matches on inspection"
     with pytest.raises(RPCError, match="already completed"):  # decided: no second review
@@ -194,7 +214,8 @@ def test_review_deadline_expires_into_a_decline(
     assert result.reasons == [ReasonCode.FACE_MATCH_UNCERTAIN, ReasonCode.REVIEW_EXPIRED]
     assert result.reviewer is None
     timers = [
-        event for event in history_events(idflow_stack, result.verification_id)
+        event
+        for event in history_events(idflow_stack, result.verification_id)
         if event.event_type == EventType.EVENT_TYPE_TIMER_FIRED
     ]
     assert len(timers) == 1
@@ -222,7 +243,9 @@ def test_starting_the_same_id_twice_gives_one_workflow(
             len(runs),
         )
 
-    first_run, second_run, third_run, runs = idflow_stack.run(start_twice_then_again_after_the_end())
+    first_run, second_run, third_run, runs = idflow_stack.run(
+        start_twice_then_again_after_the_end()
+    )
     assert first_run == second_run == third_run
     assert runs == 1
 
@@ -298,7 +321,6 @@ def test_a_proof_over_the_wrong_nonce_declines_on_the_first_attempt(
     assert set(started_attempts(history_events(idflow_stack, draft.verification_id))) == {1}
 
 
-
 # --- Every verification ends in a recorded decision ----------------------------------
 
 
@@ -306,7 +328,9 @@ def test_an_unknown_model_pin_is_declined_on_the_first_attempt(
     idflow_stack: IdflowStack, pairs: dict[str, SamplePair]
 ) -> None:
     pair = pairs["same person"]
-    result = idflow_stack.verify(pair.selfie, pair.document, model_pins={"embed": "no-such-model@9.9.9"})
+    result = idflow_stack.verify(
+        pair.selfie, pair.document, model_pins={"embed": "no-such-model@9.9.9"}
+    )
     assert result.decision is Decision.DECLINED
     assert result.reasons == [ReasonCode.MODEL_UNAVAILABLE]
     row = verifications.get(idflow_stack.client.engine, result.verification_id)
@@ -324,21 +348,39 @@ def test_a_face_match_that_keeps_failing_goes_to_a_person_with_processing_failed
         wait_for_stage(idflow_stack, draft.verification_id, Stage.AWAITING_REVIEW)
 
     progress = idflow_stack.run(client.progress(draft.verification_id))
-    assert (progress.decision, progress.reasons) == (Decision.REVIEW, [ReasonCode.PROCESSING_FAILED])
+    assert (progress.decision, progress.reasons) == (
+        Decision.REVIEW,
+        [ReasonCode.PROCESSING_FAILED],
+    )
     assert set(progress.scores) == {"liveness"}  # it ran; the face match never could
     row = verifications.get(engine, draft.verification_id)
     assert row is not None
-    assert (row.status, row.decision, row.reasons) == ("awaiting_review", "review", ["PROCESSING_FAILED"])
-    [requested] = [e for e in audit.trail(engine, draft.verification_id) if e.event == "review_requested"]
-    assert (requested.details["decision"], requested.details["reasons"]) == ("review", ["PROCESSING_FAILED"])
-    attributes = idflow_stack.run(client.handle(draft.verification_id).describe()).typed_search_attributes
+    assert (row.status, row.decision, row.reasons) == (
+        "awaiting_review",
+        "review",
+        ["PROCESSING_FAILED"],
+    )
+    [requested] = [
+        e for e in audit.trail(engine, draft.verification_id) if e.event == "review_requested"
+    ]
+    assert (requested.details["decision"], requested.details["reasons"]) == (
+        "review",
+        ["PROCESSING_FAILED"],
+    )
+    attributes = idflow_stack.run(
+        client.handle(draft.verification_id).describe()
+    ).typed_search_attributes
     assert attributes.get(search_attributes.DECISION) == "review"
     assert attributes.get(search_attributes.REASONS) == ["PROCESSING_FAILED"]
     events = history_events(idflow_stack, draft.verification_id)
-    assert final_attempts(events, "match_faces") == [(2, "CachedFileTampered")]  # retried, then gave up
+    assert final_attempts(events, "match_faces") == [
+        (2, "CachedFileTampered")
+    ]  # retried, then gave up
     assert final_attempts(events, "check_liveness") == [(1, "completed")]
 
-    idflow_stack.run(client.review(draft.verification_id, "staff-9", False, "no face match to go on"))
+    idflow_stack.run(
+        client.review(draft.verification_id, "staff-9", False, "no face match to go on")
+    )
     result = idflow_stack.run(client.result(draft.verification_id))
     assert result.decision is Decision.DECLINED
     assert result.reasons == [ReasonCode.PROCESSING_FAILED, ReasonCode.REVIEW_DECLINED]
@@ -354,16 +396,23 @@ def test_a_binding_that_keeps_failing_goes_to_a_person_and_binds_once_approved(
     client, engine = idflow_stack.client, idflow_stack.client.engine
     pair = pairs["same person"]
     draft = client.create(pair.selfie, pair.document, subject_ref="test-subject")
-    binding = holder.device_binding(holder.new_device_key(), draft.nonce, idflow_stack.settings.issuer_id)
+    binding = holder.device_binding(
+        holder.new_device_key(), draft.nonce, idflow_stack.settings.issuer_id
+    )
     put_back = take_issuer_keys_away(idflow_stack.settings)
     try:
-        idflow_stack.run(client.start(draft, device=binding, claims=mdl_claims, processing_attempts=2))
+        idflow_stack.run(
+            client.start(draft, device=binding, claims=mdl_claims, processing_attempts=2)
+        )
         wait_for_stage(idflow_stack, draft.verification_id, Stage.AWAITING_REVIEW)
     finally:
         put_back()
 
     progress = idflow_stack.run(client.progress(draft.verification_id))
-    assert (progress.decision, progress.reasons) == (Decision.REVIEW, [ReasonCode.PROCESSING_FAILED])
+    assert (progress.decision, progress.reasons) == (
+        Decision.REVIEW,
+        [ReasonCode.PROCESSING_FAILED],
+    )
     assert set(progress.scores) == {"liveness", "face_match"}  # approved before binding gave up
     row = verifications.get(engine, draft.verification_id)
     assert row is not None and (row.decision, row.reasons) == ("review", ["PROCESSING_FAILED"])

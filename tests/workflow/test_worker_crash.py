@@ -29,7 +29,9 @@ pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 GPU_ACTIVITIES = {names.CHECK_LIVENESS, names.MATCH_FACES}
 
 
-async def in_flight_gpu_tasks(stack: IdflowStack, verification_ids: list[str]) -> set[tuple[str, str]]:
+async def in_flight_gpu_tasks(
+    stack: IdflowStack, verification_ids: list[str]
+) -> set[tuple[str, str]]:
     """(verification id, activity id) of GPU activities a worker has taken but not finished."""
     taken = set()
     for verification_id in verification_ids:
@@ -51,8 +53,9 @@ def started_attempts(history: Any) -> dict[str, int]:
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     }
     return {
-        activity_ids[event.activity_task_started_event_attributes.scheduled_event_id]:
-            event.activity_task_started_event_attributes.attempt
+        activity_ids[
+            event.activity_task_started_event_attributes.scheduled_event_id
+        ]: event.activity_task_started_event_attributes.attempt
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
     }
@@ -99,7 +102,9 @@ def test_sigkill_of_the_gpu_worker_loses_no_verification(
 
     decided = idflow_stack.run(results_of(idflow_stack, ids), timeout=120)
     for pair, result in zip(cases, decided):
-        assert " ".join([result.decision.value, *(r.value for r in result.reasons)]) == pair.expected
+        assert (
+            " ".join([result.decision.value, *(r.value for r in result.reasons)]) == pair.expected
+        )
 
     retried = 0
     for vid in ids:
@@ -149,4 +154,8 @@ def test_sigterm_lets_the_gpu_worker_finish_its_tasks_before_it_exits(
         vid: started_attempts(idflow_stack.run(client.handle(vid).fetch_history())) for vid in ids
     }
     # The tasks it held were finished by it on their first attempt, not retried elsewhere.
-    assert {attempts[vid][activity_id] for vid, activity_id in held} == {1}, (held, attempts, gpu.log_tail())
+    assert {attempts[vid][activity_id] for vid, activity_id in held} == {1}, (
+        held,
+        attempts,
+        gpu.log_tail(),
+    )
