@@ -11,10 +11,7 @@ from __future__ import annotations
 import numpy as np
 from temporalio import activity
 
-from models.face import FaceModels, cosine_similarity, decode_image, face_embedding, liveness_score
-from models.serving import ModelServer
-from store.blobs import BlobStore
-from verification.contracts import (
+from domain.contracts import (
     BlobRef,
     FaceMatchInput,
     FaceMatchResult,
@@ -22,6 +19,9 @@ from verification.contracts import (
     LivenessInput,
     LivenessResult,
 )
+from models.face import FaceModels, cosine_similarity, decode_image, face_embedding, liveness_score
+from models.serving import ModelServer
+from store.blobs import BlobStore
 
 from . import names
 from .errors import non_retryable_rejections

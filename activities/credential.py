@@ -18,10 +18,10 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
+from domain.contracts import IssueCredentialInput, IssuedCredential
 from mdoc.issuer import CredentialIssuer
 from mdoc.keystore import KeyStore
 from store.blobs import BlobStore
-from verification.contracts import IssueCredentialInput, IssuedCredential
 
 from . import names
 from .errors import non_retryable_rejections

@@ -1,7 +1,7 @@
 """Typed input rejections become non-retryable Temporal failures.
 
 An activity that meets input no retry can fix raises a
-``verification.errors.InputRejected`` subclass. Temporal must not retry it,
+``domain.errors.InputRejected`` subclass. Temporal must not retry it,
 and the workflow must learn which reason code ended the verification, so the
 error crosses Temporal as an ``ApplicationError`` with ``non_retryable=True``
 and ``type`` = the reason code (e.g. ``"DEVICE_PROOF_INVALID"``).
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from temporalio.exceptions import ApplicationError
 
-from verification.errors import InputRejected
+from domain.errors import InputRejected
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
-from models.registry import resolve_all
-from verification import policy
-from verification.contracts import ModelChoice, ResolveModelsInput
-from verification.errors import ModelUnavailable
+from domain import policy
+from domain.contracts import ModelChoice, ResolveModelsInput
+from domain.errors import ModelUnavailable
+from models.lifecycle.registry import resolve_all
 
 from . import names
 from .errors import non_retryable_rejections

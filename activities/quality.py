@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from domain.contracts import QualityCheckInput, QualityReport
+from domain.quality_rules import assess_quality
 from models.face import FaceModels, decode_image, observe_faces
 from models.serving import ModelServer
 from store.blobs import BlobStore
-from verification.contracts import QualityCheckInput, QualityReport
-from verification.quality_rules import assess_quality
 
 from . import names
 from .errors import non_retryable_rejections

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
+from domain.contracts import RecordInput
 from store import verifications
-from verification.contracts import RecordInput
 
 from . import names
 

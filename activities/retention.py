@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
-from security import retention
+from domain.contracts import PurgeRequest, PurgeResult
+from store import retention
 from store.blobs import BlobStore
-from verification.contracts import PurgeRequest, PurgeResult
 
 from . import names
 

@@ -36,12 +36,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.timing import median_ms
-from security.keys import PAYLOAD, new_key, parse_inline
-from security.payload_codec import PayloadEncryptionCodec, data_converter
-from settings import Settings
-from starter.devstack import TEMPORAL_BIN
-from starter.samples import DEMO_CLAIMS
-from verification.contracts import (
+from devstack.samples import DEMO_CLAIMS
+from devstack.stack import TEMPORAL_BIN
+from domain.contracts import (
     BlobRef,
     DeviceBinding,
     IssuedCredential,
@@ -49,7 +46,10 @@ from verification.contracts import (
     VerificationRequest,
     VerificationResult,
 )
-from verification.reasons import Decision
+from domain.reasons import Decision
+from security.keys import PAYLOAD, new_key, parse_inline
+from security.payload_codec import PayloadEncryptionCodec, data_converter
+from settings import Settings
 
 
 def _request() -> VerificationRequest:

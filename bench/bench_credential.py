@@ -26,19 +26,19 @@ import cryptography.x509  # noqa: F401  pymdoccbor uses it without importing it
 from pymdoccbor.mdoc.verifier import MdocCbor
 
 from bench.timing import median_ms
+from devstack.samples import DEMO_CLAIMS
+from domain.contracts import IssueCredentialInput
 from mdoc import claims, holder, proof
 from mdoc.issuer import CredentialIssuer
 from mdoc.keystore import KeyStore
 from mdoc.mso import sign_mdoc
 from mdoc.verify import verify_device_response, verify_issuer_signed
-from models.samples import fetch_samples
-from security.envelope import DataKeys
+from models.lifecycle.samples import fetch_samples
 from security.keys import BLOB, new_key, parse_inline
-from starter.samples import DEMO_CLAIMS
 from store import credentials
 from store.blobs import EncryptedBlobStore
 from store.engine import get_engine
-from verification.contracts import IssueCredentialInput
+from store.envelope import DataKeys
 
 ISSUER = "https://issuer.idflow.bench"
 TRANSCRIPT = [None, None, None]

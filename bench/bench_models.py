@@ -43,9 +43,9 @@ from models.face import (
     stages,
 )
 from models.face.quality import exposure, face_view
-from models.pull import pull
-from models.registry import register_pulled, resolve_all
-from models.samples import BIDEN, OBAMA, fetch_samples
+from models.lifecycle.pull import pull
+from models.lifecycle.registry import register_pulled, resolve_all
+from models.lifecycle.samples import BIDEN, OBAMA, fetch_samples
 from models.serving import ModelServer
 from settings import Settings
 from store.engine import get_engine

@@ -36,6 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devstack import stack as devstack
+from devstack.samples import SamplePair, sample_pairs
 from models.batching import BatchPolicy
 from models.face import (
     FaceModels,
@@ -45,12 +47,10 @@ from models.face import (
     liveness_score,
     observe_faces,
 )
-from models.registry import resolve_all
+from models.lifecycle.registry import resolve_all
 from models.serving import ModelServer
 from settings import Settings
-from starter import devstack
 from starter.client import VerificationClient
-from starter.samples import SamplePair, sample_pairs
 from store.engine import get_engine
 
 

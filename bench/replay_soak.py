@@ -10,7 +10,7 @@ approved / declined / expired, purge after the decision, an unknown model pin,
 a face match that gives up on a corrupted model file; then a credential binding
 that gives up while the issuer's key store is gone and is approved again. Each
 history is fetched right after its run closes and replayed with
-``starter.replay`` (``--replays`` times); ``--snapshots`` also replays
+``cli.replay`` (``--replays`` times); ``--snapshots`` also replays
 histories fetched while the runs are still going.
 
 Stress that moves the timing: ``--db-lock S`` holds the SQLite write lock for
@@ -47,10 +47,11 @@ os.environ.setdefault("IDFLOW_BLOB_KEYS", f"soak-blob:{new_key()}")
 
 from temporalio.client import WorkflowHistory
 
+from cli.replay import ReplayFailed, fetch_history, replay, save_history
+from devstack.samples import DEMO_CLAIMS, sample_pairs
+from domain.contracts import PurgeRequest
 from mdoc import holder
-from models.samples import fetch_samples
-from starter.replay import ReplayFailed, fetch_history, replay, save_history
-from starter.samples import DEMO_CLAIMS, sample_pairs
+from models.lifecycle.samples import fetch_samples
 from tests.support.temporal import (
     IdflowStack,
     corrupted_model_pins,
@@ -58,7 +59,6 @@ from tests.support.temporal import (
     standalone_stack,
     take_issuer_keys_away,
 )
-from verification.contracts import PurgeRequest
 from workflows.retention import PurgeVerification
 
 

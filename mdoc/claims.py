@@ -20,13 +20,13 @@ from typing import Any
 
 from PIL import Image
 
-from models.face.decode import decode_image
-from verification.errors import (
+from domain.errors import (
     ClaimsInvalid,
     ImageTooLarge,
     ImageUnreadable,
     UnsupportedImageFormat,
 )
+from imaging.decode import decode_image
 
 from . import cbor
 

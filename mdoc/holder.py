@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from verification.contracts import DeviceBinding
+from domain.contracts import DeviceBinding
 
 from . import cbor, cose, es256, jwk
 from .document import device_authentication_bytes

@@ -23,10 +23,10 @@ from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy.engine import Engine
 
+from domain.contracts import IssueCredentialInput, IssuedCredential
 from store import audit, credentials
 from store.blobs import BlobStore
 from store.credentials import IssuedCredentialRecord
-from verification.contracts import IssueCredentialInput, IssuedCredential
 
 from . import claims, proof
 from .keystore import KeyStore
@@ -51,9 +51,7 @@ class CredentialIssuer:
         self.issuer_id = issuer_id
         self.validity = validity
 
-    def issue(
-        self, request: IssueCredentialInput, now: datetime | None = None
-    ) -> IssuedCredential:
+    def issue(self, request: IssueCredentialInput, now: datetime | None = None) -> IssuedCredential:
         """The verification's credential: signed now, or the one signed before."""
         now = (now or datetime.now(UTC)).replace(microsecond=0)
         checked = proof.check_proof(request.device, self.issuer_id, now)
@@ -86,9 +84,7 @@ class CredentialIssuer:
         signer = self.keys.current_signer()
         portrait = claims.portrait_jpeg(self.blobs.get(request.verification_id, request.portrait))
         mdl = claims.mdl_claims(request.claims, portrait, signer.country, now.date())
-        document_expires = datetime.combine(
-            mdl.expiry_date + timedelta(days=1), time(), UTC
-        )
+        document_expires = datetime.combine(mdl.expiry_date + timedelta(days=1), time(), UTC)
         valid_until = min(
             now + self.validity, signer.certificate.not_valid_after_utc, document_expires
         )

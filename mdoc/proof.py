@@ -26,8 +26,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from verification.contracts import DeviceBinding
-from verification.errors import DeviceProofInvalid
+from domain.contracts import DeviceBinding
+from domain.errors import DeviceProofInvalid
 
 from . import es256, jwk
 

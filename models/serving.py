@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from verification.contracts import ModelChoice
+from domain.contracts import ModelChoice
+from models.lifecycle.cache import model_file
 
 from .batching import Batcher, BatchPolicy, make_batch_dynamic
-from .cache import model_file
 from .errors import CachedFileTampered
 
 log = logging.getLogger(__name__)

@@ -215,7 +215,7 @@ def describe_dev(settings: Settings) -> str:
 
 def dev_server_command() -> list[str]:
     """The dev stack's codec server process (configured from the same environment)."""
-    return [sys.executable, "-m", "starter", "codec-server", "--allow-path-tokens"]
+    return [sys.executable, "-m", "cli", "codec-server", "--allow-path-tokens"]
 
 
 async def start_codec_server(

@@ -4,7 +4,7 @@ Two rings, each for one purpose and never shared:
 
 - ``payload``: AES-256 keys of the Temporal payload codec (``security.payload_codec``);
 - ``blob``: AES-256 master keys that wrap the per-verification data keys of the
-  blob store (``security.envelope``).
+  blob store (``store.envelope``).
 
 A ring has several keys, each with a key id (kid); new data is encrypted with
 the *current* key, and any key in the ring decrypts. Rotating is: add a new

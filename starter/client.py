@@ -25,14 +25,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from models.face.decode import ImageLimits
-from security.ingest import sanitize_image
-from settings import Settings
-from store import verifications
-from store.blobs import BlobStore, open_blob_store
-from store.credentials import create_nonce
-from store.engine import get_engine
-from verification.contracts import (
+from domain.contracts import (
     BlobRef,
     DeviceBinding,
     ReviewDecision,
@@ -40,8 +33,15 @@ from verification.contracts import (
     VerificationRequest,
     VerificationResult,
 )
-from verification.errors import InputRejected
-from verification.reasons import Decision
+from domain.errors import InputRejected
+from domain.reasons import Decision
+from imaging.decode import ImageLimits
+from imaging.ingest import sanitize_image
+from settings import Settings
+from store import verifications
+from store.blobs import BlobStore, open_blob_store
+from store.credentials import create_nonce
+from store.engine import get_engine
 from workflows.identity_verification import IdentityVerification, workflow_id
 
 from .connection import connect

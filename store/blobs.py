@@ -3,7 +3,7 @@
 Images never travel through Temporal: the starter writes them here and the
 workflow carries a ``BlobRef`` (id + sha256 of the plaintext). Every blob is
 encrypted with its verification's data key (envelope encryption, see
-``security.envelope``); reads authenticate the ciphertext, then check the
+``store.envelope``); reads authenticate the ciphertext, then check the
 sha256. ``delete_verification`` destroys the data key first (crypto-shredding:
 any copy left anywhere is unreadable) and then the files; later reads raise
 ``BlobPurged``.
@@ -18,10 +18,10 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from security.envelope import DataKeys, blob_aad, open_data_keys, open_sealed, seal
+from domain.contracts import BlobRef
+from domain.errors import BlobIntegrityError, ImageUnreadable
 from settings import Settings
-from verification.contracts import BlobRef
-from verification.errors import BlobIntegrityError, ImageUnreadable
+from store.envelope import DataKeys, blob_aad, open_data_keys, open_sealed, seal
 
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
 

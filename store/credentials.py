@@ -23,8 +23,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel
 
-from verification.contracts import BlobRef, IssuedCredential
-from verification.errors import DeviceProofInvalid
+from domain.contracts import BlobRef, IssuedCredential
+from domain.errors import DeviceProofInvalid
 
 from .audit import utcnow
 from .rows import insert_or_existing

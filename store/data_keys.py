@@ -2,7 +2,7 @@
 
 A verification's blobs (images, issued credential) are encrypted with its own
 data key; the row holds that key wrapped by a blob master key
-(``security.envelope``), never the key itself. Destroying the wrapped key
+(``store.envelope``), never the key itself. Destroying the wrapped key
 (crypto-shredding) makes every copy of those blobs unreadable, wherever the
 ciphertext lives (disk, object store, backups of either). The row stays as a
 tombstone: when, and why, the personal data was purged.

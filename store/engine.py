@@ -56,7 +56,7 @@ def _import_table_modules() -> None:
 TABLE_MODULES: list[str] = [
     "store.verifications",
     "store.audit",
-    "models.registry",
+    "models.lifecycle.registry",
     "store.credentials",
     "store.data_keys",
 ]

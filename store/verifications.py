@@ -15,7 +15,7 @@ from sqlalchemy import JSON, Column
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
-from verification.contracts import RecordInput, Stage
+from domain.contracts import RecordInput, Stage
 
 from . import audit
 from .audit import utcnow

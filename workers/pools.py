@@ -34,12 +34,12 @@ from activities.records import RecordActivities
 from activities.retention import RetentionActivities
 from mdoc.keystore import KeyStore, keys_dir
 from models.batching import BatchPolicy
-from models.registry import resolve_all
+from models.lifecycle.registry import resolve_all
 from models.serving import ModelServer
-from security import retention as data_retention
 from security.config import SecurityConfig
 from settings import Settings
 from starter.connection import connect
+from store import retention as data_retention
 from store.blobs import open_blob_store
 from store.engine import get_engine
 from workflows.identity_verification import IdentityVerification

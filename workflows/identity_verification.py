@@ -6,7 +6,7 @@
     → credential binding when approved → record the result
 
 Deterministic code only: no I/O, no numpy. The activities do the work; the
-decision is ``verification.policy``. Every verification ends in a recorded
+decision is ``domain.policy``. Every verification ends in a recorded
 decision: input an activity can never process raises a non-retryable error
 whose type is a reason code and is decided at once; a step that keeps failing
 on an unexpected error is retried ``request.processing_attempts`` times and
@@ -26,8 +26,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from activities import names
-    from verification import policy
-    from verification.contracts import (
+    from domain import policy
+    from domain.contracts import (
         FaceMatchInput,
         FaceMatchResult,
         IssueCredentialInput,
@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         VerificationRequest,
         VerificationResult,
     )
-    from verification.reasons import Decision, ReasonCode
+    from domain.reasons import Decision, ReasonCode
     from workflows import search_attributes
 
 WORKFLOW_ID_PREFIX = "idv-"

@@ -5,7 +5,7 @@
     PurgeVerification  (``idflow purge ID``): purge one verification now
 
 A purge destroys the verification's data key and blobs and leaves its record,
-audit trail and history (``security.retention``). Both run on the CPU pool,
+audit trail and history (``store.retention``). Both run on the CPU pool,
 which holds the blob store.
 """
 
@@ -19,7 +19,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities import names
-    from verification.contracts import PurgeRequest, PurgeResult
+    from domain.contracts import PurgeRequest, PurgeResult
 
 SWEEP_BATCH = 100
 RETENTION_ACTOR = "retention"

@@ -3,7 +3,8 @@
 Plain typed functions, no Temporal; the activities call the entry points below.
 """
 
-from .decode import ImageLimits, decode_image
+from imaging.decode import ImageLimits, decode_image
+
 from .pipeline import FaceModels, cosine_similarity, face_embedding, liveness_score, observe_faces
 
 __all__ = [

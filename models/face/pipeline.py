@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from verification.contracts import FaceObservation, ModelChoice, QualityMeasures
+from domain.contracts import FaceObservation, ModelChoice, QualityMeasures
 
 from ..serving import ModelServer, Runner
 from . import stages
@@ -26,7 +26,7 @@ MAX_FACES = 16  # faces observed in full; more are only counted
 
 @dataclass(frozen=True)
 class FaceModels:
-    """The runners a worker serves, by task (models/sources.py TASKS). Unused ones stay None."""
+    """The runners a worker serves, by task (models/lifecycle/sources.py TASKS). Unused ones stay None."""
 
     detect: Runner | None = None
     landmarks: Runner | None = None

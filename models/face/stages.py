@@ -2,7 +2,7 @@
 
 One pair of functions per model (``*_input`` builds one item without batch
 axis, ``read_*`` interprets that item's outputs), following the specs in
-models/sources.py PREPROCESSING, which were measured on real photos.
+models/lifecycle/sources.py PREPROCESSING, which were measured on real photos.
 """
 
 from __future__ import annotations

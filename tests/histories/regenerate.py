@@ -27,10 +27,10 @@ def main() -> None:
 
     os.environ.setdefault("IDFLOW_BLOB_KEYS", f"histories-blob:{new_key()}")
 
+    from cli.replay import fetch_history, save_history
+    from devstack.samples import DEMO_CLAIMS, sample_pairs
     from mdoc import holder
-    from models.samples import fetch_samples
-    from starter.replay import fetch_history, save_history
-    from starter.samples import DEMO_CLAIMS, sample_pairs
+    from models.lifecycle.samples import fetch_samples
     from tests.support.temporal import (
         corrupted_model_pins,
         grey_zone_pins,

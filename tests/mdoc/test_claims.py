@@ -8,10 +8,10 @@ from datetime import date
 import pytest
 from PIL import Image
 
+from domain.errors import ClaimsInvalid
+from domain.reasons import ReasonCode
 from mdoc.claims import mdl_claims, portrait_jpeg
 from store import credentials
-from verification.errors import ClaimsInvalid
-from verification.reasons import ReasonCode
 
 TODAY = date(2025, 6, 15)
 PORTRAIT = b"\xff\xd8\xff portrait"

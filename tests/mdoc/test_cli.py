@@ -12,7 +12,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mdoc import cli, holder
+from cli import credentials as cli
+from mdoc import holder
 from mdoc.keystore import PASSPHRASE_ENV, KeyStore
 from settings import PROJECT_ROOT
 
@@ -105,7 +106,7 @@ def test_credential_verify_reads_the_json_of_idflow_verify(issuance, issuer_keys
 
 def test_the_idflow_entry_point_exports_the_iaca(home):
     run = lambda *argv: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "starter", *argv],
+        [sys.executable, "-m", "cli", *argv],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

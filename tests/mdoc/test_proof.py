@@ -14,12 +14,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import Session
 
+from domain.errors import DeviceProofInvalid
+from domain.reasons import ReasonCode
 from mdoc import holder, jwk
 from mdoc.proof import PROOF_TYP
 from store import credentials
 from tests.support.mdoc import ISSUER_ID
-from verification.errors import DeviceProofInvalid
-from verification.reasons import ReasonCode
 
 
 def _with_proof(request, proof_jwt: str):

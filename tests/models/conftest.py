@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from domain.contracts import FaceObservation, ModelChoice, QualityMeasures
 from models.face import FaceModels, decode_image, observe_faces
-from models.registry import register_pulled, resolve_all
+from models.lifecycle.registry import register_pulled, resolve_all
 from models.serving import ModelServer
 from store.engine import get_engine
-from verification.contracts import FaceObservation, ModelChoice, QualityMeasures
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from models.cache import model_path
-from models.cards import card_path, plot_path, write_cards
-from models.registry import record_metrics, set_alias
-from models.sources import SOURCES
-from starter.cli import run
+from cli.main import run
+from models.lifecycle.cache import model_path
+from models.lifecycle.cards import card_path, plot_path, write_cards
+from models.lifecycle.registry import record_metrics, set_alias
+from models.lifecycle.sources import SOURCES
 
 FACEPLUGIN, BLAZEFACE = SOURCES
 LIVENESS = FACEPLUGIN.files[3]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from domain.errors import ImageTooLarge, ImageUnreadable, UnsupportedImageFormat
+from domain.reasons import ReasonCode
 from models.face import ImageLimits, decode_image
-from verification.errors import ImageTooLarge, ImageUnreadable, UnsupportedImageFormat
-from verification.reasons import ReasonCode
 
 
 def png_bomb(side: int = 20000) -> bytes:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.cards import card_path
-from models.evaluate import embed_metrics, evaluate, liveness_metrics, rates, threshold_at
-from models.labelled_sets import ATTACKS, LabelledSetError, read_pairs, read_presentations
-from models.registry import get_version
-from starter.cli import run as idflow
-from verification.contracts import ModelChoice
+from cli.main import run as idflow
+from domain.contracts import ModelChoice
+from models.lifecycle.cards import card_path
+from models.lifecycle.evaluate import embed_metrics, evaluate, liveness_metrics, rates, threshold_at
+from models.lifecycle.labelled_sets import ATTACKS, LabelledSetError, read_pairs, read_presentations
+from models.lifecycle.registry import get_version
 
 
 def choice(accept: float, reject: float) -> ModelChoice:

@@ -15,7 +15,7 @@ from models.face import (
     liveness_score,
     observe_faces,
 )
-from models.samples import BIDEN, OBAMA
+from models.lifecycle.samples import BIDEN, OBAMA
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
+from domain.quality_rules import DOCUMENT, SELFIE, assess_quality
+from domain.reasons import ReasonCode as R
 from models.face import observe_faces
-from models.samples import BIDEN, OBAMA
-from verification.quality_rules import DOCUMENT, SELFIE, assess_quality
-from verification.reasons import ReasonCode as R
+from models.lifecycle.samples import BIDEN, OBAMA
 
 
 @pytest.mark.parametrize("name", [*OBAMA, BIDEN, "astronaut.png"])

@@ -12,9 +12,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from models.cache import model_file, model_path, sha256_of
+from domain.errors import ModelUnavailable
+from domain.reasons import ReasonCode
 from models.errors import ModelHashMismatch
-from models.registry import (
+from models.lifecycle.cache import model_file, model_path, sha256_of
+from models.lifecycle.registry import (
     InvalidRegistration,
     VersionConflict,
     alias_history,
@@ -28,10 +30,8 @@ from models.registry import (
     resolve_all,
     set_alias,
 )
-from models.sources import SOURCES, TASKS
+from models.lifecycle.sources import SOURCES, TASKS
 from store.engine import get_engine
-from verification.errors import ModelUnavailable
-from verification.reasons import ReasonCode
 
 FACEPLUGIN, BLAZEFACE = SOURCES
 LIVENESS = FACEPLUGIN.files[3]

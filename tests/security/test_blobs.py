@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from security.envelope import DataKeys
+from domain.errors import BlobIntegrityError, BlobPurged, ImageUnreadable
 from security.keys import BLOB, KeyRing, UnknownKeyId, new_key, parse_inline
 from store import data_keys
 from store.audit import utcnow
 from store.blobs import EncryptedBlobStore
 from store.engine import get_engine
-from verification.errors import BlobIntegrityError, BlobPurged, ImageUnreadable
+from store.envelope import DataKeys
 
 K1 = f"m1:{new_key()}"
 K2 = f"m2:{new_key()}"

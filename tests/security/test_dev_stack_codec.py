@@ -54,7 +54,7 @@ class DevStackRun:
 
 def _idflow(run: DevStackRun, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "starter", *args],
+        [sys.executable, "-m", "cli", *args],
         env=run.env,
         capture_output=True,
         text=True,
@@ -77,7 +77,7 @@ def dev_stack(
         "IDFLOW_CODEC_PORT": str(codec_port),
     }
     dev = subprocess.Popen(
-        [sys.executable, "-m", "starter", "dev"],
+        [sys.executable, "-m", "cli", "dev"],
         env=env,
         text=True,
         stdout=subprocess.PIPE,

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
-from models.face.decode import decode_image
-from security.ingest import sanitize_image
-from verification.errors import InputRejected
-from verification.reasons import ReasonCode
+from domain.errors import InputRejected
+from domain.reasons import ReasonCode
+from imaging.decode import decode_image
+from imaging.ingest import sanitize_image
 
 PERSONAL_MARKER = b"IDFLOW-PERSONAL-MARKER"
 

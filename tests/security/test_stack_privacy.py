@@ -27,19 +27,18 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowHistory
 
+from cli.replay import replay
+from devstack.samples import SamplePair, sample_pairs
+from devstack.stack import TEMPORAL_BIN
+from domain.contracts import PurgeRequest, PurgeResult, Stage, VerificationResult
+from domain.errors import BlobPurged
+from domain.reasons import Decision, ReasonCode
 from mdoc import holder
-from security import retention
 from security.codec_server import start_codec_server
 from security.config import SecurityConfig
 from security.payload_codec import ENCODING, PayloadEncryptionCodec
 from security.staff_tokens import ensure_dev_tokens
-from starter.devstack import TEMPORAL_BIN
-from starter.replay import replay
-from starter.samples import SamplePair, sample_pairs
-from store import audit, data_keys, verifications
-from verification.contracts import PurgeRequest, PurgeResult, Stage, VerificationResult
-from verification.errors import BlobPurged
-from verification.reasons import Decision, ReasonCode
+from store import audit, data_keys, retention, verifications
 from workflows.identity_verification import workflow_id
 from workflows.retention import PurgeVerification, RetentionSweep
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.samples import sample_pairs
+from devstack.stack import TEMPORAL_BIN
 from security.codec_server import start_codec_server
 from security.config import SecurityConfig
 from security.staff_tokens import DEV_WEB_UI, ensure_dev_tokens
 from settings import PROJECT_ROOT
-from starter.devstack import TEMPORAL_BIN
-from starter.samples import sample_pairs
 from workflows import search_attributes
 from workflows.identity_verification import workflow_id
 

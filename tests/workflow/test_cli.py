@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from devstack.samples import DEMO_CLAIMS
 from mdoc import holder
-from starter.samples import DEMO_CLAIMS
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
@@ -42,7 +42,7 @@ def idflow(
     env: dict[str, str], *args: str, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "starter", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -68,7 +68,7 @@ def test_dev_stack_serves_verify_status_replay_and_stops_on_ctrl_c(
     cli_env: dict[str, str], photo_dir: Path, tmp_path: Path
 ) -> None:
     dev = subprocess.Popen(
-        [sys.executable, "-m", "starter", "dev"],
+        [sys.executable, "-m", "cli", "dev"],
         env=cli_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

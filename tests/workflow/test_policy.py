@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from verification import policy
-from verification.contracts import (
+from domain import policy
+from domain.contracts import (
     ModelChoice,
     QualityMeasures,
     QualityReport,
     ReviewDecision,
     Stage,
 )
-from verification.reasons import Decision, ReasonCode
+from domain.reasons import Decision, ReasonCode
 
 LIVENESS = ModelChoice("liveness", "live", "1", "0" * 64, accept=0.8, reject=0.3)
 EMBED = ModelChoice("embed", "feat", "1", "0" * 64, accept=0.5, reject=0.35)

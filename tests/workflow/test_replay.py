@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from temporalio import workflow
 
+from cli.replay import ReplayFailed, load_history, replay
+from domain.contracts import VerificationRequest, VerificationResult
 from settings import Settings
-from starter.replay import ReplayFailed, load_history, replay
-from verification.contracts import VerificationRequest, VerificationResult
 from workflows.identity_verification import IdentityVerification
 
 from ..histories.regenerate import PAYLOAD_KEYS
@@ -71,7 +71,7 @@ def test_a_change_that_breaks_running_verifications_fails_replay(history_keys: S
 
 def test_replay_command_reports_determinism(history_keys: Settings) -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "starter", "replay", str(HISTORIES[0])],
+        [sys.executable, "-m", "cli", "replay", str(HISTORIES[0])],
         capture_output=True,
         text=True,
         timeout=120,
@@ -86,7 +86,7 @@ def test_replay_command_fails_loudly_on_a_history_the_code_cannot_reproduce(
     tampered = tmp_path / HISTORIES[0].name
     tampered.write_text(HISTORIES[0].read_text().replace('"check_quality"', '"check_quality_v0"'))
     failed = subprocess.run(
-        [sys.executable, "-m", "starter", "replay", str(tampered)],
+        [sys.executable, "-m", "cli", "replay", str(tampered)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from starter.samples import sample_pairs
+from devstack.samples import sample_pairs
+from domain.contracts import RecordInput, Stage, VerificationResult
+from domain.reasons import Decision, ReasonCode
 from store import audit, verifications
 from store.engine import get_engine
-from verification.contracts import RecordInput, Stage, VerificationResult
-from verification.reasons import Decision, ReasonCode
 
 from ..support.temporal import TemporalServer, stack_settings, start_stack
 

@@ -11,11 +11,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from devstack.samples import SamplePair, sample_pairs
+from domain.contracts import Stage, VerificationResult
+from domain.reasons import Decision, ReasonCode
 from mdoc import holder
-from starter.samples import SamplePair, sample_pairs
 from store import audit, verifications
-from verification.contracts import Stage, VerificationResult
-from verification.reasons import Decision, ReasonCode
 from workflows import search_attributes
 
 from ..support.temporal import (

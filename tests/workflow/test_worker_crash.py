@@ -18,9 +18,9 @@ import pytest
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 
 from activities import names
-from starter.samples import sample_pairs
-from verification.contracts import Stage, VerificationResult
-from verification.reasons import Decision
+from devstack.samples import sample_pairs
+from domain.contracts import Stage, VerificationResult
+from domain.reasons import Decision
 
 from ..support.temporal import IdflowStack
 

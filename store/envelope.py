@@ -25,15 +25,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Engine
 
+from domain.errors import BlobIntegrityError, BlobPurged, ImageUnreadable
+from security.config import SecurityConfig
+from security.keys import BLOB, KeyRing, load_key_ring
 from settings import Settings
 from store import data_keys
 from store.audit import utcnow
 from store.data_keys import DataKeyRecord
 from store.engine import get_engine
-from verification.errors import BlobIntegrityError, BlobPurged, ImageUnreadable
-
-from .config import SecurityConfig
-from .keys import BLOB, KeyRing, load_key_ring
 
 NONCE_BYTES = 12
 DATA_KEY_BYTES = 32

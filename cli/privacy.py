@@ -10,14 +10,14 @@ import os
 import sys
 from pathlib import Path
 
+from security import keys
+from security.config import SecurityConfig
+from security.log_policy import configure_logging
+from security.staff_tokens import ensure_dev_tokens
 from settings import Settings
+from store import retention
 from store.engine import get_engine
-
-from . import keys, retention
-from .config import SecurityConfig
-from .envelope import open_data_keys
-from .log_policy import configure_logging
-from .staff_tokens import ensure_dev_tokens
+from store.envelope import open_data_keys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_codec_server(args: argparse.Namespace) -> int:
-    from .codec_server import run_codec_server as serve
+    from security.codec_server import run_codec_server as serve
 
     configure_logging()
     settings = Settings.from_env()
@@ -124,8 +124,8 @@ def run_rewrap(_: argparse.Namespace) -> int:
 
 
 async def run_purge(args: argparse.Namespace) -> int:
+    from domain.contracts import PurgeRequest, PurgeResult
     from starter.connection import connect
-    from verification.contracts import PurgeRequest, PurgeResult
     from workflows.retention import PurgeVerification
 
     settings = Settings.from_env()

@@ -1,4 +1,4 @@
-"""``idflow dev | worker | verify | status | review | replay`` (``demo`` is in starter.demo)."""
+"""``idflow dev | worker | verify | status | review | replay`` (``demo`` is in cli.demo)."""
 
 from __future__ import annotations
 
@@ -15,18 +15,17 @@ from typing import Any
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from cli.replay import ReplayFailed, fetch_history, load_history, replay, save_history
+from devstack import stack as devstack
+from domain.contracts import VerificationResult
 from mdoc.holder import device_binding_from_pem
 from security.log_policy import configure_logging
-from security.retention import personal_data_status
 from settings import Settings
+from starter.client import VerificationClient
+from starter.connection import connect
 from store import audit, verifications
-from verification.contracts import VerificationResult
+from store.retention import personal_data_status
 from workflows.identity_verification import workflow_id
-
-from . import devstack
-from .client import VerificationClient
-from .connection import connect
-from .replay import ReplayFailed, fetch_history, load_history, replay, save_history
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.errors import CachedFileTampered, ModelNotPulled
 from settings import Settings
 
 from .cache import check_file, install, visible_files
-from .errors import CachedFileTampered, ModelNotPulled
 
 OBAMA = (
     "obama.jpg",

@@ -2,7 +2,7 @@
 
 ``sanitize_image`` runs before an image is stored. It applies the same
 limits and checks the face pipeline applies at decode time, by calling the one
-implementation (``models.face.decode.decode_image``: byte count, format by
+implementation (``imaging.decode.decode_image``: byte count, format by
 magic bytes, dimensions from the header before any pixel is decoded, Pillow's
 decompression-bomb guard, EXIF orientation). It then writes a fresh file from
 the decoded pixels only, so nothing but pixels survives ingest: no EXIF (GPS
@@ -22,8 +22,8 @@ import io
 
 from PIL import Image
 
-from models.face.decode import ImageLimits, decode_image, sniff_format
-from verification.errors import UnsupportedImageFormat
+from domain.errors import UnsupportedImageFormat
+from imaging.decode import ImageLimits, decode_image, sniff_format
 
 JPEG_QUALITY = 95
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif"}

@@ -24,16 +24,16 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from verification.contracts import FaceObservation, ModelChoice
-from verification.errors import InputRejected
+from domain.contracts import FaceObservation, ModelChoice
+from domain.errors import InputRejected
+from models.face import FaceModels, decode_image, face_embedding, liveness_score, observe_faces
+from models.face.pipeline import cosine_similarity
+from models.serving import ModelServer
 
 from .cards import plot_path, write_cards
-from .face import FaceModels, decode_image, face_embedding, liveness_score, observe_faces
-from .face.pipeline import cosine_similarity
 from .labelled_sets import read_pairs, read_presentations
 from .plots import score_plot
 from .registry import record_metrics, resolve_all
-from .serving import ModelServer
 
 FMR_TARGETS = (0.0, 1e-2, 1e-3)
 APCER_TARGET = 0.05

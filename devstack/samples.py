@@ -1,4 +1,4 @@
-"""Verification inputs made from the registry sample photos (models.samples).
+"""Verification inputs made from the registry sample photos (models.lifecycle.samples).
 
 One selfie/document pair per outcome the demo, the tests and the benchmark
 show. Photos are used as they come from the registry; the two derived inputs
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from models.samples import BIDEN, fetch_samples
+from models.lifecycle.samples import BIDEN, fetch_samples
 
 
 @dataclass(frozen=True)

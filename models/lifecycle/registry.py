@@ -20,18 +20,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
+from domain.contracts import ModelChoice
+from domain.errors import ModelUnavailable
+from models.errors import ModelHashMismatch
 from store.append_only import append_only
 from store.audit import utcnow
-from verification.contracts import ModelChoice
-from verification.errors import ModelUnavailable
 
 from .cache import RESERVED_NAMES, install, model_path, sha256_of, version_dir, visible_files
-from .errors import ModelHashMismatch
 from .pull import verify
 from .sources import DEFAULT_THRESHOLDS, PREPROCESSING, SOURCES, TASKS, Source
 
 PRODUCTION = "production"
-MANIFEST_ACTOR = "manifest"  # who set the aliases seeded from models/sources.py
+MANIFEST_ACTOR = "manifest"  # who set the aliases seeded from models/lifecycle/sources.py
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
 _ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -65,7 +65,7 @@ class ModelVersion(SQLModel, table=True):
     licence: str = Field(max_length=100)
     caveats: str = Field(default="", max_length=2000)
     input_spec: str = Field(default="", max_length=1000)  # tensors, read from the ONNX file
-    preprocessing: str = Field(max_length=64)  # key of models.sources.PREPROCESSING
+    preprocessing: str = Field(max_length=64)  # key of models.lifecycle.sources.PREPROCESSING
     thresholds: dict[str, float] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
     )
@@ -425,7 +425,7 @@ def _seed_alias(engine: Engine, task: str, alias: str, ref: str) -> None:
                 target=ref,
                 moved_by=MANIFEST_ACTOR,
                 moved_at=now,
-                note="default alias from models/sources.py",
+                note="default alias from models/lifecycle/sources.py",
             )
         )
         try:

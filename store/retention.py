@@ -28,11 +28,11 @@ from temporalio.client import (
     ScheduleUpdate,
 )
 
+from domain.contracts import PurgeRequest, PurgeResult
 from settings import Settings
 from store import audit, data_keys
 from store.audit import utcnow
 from store.blobs import BlobStore
-from verification.contracts import PurgeRequest, PurgeResult
 
 
 def purge(engine: Engine, blobs: BlobStore, request: PurgeRequest) -> PurgeResult:

@@ -24,12 +24,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from cli.main import clear_errors
+from mdoc import certificates, holder, jwk
+from mdoc.keystore import DEFAULT_COUNTRY, DEFAULT_ORGANIZATION, KeyStore, KeyStoreError, keys_dir
+from mdoc.verify import CredentialInvalid, verify_issuer_signed
 from settings import Settings
-from starter.cli import clear_errors
-
-from . import certificates, holder, jwk
-from .keystore import DEFAULT_COUNTRY, DEFAULT_ORGANIZATION, KeyStore, KeyStoreError, keys_dir
-from .verify import CredentialInvalid, verify_issuer_signed
 
 # The typed errors name the file or the failed check; ValueError includes CredentialInvalid.
 _clear_errors = clear_errors(KeyStoreError, ValueError, OSError)

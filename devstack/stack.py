@@ -61,7 +61,7 @@ def server_command(settings: Settings) -> list[str]:
 
 
 def worker_command(pool: str) -> list[str]:
-    return [sys.executable, "-m", "starter", "worker", "--pool", pool]
+    return [sys.executable, "-m", "cli", "worker", "--pool", pool]
 
 
 def ui_url(settings: Settings, workflow_id: str | None = None) -> str:
@@ -98,8 +98,8 @@ def prepare(settings: Settings) -> None:
     start (production configures all keys explicitly).
     """
     from mdoc.keystore import ensure_keys, keys_dir
-    from models.pull import pull
-    from models.registry import register_pulled
+    from models.lifecycle.pull import pull
+    from models.lifecycle.registry import register_pulled
     from security.keys import ensure_dev_keys
     from store.engine import get_engine
 

@@ -7,19 +7,18 @@ import getpass
 import sys
 from pathlib import Path
 
+from cli.main import clear_errors
+from domain.errors import ModelUnavailable
+from models.errors import PullError
+from models.lifecycle import registry
+from models.lifecycle.cards import utc_minute, write_cards
+from models.lifecycle.evaluate import EVALUATED_TASKS, evaluate
+from models.lifecycle.labelled_sets import LabelledSetError, write_sample_sets
+from models.lifecycle.pull import pull
+from models.lifecycle.samples import sample_root
+from models.lifecycle.sources import PREPROCESSING, TASKS
 from settings import Settings
-from starter.cli import clear_errors
 from store.engine import get_engine
-from verification.errors import ModelUnavailable
-
-from . import registry
-from .cards import utc_minute, write_cards
-from .errors import PullError
-from .evaluate import EVALUATED_TASKS, evaluate
-from .labelled_sets import LabelledSetError, write_sample_sets
-from .pull import pull
-from .samples import sample_root
-from .sources import PREPROCESSING, TASKS
 
 # The typed errors name the file, hash or pin.
 _clear_errors = clear_errors(
@@ -71,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--by", default=None, help="who moves the alias (default: the login name)")
     imp.set_defaults(run=run_import)
 
-    # `idflow models evaluate` (face pipeline engineer, models/evaluate.py) registers here.
+    # `idflow models evaluate` (face pipeline engineer, models/lifecycle/evaluate.py) registers here.
     evaluate = commands.add_parser(
         "evaluate", help="measure a model on a labelled set; record the metrics and a plot"
     )
@@ -80,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "labelled",
         nargs="?",
         type=Path,
-        help="folder or CSV of labelled images (see models/labelled_sets.py)",
+        help="folder or CSV of labelled images (see models/lifecycle/labelled_sets.py)",
     )
     evaluate.add_argument(
         "--samples",

@@ -12,7 +12,7 @@ Every verification ends in one of the decisions below, whatever fails:
   (``VerificationRequest.processing_attempts``) the verification goes to a
   person: REVIEW with ``PROCESSING_FAILED``, visible in the database row, the
   audit log and the ``IdflowReasons`` search attribute while it waits
-  (``verification.policy.processing_failed_outcome`` has the mapping).
+  (``domain.policy.processing_failed_outcome`` has the mapping).
 """
 
 from __future__ import annotations

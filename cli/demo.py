@@ -14,12 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from devstack import stack as devstack
+from devstack.samples import DEMO_CLAIMS, SamplePair, sample_pairs
 from mdoc import holder
 from settings import Settings
-
-from . import devstack
-from .client import VerificationClient
-from .samples import DEMO_CLAIMS, SamplePair, sample_pairs
+from starter.client import VerificationClient
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

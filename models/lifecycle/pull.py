@@ -6,7 +6,7 @@ verified archive under ``<cache>/downloads/<source>/<version>/`` and installs
 every model file atomically after checking its own sha256.
 
 - Idempotent: model files already installed and verified (cheaply, see
-  models/cache.py) are left alone; a second pull downloads nothing.
+  models/lifecycle/cache.py) are left alone; a second pull downloads nothing.
 - Resumable: an interrupted pull keeps whatever it finished (verified archives,
   installed files) and the next pull continues from there, without the network
   when the archive is already kept.
@@ -29,10 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from settings import Settings
-
-from .cache import check_file, downloads_dir, install, model_path, visible_files
-from .errors import (
+from models.errors import (
     ArchiveHashMismatch,
     ArchiveMemberMissing,
     CachedFileTampered,
@@ -42,6 +39,9 @@ from .errors import (
     RegistryClientMissing,
     RegistryUnreachable,
 )
+from settings import Settings
+
+from .cache import check_file, downloads_dir, install, model_path, visible_files
 from .sources import SOURCES, ModelFile, Source
 
 Progress = Callable[[str], None]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from verification.errors import ImageTooLarge, ImageUnreadable, UnsupportedImageFormat
+from domain.errors import ImageTooLarge, ImageUnreadable, UnsupportedImageFormat
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 

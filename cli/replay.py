@@ -15,9 +15,8 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
 from settings import Settings
+from starter.connection import data_converter
 from workflows.identity_verification import IdentityVerification, workflow_id
-
-from .connection import data_converter
 
 
 class ReplayFailed(Exception):

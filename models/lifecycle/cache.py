@@ -24,7 +24,8 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from .errors import CachedFileTampered, ModelHashMismatch, ModelNotPulled
+from models.errors import CachedFileTampered, ModelHashMismatch, ModelNotPulled
+
 from .sources import SOURCES, ModelFile, Source
 
 DOWNLOADS = "downloads"
@@ -52,7 +53,7 @@ def find_model(name: str, version: str | None = None) -> tuple[Source, ModelFile
             if model.name == name and (version is None or source.version == version):
                 return source, model
     wanted = f"{name}@{version}" if version else name
-    raise KeyError(f"model {wanted} is not in the manifest (models/sources.py)")
+    raise KeyError(f"model {wanted} is not in the manifest (models/lifecycle/sources.py)")
 
 
 def model_file(cache_root: Path, name: str, version: str, sha256: str) -> Path:

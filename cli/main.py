@@ -15,11 +15,11 @@ import sys
 from collections.abc import Callable
 
 COMMAND_MODULES: list[str] = [
-    "models.cli",
-    "starter.commands",
-    "mdoc.cli",
-    "security.cli",
-    "starter.demo",
+    "cli.models",
+    "cli.commands",
+    "cli.credentials",
+    "cli.privacy",
+    "cli.demo",
 ]
 
 Command = Callable[[argparse.Namespace], int]

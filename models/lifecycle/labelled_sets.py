@@ -8,7 +8,7 @@ Layouts (a folder or a CSV; image paths in a CSV are relative to the CSV):
   CSV ``image,label`` (``label`` = live or attack).
 
 ``write_sample_sets`` builds both from the registry sample photos
-(models/samples.py). They are small, and honest about it: 4 people (10 genuine
+(models/lifecycle/samples.py). They are small, and honest about it: 4 people (10 genuine
 and 18 impostor pairs); 7 genuine photos and 70 simulated attacks (print,
 screen replay, re-capture, ...), made by image processing, not captured.
 """
@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from .face.decode import decode_image
+from imaging.decode import decode_image
+
 from .samples import BIDEN, OBAMA, fetch_samples
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
