@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from domain import claims as mdl
 from domain.errors import (
     ClaimsInvalid,
     ImageTooLarge,
@@ -32,7 +33,6 @@ from . import cbor
 
 MAX_TEXT = 150  # 18013-5: names, authority and document number are at most 150 characters
 PORTRAIT_MAX_SIDE = 640  # pixels; a wallet portrait, not an archive of the selfie
-AGE_ATTESTATIONS = (18, 21)
 EARLIEST_BIRTH = date(1900, 1, 1)
 
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -120,24 +120,16 @@ def _driving_privileges(name: str, value: Any) -> list[dict[str, Any]]:
 
 _Check = Callable[[str, Any], Any]
 
-REQUIRED: dict[str, _Check] = {
-    "family_name": _text,
-    "given_name": _text,
-    "birth_date": _date,
-    "issue_date": _date,
-    "expiry_date": _date,
-    "issuing_country": _country,
-    "issuing_authority": _text,
-    "document_number": _text,
+_CHECK_BY_KIND: dict[str, _Check] = {
+    "text": _text,
+    "code": lambda name, value: _text(name, value, 8),
+    "date": _date,
+    "country": _country,
+    "driving privileges": _driving_privileges,
 }
-OPTIONAL: dict[str, _Check] = {
-    "un_distinguishing_sign": lambda name, value: _text(name, value, 8),
-    "driving_privileges": _driving_privileges,
-}
-SET_BY_ISSUER = {
-    "portrait": "taken from the verified selfie",
-    **{f"age_over_{age}": "computed from birth_date" for age in AGE_ATTESTATIONS},
-}
+REQUIRED: dict[str, _Check] = {name: _CHECK_BY_KIND[kind] for name, kind in mdl.REQUIRED.items()}
+OPTIONAL: dict[str, _Check] = {name: _CHECK_BY_KIND[kind] for name, kind in mdl.OPTIONAL.items()}
+SET_BY_ISSUER = mdl.SET_BY_ISSUER
 
 
 def mdl_claims(
@@ -180,7 +172,7 @@ def mdl_claims(
     }
     elements["portrait"] = portrait_jpeg
     age = _age(birth, today)
-    elements |= {f"age_over_{limit}": age >= limit for limit in AGE_ATTESTATIONS}
+    elements |= {f"age_over_{limit}": age >= limit for limit in mdl.AGE_ATTESTATIONS}
     return MdlClaims(elements, expiry)
 
 

@@ -22,7 +22,7 @@ import logging
 import re
 import traceback
 
-from mdoc.claims import OPTIONAL, REQUIRED, SET_BY_ISSUER
+from domain.claims import OPTIONAL, REQUIRED, SET_BY_ISSUER
 
 PERSONAL_KEYS = (
     *REQUIRED,

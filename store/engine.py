@@ -1,4 +1,4 @@
-"""One SQLAlchemy engine per database URL, with every idflow table created.
+"""One SQLAlchemy engine per database URL, with the store's tables created.
 
 SQLite is the embedded default; any SQLAlchemy URL (e.g.
 ``postgresql+psycopg://...``) selects another database.
@@ -13,12 +13,26 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
+from store.audit import AuditEntry
+from store.credentials import CredentialNonce, IssuedCredentialRecord
+from store.data_keys import DataKeyRecord
+from store.verifications import VerificationRecord
+
 
 def _sqlite_path(url: str) -> Path | None:
     prefix = "sqlite:///"
     if url.startswith(prefix) and url != prefix + ":memory:":
         return Path(url[len(prefix) :])
     return None
+
+
+_STORE_TABLES = (
+    VerificationRecord,
+    AuditEntry,
+    IssuedCredentialRecord,
+    CredentialNonce,
+    DataKeyRecord,
+)
 
 
 @functools.cache
@@ -39,24 +53,20 @@ def get_engine(url: str) -> Engine:
             cursor.close()
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    _import_table_modules()
-    SQLModel.metadata.create_all(engine)
+    SQLModel.metadata.create_all(engine, tables=[model.__table__ for model in _STORE_TABLES])
     return engine
 
 
-def _import_table_modules() -> None:
-    """Import every module that declares tables so create_all sees them all."""
-    import importlib
+def ensure_tables(engine: Engine, *tables: type[SQLModel]) -> None:
+    """Create the tables of a room above store/ (models.lifecycle), once per engine.
 
-    for module in TABLE_MODULES:
-        importlib.import_module(module)
+    store/ must not import the rooms that use it, so those create their own
+    tables on first use instead of being imported here.
+    """
+    missing = [table for table in tables if (engine, table) not in _created]
+    if missing:
+        SQLModel.metadata.create_all(engine, tables=[table.__table__ for table in missing])
+        _created.update((engine, table) for table in missing)
 
 
-# Modules that define SQLModel tables; each role adds its own here.
-TABLE_MODULES: list[str] = [
-    "store.verifications",
-    "store.audit",
-    "models.lifecycle.registry",
-    "store.credentials",
-    "store.data_keys",
-]
+_created: set[tuple[Engine, type[SQLModel]]] = set()

@@ -3,7 +3,7 @@
 Each verification's images and issued credential are kept for
 ``IDFLOW_RETENTION_DAYS`` (default 30) from its first stored blob, or for a
 per-verification period set with ``set_retention``. Then the retention
-schedule (``workflows.retention``) purges them; ``idflow purge ID`` does so at
+schedule (``workers.schedules`` starts ``workflows.retention``) purges them; ``idflow purge ID`` does so at
 once. A purge destroys the verification's data key (crypto-shredding), deletes
 its blob files and appends a ``purged`` audit entry. What stays: the
 verification's record (decision, reason codes, scores, model versions), its
@@ -16,20 +16,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleUpdate,
-)
 
 from domain.contracts import PurgeRequest, PurgeResult
-from settings import Settings
 from store import audit, data_keys
 from store.audit import utcnow
 from store.blobs import BlobStore
@@ -74,27 +62,3 @@ def personal_data_status(engine: Engine, verification_id: str) -> str | None:
             f"longer be read; record, audit trail and history remain"
         )
     return f"kept until {row.retain_until:%Y-%m-%d %H:%M} UTC"
-
-
-def schedule_id(settings: Settings) -> str:
-    return f"idflow-retention-{settings.cpu_task_queue}"
-
-
-async def ensure_schedule(client: Client, settings: Settings, every: timedelta) -> str:
-    """Create (or update) the schedule that runs ``RetentionSweep`` every ``every``."""
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            "RetentionSweep",
-            id=f"idflow-retention-sweep-{settings.cpu_task_queue}",
-            task_queue=settings.cpu_task_queue,
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-    )
-    try:
-        await client.create_schedule(schedule_id(settings), schedule)
-    except ScheduleAlreadyRunningError:
-        await client.get_schedule_handle(schedule_id(settings)).update(
-            lambda _: ScheduleUpdate(schedule=schedule)
-        )
-    return schedule_id(settings)

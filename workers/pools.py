@@ -39,9 +39,9 @@ from models.serving import ModelServer
 from security.config import SecurityConfig
 from settings import Settings
 from starter.connection import connect
-from store import retention as data_retention
 from store.blobs import open_blob_store
 from store.engine import get_engine
+from workers.schedules import ensure_retention_schedule
 from workflows.identity_verification import IdentityVerification
 from workflows.retention import PurgeVerification, RetentionSweep
 
@@ -139,7 +139,7 @@ async def run_pool(name: str, settings: Settings) -> None:
     pool = POOLS[name](client, settings)
     if name == "cpu":  # the pool that runs the sweep keeps its schedule in place
         every = timedelta(seconds=SecurityConfig.from_env(settings).retention_sweep_seconds)
-        await data_retention.ensure_schedule(client, settings, every)
+        await ensure_retention_schedule(client, settings, every)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

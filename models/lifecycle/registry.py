@@ -25,6 +25,7 @@ from domain.errors import ModelUnavailable
 from models.errors import ModelHashMismatch
 from store.append_only import append_only
 from store.audit import utcnow
+from store.engine import ensure_tables
 
 from .cache import RESERVED_NAMES, install, model_path, sha256_of, version_dir, visible_files
 from .pull import verify
@@ -108,9 +109,15 @@ class AliasMove(SQLModel, table=True):
 # --- Resolving pins ------------------------------------------------------------
 
 
+def _session(engine: Engine, **options) -> Session:
+    """A session on ``engine``, the registry's tables created on first use."""
+    ensure_tables(engine, ModelVersion, ModelAlias, AliasMove)
+    return Session(engine, **options)
+
+
 def resolve(engine: Engine, task: str, pin: str) -> ModelChoice:
     """The exact version for ``pin``: an alias of ``task`` or ``name@version``."""
-    with Session(engine) as session:
+    with _session(engine) as session:
         return _resolve(session, task, pin)
 
 
@@ -119,7 +126,7 @@ def resolve_all(engine: Engine, pins: dict[str, str]) -> dict[str, ModelChoice]:
     unknown = sorted(set(pins) - set(TASKS))
     if unknown:
         raise ModelUnavailable(f"pins name unknown tasks {unknown}; tasks are {list(TASKS)}")
-    with Session(engine) as session:
+    with _session(engine) as session:
         return {task: _resolve(session, task, pins.get(task, PRODUCTION)) for task in TASKS}
 
 
@@ -174,7 +181,7 @@ def set_alias(
         raise InvalidRegistration(f"an alias points at an exact name@version, not {ref!r}")
     if not moved_by.strip():
         raise InvalidRegistration("say who moves the alias (moved_by)")
-    with Session(engine) as session:
+    with _session(engine) as session:
         target = _resolve(session, task, ref)
         row = _find(session, target.name, target.version)
         current = session.get(ModelAlias, (task, alias))
@@ -211,7 +218,7 @@ def alias_history(
         query = query.where(AliasMove.task == task)
     if alias is not None:
         query = query.where(AliasMove.alias == alias)
-    with Session(engine) as session:
+    with _session(engine) as session:
         return list(session.exec(query).all())
 
 
@@ -223,7 +230,7 @@ def current_aliases(engine: Engine) -> dict[str, list[str]]:
         .order_by(ModelAlias.alias)
     )
     found: dict[str, list[str]] = {}
-    with Session(engine) as session:
+    with _session(engine) as session:
         for alias, name, version in session.exec(query).all():
             found.setdefault(f"{name}@{version}", []).append(alias)
     return found
@@ -237,7 +244,7 @@ def list_versions(engine: Engine, task: str | None = None) -> list[ModelVersion]
     query = select(ModelVersion)
     if task is not None:
         query = query.where(ModelVersion.task == task)
-    with Session(engine) as session:
+    with _session(engine) as session:
         rows = list(session.exec(query).all())
     order = {name: i for i, name in enumerate(TASKS)}
     return sorted(rows, key=lambda r: (order.get(r.task, len(order)), r.created_at, r.id))
@@ -245,7 +252,7 @@ def list_versions(engine: Engine, task: str | None = None) -> list[ModelVersion]
 
 def get_version(engine: Engine, ref: str) -> ModelVersion:
     name, _, version = ref.partition("@")
-    with Session(engine) as session:
+    with _session(engine) as session:
         row = _find(session, name, version)
     if row is None:
         raise ModelUnavailable(f"model {ref} is not registered")
@@ -256,7 +263,7 @@ def record_metrics(
     engine: Engine, name: str, version: str, metrics: dict[str, Any]
 ) -> dict[str, Any]:
     """Merge measured metrics (top-level keys replace) into a version; returns them all."""
-    with Session(engine) as session:
+    with _session(engine) as session:
         row = _find(session, name, version)
         if row is None:
             raise ModelUnavailable(f"model {name}@{version} is not registered")
@@ -347,7 +354,7 @@ def register_version(
         preprocessing=preprocessing,
         thresholds=dict(thresholds or {}),
     )
-    with Session(engine) as session:
+    with _session(engine) as session:
         owner = session.exec(select(ModelVersion.task).where(ModelVersion.name == name)).first()
         existing = _find(session, name, version)
     if owner is not None and owner != task:
@@ -385,7 +392,7 @@ def _check_new_version(
 
 def _insert_once(engine: Engine, row: ModelVersion) -> bool:
     """Insert a version unless name@version exists with the same sha256 (False then)."""
-    with Session(engine, expire_on_commit=False) as session:
+    with _session(engine, expire_on_commit=False) as session:
         existing = _find(session, row.name, row.version)
         if existing is None:
             session.add(row)
@@ -408,7 +415,7 @@ def _check_same_content(existing: ModelVersion, sha256: str) -> None:
 
 
 def _seed_alias(engine: Engine, task: str, alias: str, ref: str) -> None:
-    with Session(engine) as session:
+    with _session(engine) as session:
         if session.get(ModelAlias, (task, alias)) is not None:
             return
         row = _find(session, *ref.split("@"))

@@ -39,6 +39,7 @@ from security.config import SecurityConfig
 from security.payload_codec import ENCODING, PayloadEncryptionCodec
 from security.staff_tokens import ensure_dev_tokens
 from store import audit, data_keys, retention, verifications
+from workers.schedules import retention_schedule_id
 from workflows.identity_verification import workflow_id
 from workflows.retention import PurgeVerification, RetentionSweep
 
@@ -340,7 +341,7 @@ def test_the_sweep_purges_verifications_whose_retention_ended(
 
     async def sweep() -> int:
         schedule = await client.temporal.get_schedule_handle(
-            retention.schedule_id(settings)
+            retention_schedule_id(settings)
         ).describe()
         assert schedule.schedule.action.workflow == "RetentionSweep"  # type: ignore[union-attr]
         return await client.temporal.execute_workflow(
