@@ -10,19 +10,48 @@ from pathlib import Path
 from cli.main import clear_errors
 from domain.errors import ModelUnavailable
 from models.errors import PullError
-from models.lifecycle import registry
+from models.lifecycle import evaluations, registry
 from models.lifecycle.cards import utc_minute, write_cards
-from models.lifecycle.evaluate import EVALUATED_TASKS, evaluate
+from models.lifecycle.evaluate import EVALUATED_TASKS, EvaluationError, evaluate
 from models.lifecycle.labelled_sets import LabelledSetError, write_sample_sets
 from models.lifecycle.pull import pull
 from models.lifecycle.samples import sample_root
 from models.lifecycle.sources import PREPROCESSING, TASKS
+from models.lifecycle.targets import TARGETS
 from settings import Settings
 from store.engine import get_engine
 
-# The typed errors name the file, hash or pin.
+# The typed errors name the file, hash, pin or labelled set.
 _clear_errors = clear_errors(
-    PullError, registry.RegistryError, ModelUnavailable, action="models_command"
+    PullError,
+    registry.RegistryError,
+    ModelUnavailable,
+    LabelledSetError,
+    EvaluationError,
+    action="models_command",
+)
+
+EVALUATE_HELP = """\
+Labelled sets (a folder, or a CSV whose image paths are relative to the CSV;
+JPEG, PNG or WebP images):
+
+  embed     a folder with one sub-folder per person: every pair of images inside
+            one folder is a genuine pair, every pair across folders an impostor;
+            or a CSV with the columns a,b,same (same = 1/0, true/false, yes/no).
+  liveness  a folder with live/ and attack/ (any depth below; the sub-folder of
+            attack/ names the attack kind, e.g. attack/print/); or a CSV with the
+            columns image,label (label = live or attack; optional column attack
+            names the kind).
+
+Each recorded evaluation is kept in the version's history with the set's name
+and sha256 digest (over image contents and labels), its metrics, the targets
+below and a DET / score plot beside the model card. The production and canary
+aliases only move to a version whose evaluation meets the targets of its task
+(`idflow models alias ... --force --reason` overrides, on the record).
+
+Targets:
+""" + "\n".join(
+    f"  {task:9} {target.describe()}" for task, targets in TARGETS.items() for target in targets
 )
 
 
@@ -52,6 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     alias.add_argument("ref", nargs="?", metavar="NAME@VERSION", help="omit to show the history")
     alias.add_argument("--by", default=None, help="who moves it (default: the login name)")
     alias.add_argument("--note", default="", help="why it moves")
+    _override_arguments(alias)
     alias.set_defaults(run=run_alias)
 
     imp = commands.add_parser("import", help="register an ONNX file as a new model version")
@@ -68,11 +98,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--reject", type=float, help="score below which the check fails")
     imp.add_argument("--alias", help="alias to point at the new version, e.g. candidate")
     imp.add_argument("--by", default=None, help="who moves the alias (default: the login name)")
+    _override_arguments(imp)
     imp.set_defaults(run=run_import)
 
     # `idflow models evaluate` (face pipeline engineer, models/lifecycle/evaluate.py) registers here.
     evaluate = commands.add_parser(
-        "evaluate", help="measure a model on a labelled set; record the metrics and a plot"
+        "evaluate",
+        help="measure a model on a labelled set; record the metrics and a plot",
+        description="Measure a model version on a labelled set and check its task's targets.",
+        epilog=EVALUATE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     evaluate.add_argument("task", choices=EVALUATED_TASKS)
     evaluate.add_argument(
@@ -91,6 +126,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ALIAS|NAME@VERSION",
         help="the version to measure (default: the task's production alias)",
     )
+    evaluate.add_argument(
+        "--name", help="the labelled set's name in the history (default: its file name)"
+    )
+    evaluate.add_argument("--by", default=None, help="who evaluates (default: the login name)")
     evaluate.add_argument(
         "--no-record",
         action="store_true",
@@ -122,7 +161,7 @@ def run_list(args: argparse.Namespace) -> int:
         print("no model versions registered: run `idflow models pull`")
         return 0
     aliases = registry.current_aliases(engine)
-    rows = [("TASK", "MODEL", "ALIASES", "SHA256", "LICENCE", "ACCEPT", "REJECT", "METRICS")]
+    rows = [("TASK", "MODEL", "ALIASES", "SHA256", "LICENCE", "ACCEPT", "REJECT", "EVALUATIONS")]
     for v in versions:
         rows.append(
             (
@@ -133,7 +172,7 @@ def run_list(args: argparse.Namespace) -> int:
                 v.licence,
                 _number(v.thresholds.get("accept")),
                 _number(v.thresholds.get("reject")),
-                ",".join(v.metrics) or "-",
+                str(len(evaluations.history(engine, v.id))) or "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -163,6 +202,8 @@ def run_alias(args: argparse.Namespace) -> int:
             args.ref,
             moved_by=args.by or getpass.getuser(),
             note=args.note,
+            force=args.force,
+            reason=args.reason,
         )
         write_cards(engine, settings.model_cache)  # cards show the aliases
         print(f"{args.task}@{args.alias} -> {choice.ref}")
@@ -196,6 +237,8 @@ def run_import(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         alias=args.alias,
         moved_by=args.by or getpass.getuser(),
+        force=args.force,
+        reason=args.reason,
     )
     (card,) = write_cards(engine, settings.model_cache, [choice.ref])
     print(
@@ -220,22 +263,32 @@ def run_evaluate(args: argparse.Namespace) -> int:
         labelled = identities if args.task == "embed" else liveness
     else:
         labelled = args.labelled
-    try:
-        evaluation = evaluate(
-            get_engine(settings.database_url),
-            settings.model_cache,
-            args.task,
-            labelled,
-            args.model,
-            record=not args.no_record,
-        )
-    except LabelledSetError as error:
-        print(f"idflow models evaluate: {error}", file=sys.stderr)
-        return 1
+    evaluation = evaluate(
+        get_engine(settings.database_url),
+        settings.model_cache,
+        args.task,
+        labelled,
+        args.model,
+        record=not args.no_record,
+        name=args.name,
+        evaluated_by=args.by or getpass.getuser(),
+    )
     print(evaluation.summary())
-    if evaluation.plot is not None:
-        print(f"metrics recorded for {evaluation.model.ref}; plot {evaluation.plot}")
+    if evaluation.record is not None:
+        print(
+            f"recorded evaluation #{evaluation.record.id} of {evaluation.model.ref}; "
+            f"plot {evaluation.plot}"
+        )
     return 0
+
+
+def _override_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="move production/canary without a passing evaluation (needs --reason)",
+    )
+    parser.add_argument("--reason", default="", help="why the override: kept in the alias history")
 
 
 def _number(value: float | None) -> str:

@@ -1,9 +1,10 @@
 """Model cards: one markdown page per registered version, rendered from the registry.
 
-Cards live in ``<model_cache>/cards/<name>@<version>.md``; an evaluation plot
-for the version goes beside it as ``<name>@<version>.png`` (``plot_path``) and
-the card links it when it exists. Cards are derived data: re-render them
-whenever the registry changes (``idflow models card``).
+Cards live in ``<model_cache>/cards/<name>@<version>.md``; each evaluation's
+plot goes beside it as ``<name>@<version>.evaluation-<key>.png`` (``plot_path``)
+and the card lists every evaluation of the version with its labelled set,
+digest, targets and plot. Cards are derived data: re-render them whenever the
+registry changes (``idflow models card``).
 """
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from .cache import CARDS
+from .evaluations import EvaluationRecord, history
 from .registry import ModelVersion, current_aliases, get_version, list_versions
 from .sources import PREPROCESSING
+from .targets import TARGETS, check
 
 
 def card_path(cache_root: Path, ref: str) -> Path:
     return cache_root / CARDS / f"{ref}.md"
 
 
-def plot_path(cache_root: Path, ref: str) -> Path:
-    """Where the evaluation writes the DET / score-histogram plot of ``ref``."""
-    return cache_root / CARDS / f"{ref}.png"
+def plot_path(cache_root: Path, ref: str, key: str) -> Path:
+    """Where the evaluation ``key`` of ``ref`` writes its DET / score-histogram plot."""
+    return cache_root / CARDS / f"{ref}.evaluation-{key}.png"
 
 
 def write_cards(engine: Engine, cache_root: Path, refs: list[str] | None = None) -> list[Path]:
@@ -37,16 +40,15 @@ def write_cards(engine: Engine, cache_root: Path, refs: list[str] | None = None)
     written = []
     for version in versions:
         path = card_path(cache_root, version.ref)
-        plot = plot_path(cache_root, version.ref)
-        _write_atomically(
-            path,
-            render_card(version, aliases.get(version.ref, []), plot if plot.exists() else None),
-        )
+        evaluations = history(engine, version.id)
+        _write_atomically(path, render_card(version, aliases.get(version.ref, []), evaluations))
         written.append(path)
     return written
 
 
-def render_card(version: ModelVersion, aliases: list[str], plot: Path | None = None) -> str:
+def render_card(
+    version: ModelVersion, aliases: list[str], evaluations: list[EvaluationRecord] = ()
+) -> str:
     source = f"{version.source_registry} `{version.source_spec}`"
     if version.source_member:
         source += f", file `{version.source_member}`"
@@ -79,13 +81,43 @@ def render_card(version: ModelVersion, aliases: list[str], plot: Path | None = N
         "",
         "## Measured metrics",
         "",
-        _metrics(version.metrics)
-        if version.metrics
-        else "None yet: run `idflow models evaluate` on a labelled set.",
+        _metrics(version.metrics) if version.metrics else "None declared.",
+        "",
+        "## Evaluations",
+        "",
+        *_evaluations(version, evaluations),
     ]
-    if plot is not None:
-        lines += ["", "## Evaluation plot", "", f"![evaluation plot of {version.ref}]({plot.name})"]
     return "\n".join(lines) + "\n"
+
+
+def _evaluations(version: ModelVersion, evaluations: list[EvaluationRecord]) -> list[str]:
+    """Every evaluation of the version (kept, never overwritten), then the newest in full."""
+    if not evaluations:
+        return ["None yet: run `idflow models evaluate` on a labelled set."]
+    targets = TARGETS.get(version.task, ())
+    lines = [
+        "Oldest first. *Targets* are checked against the targets in force now"
+        + (" (see `idflow models evaluate --help`)." if targets else ": this task has none."),
+        "",
+        "| # | evaluated | by | labelled set | set sha256 | items | targets | plot |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for record in evaluations:
+        results = check(record.metrics, targets)
+        missed = [r.target.label for r in results if not r.passed]
+        verdict = ("missed: " + ", ".join(missed)) if missed else ("met" if targets else "-")
+        plot = f"[plot]({record.plot})" if record.plot else "-"
+        lines.append(
+            f"| {record.id} | {utc_minute(record.evaluated_at)} | {record.evaluated_by} "
+            f"| {record.dataset} | `{record.dataset_digest[:16]}` | {record.dataset_items} "
+            f"| {verdict} | {plot} |"
+        )
+    newest = evaluations[-1]
+    lines += ["", f"### Evaluation {newest.id} (newest)", "", _metrics(newest.metrics)]
+    lines += [f"- {r.describe()}" for r in check(newest.metrics, targets)]
+    if newest.plot:
+        lines += ["", f"![evaluation {newest.id} of {version.ref}]({newest.plot})"]
+    return lines
 
 
 def utc_minute(moment: datetime) -> str:

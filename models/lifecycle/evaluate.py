@@ -11,10 +11,17 @@ Every image goes through the production face pipeline (decode, detect,
 landmarks); an image without a usable face is a failure to acquire, counted
 and left out of the rates. A target rate finer than one error in the set
 (1/impostors, 1/attacks) cannot be measured: the metrics say how fine they go.
+
+Each recorded evaluation is added to the version's history
+(``models.evaluations``) with the set's name and digest, the task's targets
+(``models.targets``) and whether it met them, and its own plot; the card lists
+them all. A set or a model that cannot be evaluated raises one typed error
+(``LabelledSetError``, ``EvaluationError``) whose message fits on one line.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,10 +37,19 @@ from models.face import FaceModels, decode_image, face_embedding, liveness_score
 from models.face.pipeline import cosine_similarity
 from models.serving import ModelServer
 
+from . import evaluations
 from .cards import plot_path, write_cards
-from .labelled_sets import read_pairs, read_presentations
+from .evaluations import EvaluationRecord
+from .labelled_sets import (
+    LabelledSetError,
+    pairs_digest,
+    presentations_digest,
+    read_pairs,
+    read_presentations,
+)
 from .plots import score_plot
-from .registry import record_metrics, resolve_all
+from .registry import get_version, resolve_all
+from .targets import TARGETS, TargetResult, TaskTargets, as_record, check
 
 FMR_TARGETS = (0.0, 1e-2, 1e-3)
 APCER_TARGET = 0.05
@@ -42,18 +58,36 @@ FACE_TASKS = ("detect", "landmarks", "eye", "pose")
 Progress = Callable[[str], None]
 
 
+class EvaluationError(Exception):
+    """The model could not be run on the set (e.g. its input does not fit the crops)."""
+
+
 @dataclass
 class Evaluation:
     task: str
     model: ModelChoice
     dataset: str
+    dataset_digest: str
     positives: list[float]  # genuine pair / bona fide scores: should be high
     negatives: list[float]  # impostor pair / attack scores: should be low
     metrics: dict[str, Any] = field(default_factory=dict)
+    targets: list[TargetResult] = field(default_factory=list)
+    record: EvaluationRecord | None = None
     plot: Path | None = None
 
+    @property
+    def passed(self) -> bool:
+        return bool(self.targets) and all(result.passed for result in self.targets)
+
     def summary(self) -> str:
-        return "\n".join(f"{key}: {value}" for key, value in self.metrics.items())
+        lines = [f"{key}: {value}" for key, value in self.metrics.items()]
+        lines.append(f"labelled set {self.dataset}: sha256 {self.dataset_digest}")
+        if self.targets:
+            lines.append("targets:")
+            lines += [f"  {result.describe()}" for result in self.targets]
+            verdict = "meets" if self.passed else "does NOT meet"
+            lines.append(f"{self.model.ref} {verdict} the {self.task} targets")
+        return "\n".join(lines)
 
 
 def threshold_at(negatives: np.ndarray, target: float) -> float:
@@ -207,43 +241,97 @@ def evaluate(
     model: str | None = None,
     record: bool = True,
     progress: Progress = print,
+    *,
+    name: str | None = None,
+    evaluated_by: str = "idflow",
+    targets: dict[str, TaskTargets] = TARGETS,
 ) -> Evaluation:
     """Evaluate ``model`` (an alias or name@version; default the task's production
-    version) on ``labelled``; record the metrics in the registry and write the plot
-    beside the model card unless ``record`` is False."""
+    version) on the labelled set ``labelled`` (called ``name``, default its file
+    name) and check the task's targets. Unless ``record`` is False, the
+    evaluation is added to the version's history with its plot, and the card is
+    rendered again."""
     if task not in EVALUATED_TASKS:
         raise ValueError(f"evaluation covers the tasks {EVALUATED_TASKS}, not {task!r}")
     choices = resolve_all(engine, {task: model} if model else {})
     choice = choices[task]
-    progress(f"evaluating {choice.ref} ({task}) on {labelled}")
+    if task == "embed":
+        items: list = read_pairs(labelled)
+        digest = pairs_digest(items)
+    else:
+        items = read_presentations(labelled)
+        digest = presentations_digest(items)
+    if not items:
+        raise LabelledSetError(f"labelled set {labelled} holds no images")
+    progress(f"evaluating {choice.ref} ({task}) on {labelled} ({len(items)} items)")
     with ModelServer(cache_root) as server:
         faces = _Faces(FaceModels.load(server, {t: choices[t] for t in (*FACE_TASKS, task)}))
-        if task == "embed":
-            positives, negatives = score_pairs(faces, labelled, progress)
-            metrics = embed_metrics(positives, negatives, choice)
-            names, errors = ("genuine", "impostor"), ("FNMR", "FMR")
-        else:
-            positives, negatives, kinds = score_presentations(faces, labelled, progress)
-            metrics = liveness_metrics(positives, negatives, kinds, choice)
-            names, errors = ("bona fide", "attack"), ("BPCER", "APCER")
+        try:
+            if task == "embed":
+                positives, negatives = score_pairs(faces, labelled, progress)
+                classes = ("genuine pairs", "impostor pairs")
+            else:
+                positives, negatives, kinds = score_presentations(faces, labelled, progress)
+                classes = ("bona fide presentations", "attack presentations")
+        except (LabelledSetError, EvaluationError):
+            raise
+        except Exception as error:  # onnxruntime raises untyped errors: name the model
+            detail = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+            raise EvaluationError(f"{choice.ref} cannot run on this set: {detail}") from None
+    for scores, what in zip((positives, negatives), classes, strict=True):
+        if len(scores) == 0:
+            raise LabelledSetError(
+                f"labelled set {labelled} has no {what} with a usable face "
+                f"({faces.failures} images without one)"
+            )
+    if task == "embed":
+        metrics = embed_metrics(positives, negatives, choice)
+        names, errors = ("genuine", "impostor"), ("FNMR", "FMR")
+    else:
+        metrics = liveness_metrics(positives, negatives, kinds, choice)
+        names, errors = ("bona fide", "attack"), ("BPCER", "APCER")
+    dataset = name or labelled.name
     metrics = {
-        "dataset": labelled.name,
+        "dataset": dataset,
         "failed_to_acquire": faces.failures,
         **metrics,
         "evaluated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
+    task_targets = targets.get(task, ())
     evaluation = Evaluation(
-        task, choice, labelled.name, positives.tolist(), negatives.tolist(), metrics
+        task,
+        choice,
+        dataset,
+        digest,
+        positives.tolist(),
+        negatives.tolist(),
+        metrics,
+        check(metrics, task_targets),
     )
     if record:
-        record_metrics(engine, choice.name, choice.version, {"evaluation": metrics})
+        evaluation.plot = plot_path(cache_root, choice.ref, uuid.uuid4().hex[:12])
+        evaluation.plot.parent.mkdir(parents=True, exist_ok=True)
         thresholds = {
             k: v for k, v in (("accept", choice.accept), ("reject", choice.reject)) if v is not None
         }
-        evaluation.plot = plot_path(cache_root, choice.ref)
-        evaluation.plot.parent.mkdir(parents=True, exist_ok=True)
         score_plot(
-            f"{choice.ref} on {labelled.name}", positives, negatives, names, errors, thresholds
+            f"{choice.ref} on {dataset}", positives, negatives, names, errors, thresholds
         ).save(evaluation.plot)
+        evaluation.record = evaluations.add(
+            engine,
+            EvaluationRecord(
+                version_id=get_version(engine, choice.ref).id,
+                task=task,
+                ref=choice.ref,
+                dataset=dataset,
+                dataset_digest=digest,
+                dataset_items=len(items),
+                metrics=metrics,
+                targets=as_record(task_targets),
+                passed=evaluation.passed,
+                plot=evaluation.plot.name,
+                evaluated_by=evaluated_by,
+            ),
+        )
         write_cards(engine, cache_root, [choice.ref])
     return evaluation

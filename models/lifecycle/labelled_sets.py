@@ -16,6 +16,7 @@ screen replay, re-capture, ...), made by image processing, not captured.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 from collections.abc import Callable
@@ -101,6 +102,33 @@ def read_presentations(source: Path) -> list[Presentation]:
         kind = "live" if label == "live" else (row.get("attack") or "attack")
         presentations.append(Presentation(source.parent / row["image"], label == "live", kind))
     return presentations
+
+
+def _content(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as error:
+        raise LabelledSetError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def _digest(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
+def pairs_digest(pairs: list[Pair]) -> str:
+    """sha256 over the pairs' image contents and labels: the same set has it anywhere."""
+    lines = []
+    for pair in pairs:
+        a, b = sorted((_content(pair.a), _content(pair.b)))
+        lines.append(f"{a} {b} {'same' if pair.same else 'different'}")
+    return _digest(lines)
+
+
+def presentations_digest(presentations: list[Presentation]) -> str:
+    """sha256 over the presentations' image contents, labels and attack kinds."""
+    return _digest(
+        [f"{_content(p.image)} {p.kind if not p.live else 'live'}" for p in presentations]
+    )
 
 
 def _attack_kind(attack_dir: Path, image: Path) -> str:

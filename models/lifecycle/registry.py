@@ -28,11 +28,18 @@ from store.audit import utcnow
 from store.engine import ensure_tables
 
 from .cache import RESERVED_NAMES, install, model_path, sha256_of, version_dir, visible_files
+from .evaluations import EvaluationRecord, evidence
 from .pull import verify
 from .sources import DEFAULT_THRESHOLDS, PREPROCESSING, SOURCES, TASKS, Source
+from .targets import TARGETS, TaskTargets
 
 PRODUCTION = "production"
 MANIFEST_ACTOR = "manifest"  # who set the aliases seeded from models/lifecycle/sources.py
+CANARY = "canary"  # decides a share of verifications (models.lifecycle.rollout)
+SHADOW = "shadow"  # scores every verification beside production, decides nothing
+# Aliases that decide verifications: they move only to a version with evidence.
+DECIDING_ALIASES = (PRODUCTION, CANARY)
+MAX_REASON = 300
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
 _ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -48,6 +55,10 @@ class VersionConflict(RegistryError):
 
 class InvalidRegistration(RegistryError):
     """Bad task, name, version, alias, preprocessing id or model file."""
+
+
+class PromotionRefused(RegistryError):
+    """A deciding alias may only move to a version whose evaluation meets the task's targets."""
 
 
 class ModelVersion(SQLModel, table=True):
@@ -111,7 +122,7 @@ class AliasMove(SQLModel, table=True):
 
 def _session(engine: Engine, **options) -> Session:
     """A session on ``engine``, the registry's tables created on first use."""
-    ensure_tables(engine, ModelVersion, ModelAlias, AliasMove)
+    ensure_tables(engine, ModelVersion, ModelAlias, AliasMove, EvaluationRecord)
     return Session(engine, **options)
 
 
@@ -172,9 +183,24 @@ def _find(session: Session, name: str, version: str) -> ModelVersion | None:
 
 
 def set_alias(
-    engine: Engine, task: str, alias: str, ref: str, moved_by: str, note: str = ""
+    engine: Engine,
+    task: str,
+    alias: str,
+    ref: str,
+    moved_by: str,
+    note: str = "",
+    *,
+    force: bool = False,
+    reason: str = "",
+    targets: dict[str, TaskTargets] = TARGETS,
 ) -> ModelChoice:
-    """Point ``alias`` of ``task`` at the exact version ``ref`` (name@version)."""
+    """Point ``alias`` of ``task`` at the exact version ``ref`` (name@version).
+
+    A deciding alias (production, canary) of a task with targets moves only to
+    a version with a recorded evaluation that meets them now; the move's note
+    names that evaluation and its labelled set. ``force`` overrides the gate and
+    needs a ``reason``, which the alias history keeps.
+    """
     if not _ALIAS.fullmatch(alias):
         raise InvalidRegistration(f"alias {alias!r} must match {_ALIAS.pattern}")
     if "@" not in ref:
@@ -189,6 +215,7 @@ def set_alias(
         choice = _choice(row, alias)
         if previous == ref:
             return choice
+        note = _promotion_note(session, row, alias, note, force, reason, targets.get(task))
         now = utcnow()
         if current is None:
             current = ModelAlias(task=task, alias=alias, version_id=row.id, moved_by=moved_by)
@@ -207,6 +234,48 @@ def set_alias(
         )
         session.commit()
         return choice
+
+
+def _promotion_note(
+    session: Session,
+    row: ModelVersion,
+    alias: str,
+    note: str,
+    force: bool,
+    reason: str,
+    targets: TaskTargets | None,
+) -> str:
+    """The alias history note of a move, after the evidence gate of deciding aliases."""
+    if alias not in DECIDING_ALIASES or not targets:
+        return note
+    record, results = evidence(session, row.id, targets)
+    if record is not None:
+        return _joined(f"evidence: evaluation {record.summary()}", note)
+    if not force:
+        why = (
+            "its newest evaluation misses: "
+            + "; ".join(r.describe() for r in results if not r.passed)
+            if results
+            else "it has no recorded evaluation"
+        )
+        raise PromotionRefused(
+            f"{row.task}@{alias} cannot move to {row.ref}: {why}. Evaluate it on a labelled set "
+            f"(idflow models evaluate {row.task} SET --model {row.ref}), or override with "
+            f'--force --reason "..."'
+        )
+    check_override_reason(reason)
+    return _joined(f"OVERRIDE without a passing evaluation: {reason.strip()}", note)
+
+
+def check_override_reason(reason: str) -> None:
+    if not reason.strip():
+        raise InvalidRegistration('an override (--force) needs --reason "why"')
+    if len(reason) > MAX_REASON:
+        raise InvalidRegistration(f"keep the override reason under {MAX_REASON} characters")
+
+
+def _joined(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)[:500]
 
 
 def alias_history(
@@ -325,14 +394,26 @@ def register_version(
     thresholds: dict[str, float] | None = None,
     alias: str | None = None,
     moved_by: str = "",
+    force: bool = False,
+    reason: str = "",
 ) -> ModelChoice:
     """Import a model file as a new version (checked against ``sha256``), optionally aliased.
 
     The file is copied into the model cache; ``source`` says where it came from
     (default: its file name). Versions are immutable: re-importing the same
     name@version with the same sha256 is a no-op, with another is refused.
+    A new version has no evaluation yet: a deciding alias needs ``force`` and a
+    ``reason`` (checked before anything is stored).
     """
     _check_new_version(task, name, version, preprocessing, thresholds)
+    if alias in DECIDING_ALIASES and TARGETS.get(task):
+        if not force:
+            raise PromotionRefused(
+                f"a new version has no evaluation yet: import it without --alias {alias} (or "
+                f"as candidate), evaluate it, then move {alias}; or override with "
+                f'--force --reason "..."'
+            )
+        check_override_reason(reason)
     actual = sha256_of(file)
     if actual != sha256:
         raise ModelHashMismatch(f"imported file {file.name}", sha256, actual)
@@ -365,7 +446,9 @@ def register_version(
         install(stream, dest, sha256, what=f"imported file {file.name}")
     _insert_once(engine, row)
     if alias is not None:
-        return set_alias(engine, task, alias, row.ref, moved_by, note="set on import")
+        return set_alias(
+            engine, task, alias, row.ref, moved_by, note="set on import", force=force, reason=reason
+        )
     return resolve(engine, task, row.ref)
 
 

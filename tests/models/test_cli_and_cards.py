@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from cli.main import run
 from models.lifecycle.cache import model_path
-from models.lifecycle.cards import card_path, plot_path, write_cards
+from models.lifecycle.cards import card_path, write_cards
 from models.lifecycle.registry import record_metrics, set_alias
 from models.lifecycle.sources import SOURCES
 
@@ -143,7 +143,7 @@ def test_card_shows_provenance_thresholds_metrics_and_plot(
         "None yet",
     ):
         assert expected in card
-    assert "Evaluation plot" not in card
+    assert "## Evaluations\n\nNone yet" in card
 
     record_metrics(
         model_registry_engine,
@@ -152,8 +152,6 @@ def test_card_shows_provenance_thresholds_metrics_and_plot(
         {"lfw_pairs": {"fnmr_at_fmr_1e-3": 0.123456, "pairs": 200}},
     )
     set_alias(model_registry_engine, "embed", "shadow", ref, moved_by="erin")
-    plot_path(tmp_path, ref).write_bytes(b"\x89PNG written by the evaluation")
     card = write_cards(model_registry_engine, tmp_path, [ref])[0].read_text()
     assert "- lfw_pairs:\n  - fnmr_at_fmr_1e-3: 0.1235\n  - pairs: 200" in card
     assert "aliases now: production, shadow" in card
-    assert f"![evaluation plot of {ref}]({ref}.png)" in card

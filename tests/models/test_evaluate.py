@@ -13,8 +13,10 @@ from cli.main import run as idflow
 from domain.contracts import ModelChoice
 from models.lifecycle.cards import card_path
 from models.lifecycle.evaluate import embed_metrics, evaluate, liveness_metrics, rates, threshold_at
-from models.lifecycle.labelled_sets import ATTACKS, LabelledSetError, read_pairs, read_presentations
+from models.lifecycle.evaluations import history
+from models.lifecycle.labelled_sets import LabelledSetError, read_pairs, read_presentations
 from models.lifecycle.registry import get_version
+from tests.support.models import link
 
 
 def choice(accept: float, reject: float) -> ModelChoice:
@@ -52,22 +54,6 @@ def test_liveness_metrics_report_apcer_bpcer():
     assert metrics["apcer_at_accept_by_attack"] == {"print": 0.0, "screen": 1.0}
     assert metrics["bpcer_at_apcer_5pct"]["apcer"] == 0.0
     assert metrics["bpcer_at_apcer_5pct"]["bpcer"] == 0.75  # only 0.99 beats the best attack
-
-
-def link(source: Path, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.symlink_to(source)
-    return target
-
-
-@pytest.fixture
-def scratch_cache(model_cache: Path, tmp_path: Path) -> Path:
-    """The pulled models seen through a private cache root: cards and plots stay in tmp."""
-    root = tmp_path / "models"
-    for entry in model_cache.iterdir():
-        if entry.is_dir() and entry.name not in ("cards", "downloads"):
-            link(entry, root / entry.name)
-    return root
 
 
 @pytest.fixture
@@ -108,28 +94,29 @@ def test_evaluate_embed_records_metrics_plot_and_card(
     assert (metrics["genuine_pairs"], metrics["impostor_pairs"]) == (3, 7)
     assert metrics["at_accept"]["fnmr"] == 0.0 and metrics["at_reject"]["fmr"] == 0.0
     assert min(evaluation.positives) > max(evaluation.negatives)
-    stored = get_version(model_registry_engine, evaluation.model.ref).metrics["evaluation"]
-    assert stored["genuine_scores"] == metrics["genuine_scores"]
+    (stored,) = history(
+        model_registry_engine, get_version(model_registry_engine, evaluation.model.ref).id
+    )
+    assert stored.metrics["genuine_scores"] == metrics["genuine_scores"]
+    assert stored.dataset == "identities" and len(stored.dataset_digest) == 64
+    assert not stored.passed  # 7 impostor pairs cannot show FMR 0.1 %
     with Image.open(evaluation.plot) as plot:
         assert plot.size == (960, 400)
         assert len(plot.getcolors(1 << 16) or []) > 3  # drawn, not blank
     card = card_path(scratch_cache, evaluation.model.ref).read_text()
-    assert "genuine_pairs: 3" in card and evaluation.plot.name in card
+    assert "genuine_pairs: 3" in card and f"[plot]({evaluation.plot.name})" in card
+    assert "not measurable on 7 impostor_pairs" in card
 
 
 def test_evaluate_liveness_on_strong_simulated_attacks(
-    model_registry_engine, scratch_cache, photo_dir, tmp_path
+    model_registry_engine, scratch_cache, small_liveness_set
 ):
-    root = tmp_path / "liveness"
-    for name in ("obama.jpg", "biden.jpg"):
-        link(photo_dir / name, root / "live" / name)
-    for name in ("astronaut.png", "obama2.jpg"):  # printed, then held up to the camera
-        with Image.open(photo_dir / name) as photo:
-            attack = root / "attack" / "print-held-up" / f"{Path(name).stem}.png"
-            attack.parent.mkdir(parents=True, exist_ok=True)
-            ATTACKS["print-held-up"](photo.convert("RGB")).save(attack)
     evaluation = evaluate(
-        model_registry_engine, scratch_cache, "liveness", root, progress=lambda _: None
+        model_registry_engine,
+        scratch_cache,
+        "liveness",
+        small_liveness_set,
+        progress=lambda _: None,
     )
     metrics = evaluation.metrics
     assert (metrics["bona_fide"], metrics["attacks"]) == (2, 2)
@@ -145,10 +132,10 @@ def test_cli_evaluate(
     monkeypatch.setenv("IDFLOW_MODEL_CACHE", str(scratch_cache))
     monkeypatch.setenv("IDFLOW_DATABASE_URL", str(model_registry_engine.url))
     assert idflow(["models", "evaluate", "embed", str(identities), "--no-record"]) == 0
-    assert "genuine_pairs: 3" in capsys.readouterr().out
-    assert (
-        "evaluation"
-        not in get_version(model_registry_engine, "faceplugin-fr-feature@0.0.1").metrics
+    out = capsys.readouterr().out
+    assert "genuine_pairs: 3" in out and "does NOT meet the embed targets" in out
+    assert not history(
+        model_registry_engine, get_version(model_registry_engine, "faceplugin-fr-feature@0.0.1").id
     )
     assert idflow(["models", "evaluate", "liveness", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err

@@ -152,7 +152,15 @@ def test_imported_version_can_become_production(
     assert "input float[1, 3, 128, 128]" in get_version(engine, candidate.ref).input_spec
     assert resolve(engine, "liveness", "production").version == "0.0.1"
 
-    set_alias(engine, "liveness", "production", candidate.ref, moved_by="carol")
+    set_alias(
+        engine,
+        "liveness",
+        "production",
+        candidate.ref,
+        moved_by="carol",
+        force=True,
+        reason="a copy of production, for the test",
+    )
     assert resolve_all(engine, {})["liveness"].ref == candidate.ref
     assert current_aliases(engine)[candidate.ref] == ["candidate", "production"]
 
@@ -269,7 +277,15 @@ def test_registry_on_postgres(postgres_engine: Engine, model_cache: Path, tmp_pa
         preprocessing="silent-face-crop-2.7-128",
         thresholds={"accept": 0.9, "reject": 0.6},
     )
-    set_alias(engine, "liveness", "production", "faceplugin-fr-liveness@0.0.2", moved_by="dave")
+    set_alias(
+        engine,
+        "liveness",
+        "production",
+        "faceplugin-fr-liveness@0.0.2",
+        moved_by="dave",
+        force=True,
+        reason="same file, new thresholds",
+    )
     assert resolve(engine, "liveness", "production").accept == 0.9
     assert [m.moved_by for m in alias_history(engine, "liveness")] == ["manifest", "dave"]
     assert record_metrics(engine, "faceplugin-fr-liveness", "0.0.2", {"apcer": 0.1}) == {

@@ -31,3 +31,10 @@ def model_registry_engine(model_cache: Path, tmp_path: Path) -> Iterator[Engine]
     register_pulled(engine, model_cache)
     yield engine
     engine.dispose()
+
+
+def link(source: Path, target: Path) -> Path:
+    """A symlink at ``target`` to ``source`` (folders made as needed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source)
+    return target

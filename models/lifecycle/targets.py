@@ -1,0 +1,111 @@
+"""What an evaluation must show before a model version may decide verifications.
+
+Each evaluated task has targets: error rates read from the evaluation's
+metrics (at the version's own thresholds where the decision is made there),
+each with a ceiling, and the smallest labelled set that can show them (a rate
+of 5 % cannot be shown on fewer than 20 samples: one error is already 1/n).
+``check`` is plain arithmetic on recorded metrics, so a promotion re-checks a
+recorded evaluation against the targets in force when it moves the alias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str  # what it means for people, e.g. "attacks approved"
+    metric: tuple[str, ...]  # path into the evaluation metrics
+    at_most: float  # the rate must not exceed this
+    samples: str  # metrics key counting the class this rate is measured on
+    min_samples: int  # the fewest samples of that class that can show ``at_most``
+
+    def describe(self) -> str:
+        return f"{self.label} <= {self.at_most:.2%} (needs >= {self.min_samples} {self.samples})"
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    target: Target
+    value: float | None  # None: not measured
+    samples: int
+    passed: bool
+
+    def describe(self) -> str:
+        verdict = "pass" if self.passed else "FAIL"
+        if self.samples < self.target.min_samples:
+            shown = f"not measurable on {self.samples} {self.target.samples}"
+        elif self.value is None:
+            shown = "not measured (no threshold)"
+        else:
+            shown = f"{self.value:.2%}"
+        return f"{verdict}  {self.target.label}: {shown} (target <= {self.target.at_most:.2%})"
+
+
+TaskTargets = tuple[Target, ...]
+
+# The targets of issue 9, per task. A task without targets is not gated.
+TARGETS: dict[str, TaskTargets] = {
+    "liveness": (
+        Target("attacks approved (APCER at accept)", ("at_accept", "apcer"), 0.05, "attacks", 20),
+        Target(
+            "bona fide declined (BPCER at reject)", ("at_reject", "bpcer"), 0.05, "bona_fide", 20
+        ),
+        Target(
+            "bona fide not approved automatically (BPCER at accept)",
+            ("at_accept", "bpcer"),
+            0.15,
+            "bona_fide",
+            7,
+        ),
+    ),
+    "embed": (
+        Target("FNMR at FMR 0.1%", ("fnmr_at_fmr", "0.001", "fnmr"), 0.01, "impostor_pairs", 1000),
+        Target(
+            "impostors accepted (FMR at accept)",
+            ("at_accept", "fmr"),
+            0.001,
+            "impostor_pairs",
+            1000,
+        ),
+        Target(
+            "genuine pairs not accepted (FNMR at accept)",
+            ("at_accept", "fnmr"),
+            0.01,
+            "genuine_pairs",
+            100,
+        ),
+    ),
+}
+
+
+def check(metrics: dict[str, Any], targets: TaskTargets) -> list[TargetResult]:
+    """Each target against ``metrics`` (as ``models.evaluate`` records them)."""
+    results = []
+    for target in targets:
+        value: Any = metrics
+        for key in target.metric:
+            value = value.get(key) if isinstance(value, dict) else None
+        samples = int(metrics.get(target.samples) or 0)
+        measured = isinstance(value, (int, float)) and samples >= target.min_samples
+        passed = measured and float(value) <= target.at_most + 1e-12
+        results.append(
+            TargetResult(target, float(value) if measured else None, samples, bool(passed))
+        )
+    return results
+
+
+def as_record(targets: TaskTargets) -> list[dict[str, Any]]:
+    """The targets as plain data, kept with each evaluation."""
+    return [
+        {
+            "label": t.label,
+            "metric": "/".join(t.metric),
+            "at_most": t.at_most,
+            "min_samples": t.min_samples,
+            "samples": t.samples,
+        }
+        for t in targets
+    ]
