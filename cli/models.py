@@ -101,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _override_arguments(imp)
     imp.set_defaults(run=run_import)
 
-    # `idflow models evaluate` (face pipeline engineer, models/lifecycle/evaluate.py) registers here.
+    # `idflow models evaluate`: models/lifecycle/evaluate.py
     evaluate = commands.add_parser(
         "evaluate",
         help="measure a model on a labelled set; record the metrics and a plot",
