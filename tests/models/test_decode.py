@@ -86,13 +86,21 @@ def test_real_image_in_a_refused_format_names_it():
 def test_byte_and_pixel_limits(photo):
     data = photo("obama.jpg")  # 910x1137
     refused_fast(data, ImageTooLarge, ImageLimits(max_bytes=len(data) - 1))
-    refused_fast(data, ImageTooLarge, ImageLimits(max_pixels=1_000_000))
+    refused_fast(data, ImageTooLarge, ImageLimits(max_jpeg_pixels=1_000_000))
     refused_fast(data, ImageTooLarge, ImageLimits(max_side=1000))
+    png = photo("astronaut.png")  # 512x512
+    refused_fast(png, ImageTooLarge, ImageLimits(max_pixels=512 * 512 - 1))
     assert decode_image(data, ImageLimits(max_bytes=len(data), max_pixels=910 * 1137)).shape == (
         1137,
         910,
         3,
     )
+
+
+def test_a_jpeg_over_the_pixel_budget_is_decoded_at_a_reduced_scale(photo):
+    data = photo("obama.jpg")  # 910x1137: 1.03 MP
+    assert decode_image(data, ImageLimits(max_pixels=300_000)).shape == (569, 455, 3)  # 1/2
+    assert decode_image(data, ImageLimits(max_pixels=200_000)).shape == (285, 228, 3)  # 1/4
 
 
 def test_allowed_formats_decode_to_the_same_rgb(photo):

@@ -6,7 +6,8 @@ so that every client, worker subprocess and codec server of the run shares
 them. Tests that need other keys override the variables with ``monkeypatch``.
 
 ``malformed_image_corpus`` (session): hostile and broken images, each with the
-reason code it must end in (``malformed_images``).
+reason code it must end in (``malformed_images``); ``hostile_image_corpus``
+(session): the larger corpus of ``tests.support.hostile_images``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from PIL import Image
 
 from domain.reasons import ReasonCode
 from security.keys import new_key
+
+from .hostile_images import HostileImage, hostile_images
 
 TEST_KEY_VARIABLES = {
     "IDFLOW_PAYLOAD_KEYS": f"test-payload-1:{new_key()}",
@@ -130,6 +133,13 @@ def malformed_images(photo: Callable[[str], bytes]) -> dict[str, tuple[bytes, Re
             unsupported,
         ),
     }
+
+
+@pytest.fixture(scope="session")
+def hostile_image_corpus(photo: Callable[[str], bytes]) -> list[HostileImage]:
+    """The hostile-image corpus (``tests.support.hostile_images``): 60+ files, each expected
+    to end in its reason code or to decode cleanly within the decoding budget."""
+    return hostile_images(photo)
 
 
 @pytest.fixture(scope="session")
