@@ -54,7 +54,8 @@ def assess_quality(
     """Every quality problem of one photo, in a fixed order; empty when it is usable.
 
     A selfie must show exactly one face; a document may show more (a ghost
-    portrait) and is judged by its largest face, which ``measures`` describe.
+    portrait) and is judged by its subject face (models/face/selection.py), which
+    ``measures`` describe.
     Without a face, the exposure of the whole image is still reported, so
     that "no face, too dark" tells the user what to fix.
     """

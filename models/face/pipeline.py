@@ -1,8 +1,8 @@
 """The face pipeline: what the quality, liveness and face-match activities call.
 
-``observe_faces`` runs once per image (CPU pool): detect -> 68 landmarks ->
-five points, plus the quality measures of the largest face (exposure, size,
-eye state, head pose). Its small ``FaceObservation`` is all that later stages
+``observe_faces`` runs once per image (CPU pool): detect -> pick the subject
+face (models/face/selection.py) -> 68 landmarks -> five points, plus the
+quality measures of the subject face (exposure, size, eye state, head pose). Its small ``FaceObservation`` is all that later stages
 need: ``liveness_score`` and ``face_embedding`` (GPU pool) crop and align from
 it without detecting again.
 """
@@ -20,6 +20,7 @@ from ..serving import ModelServer, Runner
 from . import stages
 from .geometry import Box, visible_area
 from .quality import exposure, face_view, grey
+from .selection import select_faces
 
 MAX_FACES = 16  # faces observed in full; more are only counted
 
@@ -54,13 +55,13 @@ class FaceModels:
 def observe_faces(
     image: np.ndarray, models: FaceModels
 ) -> tuple[list[FaceObservation], QualityMeasures]:
-    """Every face, largest first, and the quality measures of the largest (or of the image)."""
+    """The subject face first, then the other faces that count (see selection.py), and the
+    quality measures of the subject (or of the whole image when there is no face)."""
     height, width = image.shape[:2]
     view = stages.detector_view(image)
-    detections = stages.read_detections(
-        models.need("detect").run(stages.detect_input(view)), width, height
+    detections = select_faces(
+        stages.read_detections(models.need("detect").run(stages.detect_input(view)), width, height)
     )
-    detections.sort(key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), reverse=True)
     faces, points = [], []
     for detection in detections[:MAX_FACES]:
         points68 = stages.read_landmarks(

@@ -176,13 +176,13 @@ def liveness_metrics(
 
 
 class _Faces:
-    """Decoded images and their largest face, each computed once."""
+    """Decoded images and their subject face (models/face/selection.py), each computed once."""
 
     def __init__(self, models: FaceModels) -> None:
         self.models = models
         self._seen: dict[Path, tuple[np.ndarray, FaceObservation] | None] = {}
 
-    def largest(self, path: Path) -> tuple[np.ndarray, FaceObservation] | None:
+    def subject(self, path: Path) -> tuple[np.ndarray, FaceObservation] | None:
         if path not in self._seen:
             try:
                 image = decode_image(path.read_bytes())
@@ -201,7 +201,7 @@ def score_pairs(faces: _Faces, labelled: Path, progress: Progress) -> tuple[np.n
     pairs = read_pairs(labelled)
     embeddings: dict[Path, np.ndarray | None] = {}
     for path in sorted({p for pair in pairs for p in (pair.a, pair.b)}):
-        found = faces.largest(path)
+        found = faces.subject(path)
         embeddings[path] = face_embedding(*found, faces.models) if found else None
     progress(f"embedded {len(embeddings)} images ({faces.failures} without a usable face)")
     genuine, impostor = [], []
@@ -217,7 +217,7 @@ def score_presentations(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     bona_fide, attacks, kinds = [], [], []
     for presentation in read_presentations(labelled):
-        found = faces.largest(presentation.image)
+        found = faces.subject(presentation.image)
         if found is None:
             continue
         score = liveness_score(*found, faces.models)
