@@ -2,7 +2,8 @@
 
 ``observe_faces`` runs once per image (CPU pool): detect -> pick the subject
 face (models/face/selection.py) -> 68 landmarks -> five points, plus the
-quality measures of the subject face (exposure, size, eye state, head pose). Its small ``FaceObservation`` is all that later stages
+quality measures of the subject face (exposure, size, eye state, head pose:
+models/face/pose.py). Its small ``FaceObservation`` is all that later stages
 need: ``liveness_score`` and ``face_embedding`` (GPU pool) crop and align from
 it without detecting again.
 """
@@ -19,6 +20,7 @@ from domain.contracts import FaceObservation, ModelChoice, QualityMeasures
 from ..serving import ModelServer, Runner
 from . import stages
 from .geometry import Box, visible_area
+from .pose import head_pose
 from .quality import exposure, face_view, grey
 from .selection import select_faces
 
@@ -99,20 +101,17 @@ def _face_measures(
         (stages.read_eye_closed(models.need("eye").run(stages.eye_input(image, b))) for b in eyes),
         default=None,
     )
-    # Roll from the eye line: it follows a rotated photo within a few degrees, where the
-    # pose model's roll drifts past 15 degrees; yaw and pitch come from the pose model.
-    yaw, pitch, _ = stages.read_pose(models.need("pose").run(stages.pose_input(image, box)))
-    dx, dy = right_eye - left_eye
+    pose = head_pose(points68, models.need("pose"), image, box)
     return QualityMeasures(
         width=width,
         height=height,
         face_count=face_count,
         **vars(exposure(face_view(image, box))),
         face_size_px=round(box[3] - box[1], 1),
-        inter_eye_px=round(float(np.hypot(dx, dy)), 1),
-        roll_deg=round(float(np.degrees(np.arctan2(dy, dx))), 1),
-        yaw_deg=round(yaw, 1),
-        pitch_deg=round(pitch, 1),
+        inter_eye_px=round(float(np.hypot(*(right_eye - left_eye))), 1),
+        roll_deg=round(pose.roll_deg, 1),
+        yaw_deg=round(pose.yaw_deg, 1),
+        pitch_deg=round(pose.pitch_deg, 1),
         eyes_closed=None if eyes_closed is None else round(eyes_closed, 4),
     )
 

@@ -1,8 +1,9 @@
 """Measure a model version on a labelled set; record the numbers and draw the plot.
 
 - embed: cosine scores of genuine and impostor pairs; FNMR at FMR = 0, 1e-2 and
-  1e-3 with the threshold that reaches each, and FMR/FNMR at the version's
-  accept and reject thresholds.
+  1e-3 with the threshold that reaches each, FMR/FNMR at the version's accept
+  and reject thresholds, and how many genuine pairs the quality check would
+  send back to capture again (with the reasons).
 - liveness: P(live) of bona fide and attack presentations; APCER and BPCER at
   the accept and reject thresholds (ISO/IEC 30107-3 terms), BPCER at APCER 5%,
   and APCER per attack kind.
@@ -22,6 +23,7 @@ them all. A set or a model that cannot be evaluated raises one typed error
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,8 +33,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from domain.contracts import FaceObservation, ModelChoice
+from domain.contracts import FaceObservation, ModelChoice, QualityMeasures
 from domain.errors import InputRejected
+from domain.quality_rules import DOCUMENT, SELFIE, assess_quality
 from models.face import FaceModels, decode_image, face_embedding, liveness_score, observe_faces
 from models.face.pipeline import cosine_similarity
 from models.serving import ModelServer
@@ -181,12 +184,13 @@ class _Faces:
     def __init__(self, models: FaceModels) -> None:
         self.models = models
         self._seen: dict[Path, tuple[np.ndarray, FaceObservation] | None] = {}
+        self.measures: dict[Path, QualityMeasures] = {}
 
     def subject(self, path: Path) -> tuple[np.ndarray, FaceObservation] | None:
         if path not in self._seen:
             try:
                 image = decode_image(path.read_bytes())
-                faces, _ = observe_faces(image, self.models)
+                faces, self.measures[path] = observe_faces(image, self.models)
                 self._seen[path] = (image, faces[0]) if faces else None
             except (OSError, InputRejected):
                 self._seen[path] = None
@@ -210,6 +214,29 @@ def score_pairs(faces: _Faces, labelled: Path, progress: Progress) -> tuple[np.n
         if a is not None and b is not None:
             (genuine if pair.same else impostor).append(cosine_similarity(a, b))
     return np.asarray(genuine), np.asarray(impostor)
+
+
+def genuine_quality_retry(faces: _Faces, labelled: Path) -> dict[str, Any]:
+    """How many genuine pairs the quality check sends back (decision ``retry``): the first
+    photo judged as a selfie, the second as a document, as a verification would."""
+    reasons: Counter[str] = Counter()
+    pairs = retried = 0
+    for pair in read_pairs(labelled):
+        if not pair.same or pair.a not in faces.measures or pair.b not in faces.measures:
+            continue
+        found = [
+            *assess_quality(SELFIE, faces.measures[pair.a]),
+            *assess_quality(DOCUMENT, faces.measures[pair.b]),
+        ]
+        pairs += 1
+        retried += bool(found)
+        reasons.update(reason.value for reason in set(found))
+    return {
+        "pairs": pairs,
+        "retried": retried,
+        "rate": round(retried / pairs, 4) if pairs else None,
+        "reasons": dict(reasons.most_common()),
+    }
 
 
 def score_presentations(
@@ -286,6 +313,7 @@ def evaluate(
             )
     if task == "embed":
         metrics = embed_metrics(positives, negatives, choice)
+        metrics["genuine_quality_retry"] = genuine_quality_retry(faces, labelled)
         names, errors = ("genuine", "impostor"), ("FNMR", "FMR")
     else:
         metrics = liveness_metrics(positives, negatives, kinds, choice)

@@ -25,7 +25,7 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from imaging.decode import decode_image
 
@@ -248,3 +248,113 @@ def _write(target: Path, data: bytes) -> None:
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     partial.write_bytes(data)
     os.replace(partial, target)
+
+
+# Face-match sets: ordinary capture variations of real photos ------------------------------
+
+
+def lfw_thumbnail(face: np.ndarray) -> np.ndarray:
+    """A 25x25 grey LFW crop as a 112 px face on a grey canvas 1.5x its size: the detector
+    needs some context around a tight crop."""
+    big = Image.fromarray(face).convert("RGB").resize((112, 112), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (168, 168), (127, 127, 127))
+    canvas.paste(big, (28, 28))
+    return np.asarray(canvas)
+
+
+def _turned(degrees: float) -> Callable[[Image.Image], Image.Image]:
+    return lambda image: image.rotate(
+        degrees, Image.Resampling.BILINEAR, expand=True, fillcolor=(127, 127, 127)
+    )
+
+
+def _mirrored(image: Image.Image) -> Image.Image:
+    return ImageOps.mirror(image)
+
+
+def _half_size_jpeg(image: Image.Image) -> Image.Image:
+    return _jpeg(image.resize((image.width // 2, image.height // 2), Image.Resampling.BILINEAR), 60)
+
+
+# What changes between two ordinary captures of one face: side (a selfie camera mirrors),
+# a head tilt, resolution and compression, light. Each variant stays an easy photo to judge.
+CAPTURE_VARIANTS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "original": lambda image: image,
+    "mirrored": _mirrored,
+    "turned-8": _turned(8),
+    "mirrored-turned-minus-8": lambda image: _turned(-8)(_mirrored(image)),
+    "half-size-jpeg-q60": _half_size_jpeg,
+    "dimmer-mirrored": lambda image: ImageEnhance.Brightness(_mirrored(image)).enhance(0.8),
+}
+LFW_VARIANTS = ("original", "mirrored")
+
+# Tune on one part, report both: people (and Obama's photos) never cross parts.
+FACE_SET_PARTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "tune": {
+        "barack-obama": ("obama.jpg", "obama2.jpg", "obama_partial_face.jpg"),
+        "eileen-collins": ("astronaut.png",),
+    },
+    "holdout": {
+        "barack-obama": ("obama3.jpg", "obama_partial_face2.jpg"),
+        "joe-biden": (BIDEN,),
+    },
+}
+LFW_PARTS = {"tune": range(0, 50), "holdout": range(50, 100)}
+
+
+@dataclass(frozen=True)
+class FaceSet:
+    """One part of the face-match set: every pair of ``folder`` (identity folders), and
+    ``photos``, a CSV of the pairs between ordinary photos only (no LFW thumbnails)."""
+
+    folder: Path
+    photos: Path
+
+
+def write_face_sets(root: Path, photo_dir: Path | None = None) -> dict[str, FaceSet]:
+    """Write the face-match sets ``tune`` and ``holdout`` under ``root`` (see FACE_SET_PARTS).
+
+    Identities: the sample photos, each in every CAPTURE_VARIANTS, and the 100 LFW
+    thumbnails of scikit-image's ``lfw_subset`` (each its own identity, original and
+    mirrored; LFW repeats some people, so a few "impostor" pairs may be one person,
+    which can only raise the measured FMR). Files are rewritten only when missing.
+    """
+    photos = photo_dir or fetch_samples()
+    lfw = np.round(np.load(photos / "lfw_subset.npy")[:100] * 255).astype(np.uint8)
+    sets = {}
+    for part, people in FACE_SET_PARTS.items():
+        folder = root / f"faces-{part}"
+        photo_files = []
+        for person, names in people.items():
+            for name in names:
+                upright = None
+                for variant, change in CAPTURE_VARIANTS.items():
+                    target = folder / person / f"{Path(name).stem}-{variant}.jpg"
+                    photo_files.append(target)
+                    if target.exists():
+                        continue
+                    if upright is None:
+                        upright = Image.fromarray(decode_image((photos / name).read_bytes()))
+                    _write(target, _jpeg_bytes(change(upright)))
+        for index in LFW_PARTS[part]:
+            for variant in LFW_VARIANTS:
+                target = folder / f"lfw-{index:03d}" / f"{variant}.png"
+                if not target.exists():
+                    thumbnail = Image.fromarray(lfw_thumbnail(lfw[index]))
+                    out = io.BytesIO()
+                    CAPTURE_VARIANTS[variant](thumbnail).save(out, "PNG")
+                    _write(target, out.getvalue())
+        csv_path = root / f"faces-{part}-photos.csv"
+        lines = ["a,b,same"] + [
+            f"{a.relative_to(root)},{b.relative_to(root)},{int(a.parent == b.parent)}"
+            for a, b in combinations(photo_files, 2)
+        ]
+        _write(csv_path, ("\n".join(lines) + "\n").encode())
+        sets[part] = FaceSet(folder, csv_path)
+    return sets
+
+
+def _jpeg_bytes(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=95)
+    return out.getvalue()

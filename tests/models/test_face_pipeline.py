@@ -18,6 +18,7 @@ from models.face import (
 from models.face import stages
 from models.face.selection import CONFIDENT_SCORE
 from models.face.stages import DETECT_MIN_SCORE
+from models.lifecycle.labelled_sets import lfw_thumbnail
 from models.lifecycle.samples import BIDEN, OBAMA
 
 
@@ -113,19 +114,8 @@ def test_no_face_in_a_landscape(photo, face_models):
     assert measures.face_size_px is None and 0 < measures.brightness < 255
 
 
-def upscaled_with_margin(face: np.ndarray) -> np.ndarray:
-    """A 25x25 LFW crop as a 112 px face on a grey canvas 1.5x its size: the detector
-    needs some context around a tight crop."""
-    big = Image.fromarray(face).convert("RGB").resize((112, 112), Image.Resampling.BILINEAR)
-    canvas = Image.new("RGB", (168, 168), (127, 127, 127))
-    canvas.paste(big, (28, 28))
-    return np.asarray(canvas)
-
-
 def test_lfw_subset_faces_found_and_non_faces_not(lfw_subset, face_models):
-    found = [
-        len(observe_faces(upscaled_with_margin(crop), face_models)[0]) > 0 for crop in lfw_subset
-    ]
+    found = [len(observe_faces(lfw_thumbnail(crop), face_models)[0]) > 0 for crop in lfw_subset]
     faces_found, non_faces_found = sum(found[:100]), sum(found[100:])
     assert faces_found >= 85, faces_found
     assert non_faces_found <= 5, non_faces_found
