@@ -1,4 +1,4 @@
-"""Face-match and quality targets on the registry face sets (models/lifecycle/labelled_sets.py).
+"""Face-match and quality targets on the registry face sets (models/lifecycle/labelled_sets).
 
     .venv/bin/python -m bench.face_targets
 
