@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.lifecycle.evaluate import evaluate
 from models.face import FaceModels, decode_image, observe_faces
+from models.lifecycle.evaluate import evaluate
 from models.lifecycle.labelled_sets import CAPTURE_VARIANTS, write_face_sets
 from models.lifecycle.pull import pull
 from models.lifecycle.registry import register_pulled, resolve_all
