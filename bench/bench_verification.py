@@ -79,7 +79,7 @@ def bench_settings(home: Path) -> Settings:
 
 async def verify(client: VerificationClient, pair: SamplePair) -> tuple[float, str]:
     started = time.perf_counter()
-    draft = client.create(pair.selfie, pair.document, subject_ref="bench")
+    draft = await client.create(pair.selfie, pair.document, subject_ref="bench")
     await client.start(draft)
     result = await client.result(draft.verification_id)
     assert result.decision.value == pair.expected.split()[0], (pair.name, result)

@@ -83,7 +83,7 @@ class Soak:
     ) -> None:
         client = self.stack.client
         vid = f"{case}-{uuid.uuid4().hex[:8]}"
-        draft = client.create(self.pairs[pair].selfie, self.pairs[pair].document, "soak", vid)
+        draft = await client.create(self.pairs[pair].selfie, self.pairs[pair].document, "soak", vid)
         if bind_device:
             binding = holder.device_binding(
                 holder.new_device_key(), draft.nonce, self.stack.settings.issuer_id

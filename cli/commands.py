@@ -147,7 +147,7 @@ async def run_verify(args: argparse.Namespace) -> int:
     pins = dict(pin.split("=", 1) for pin in args.pin)
     claims = json.loads(args.claims.read_text()) if args.claims else None
     started = time.perf_counter()
-    draft = client.create(
+    draft = await client.create(
         args.selfie.read_bytes(), args.document.read_bytes(), args.subject, args.verification_id
     )
     device = None

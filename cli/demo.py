@@ -46,7 +46,7 @@ async def verify(
     client: VerificationClient, pair: SamplePair, bind_device: bool = False
 ) -> tuple[Any, float]:
     started = time.perf_counter()
-    draft = client.create(pair.selfie, pair.document, subject_ref="demo")
+    draft = await client.create(pair.selfie, pair.document, subject_ref="demo")
     options: dict[str, Any] = {}
     if bind_device:  # play the holder's wallet: a device key and its proof over the nonce
         key = holder.new_device_key()

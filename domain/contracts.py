@@ -94,8 +94,8 @@ class QualityReport:
 class VerificationRequest:
     verification_id: str  # the caller's id; the workflow id derives from it
     subject_ref: str  # opaque reference to the person in the caller's system
-    selfie: BlobRef
-    document: BlobRef
+    selfie: BlobRef | None  # None when refused at ingest (nothing stored)
+    document: BlobRef | None
     device: DeviceBinding | None = None
     claims: dict[str, Any] | None = None  # personal: travels encrypted only
     model_pins: dict[str, str] = field(default_factory=dict)  # task -> alias or name@version
@@ -104,6 +104,8 @@ class VerificationRequest:
     # Attempts each step gets against unexpected errors before a person decides
     # (PROCESSING_FAILED); input no retry can fix is decided on the first attempt.
     processing_attempts: int = 10
+    # Images refused at ingest, by role: the verification is decided at once.
+    refused: dict[str, ReasonCode] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

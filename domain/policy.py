@@ -100,6 +100,16 @@ def rejection_outcome(reason: ReasonCode) -> Outcome:
     return Outcome(Decision.RETRY if reason in RECAPTURABLE else Decision.DECLINED, (reason,))
 
 
+def ingest_outcome(refused: Iterable[ReasonCode]) -> Outcome:
+    """Images refused at ingest (nothing was stored to check): decided at once, each reason once."""
+    outcomes = [rejection_outcome(reason) for reason in refused]
+    if not outcomes:
+        raise ValueError("no image was refused")
+    final = any(outcome.decision is Decision.DECLINED for outcome in outcomes)
+    reasons = _unique(outcome.reasons[0] for outcome in outcomes)
+    return Outcome(Decision.DECLINED if final else Decision.RETRY, reasons)
+
+
 def processing_failed_outcome(stage: Stage, approved: Outcome | None = None) -> Outcome:
     """A step kept failing on an unexpected error until its retries ran out: a person decides.
 

@@ -1,23 +1,26 @@
 """The Python client for backend services.
 
     client = await VerificationClient.connect(Settings.from_env())
-    draft = client.create(selfie_bytes, document_bytes, subject_ref="customer-8812")
+    draft = await client.create(selfie_bytes, document_bytes, subject_ref="customer-8812")
     # the holder's device signs a proof over draft.nonce (see mdoc.holder)
     await client.start(draft, device=binding, claims=claims)
     result = await client.result(draft.verification_id)
 
-``create`` sanitises the images (re-encoded, metadata stripped), stores them
-in the encrypted blob store (never in Temporal) and hands out the one-time
-nonce for the device's proof of possession. ``start`` is
+``create`` sanitises the images (bounded decoding, re-encoded, metadata
+stripped) off the event loop, stores them in the encrypted blob store (never
+in Temporal) and hands out the one-time nonce for the device's proof of
+possession; images refused at ingest are not stored and decide the
+verification at once; an id is never reused for another request. ``start`` is
 idempotent: the workflow id derives from the verification id, so starting the
 same verification twice returns the one that exists.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -34,13 +37,12 @@ from domain.contracts import (
     VerificationResult,
 )
 from domain.errors import InputRejected
-from domain.reasons import Decision
-from imaging.decode import ImageLimits
+from domain.reasons import Decision, ReasonCode
 from imaging.ingest import sanitize_image
 from settings import Settings
-from store import verifications
+from store import drafts, verifications
 from store.blobs import BlobStore, open_blob_store
-from store.credentials import create_nonce
+from store.credentials import create_nonce, live_nonce
 from store.engine import get_engine
 from workflows.identity_verification import IdentityVerification, workflow_id
 
@@ -54,15 +56,22 @@ class InvalidVerificationId(ValueError):
     pass
 
 
+class VerificationIdInUse(ValueError):
+    """The verification id belongs to another request; nothing of this one was stored."""
+
+
 @dataclass(frozen=True)
 class Draft:
-    """A created verification whose images are stored; not started yet."""
+    """A created verification: its images stored, or refused at ingest; not started yet."""
 
     verification_id: str
     subject_ref: str
-    selfie: BlobRef
-    document: BlobRef
+    selfie: BlobRef | None  # None when refused at ingest (nothing stored)
+    document: BlobRef | None
     nonce: str  # the device signs its proof of possession over this
+    # Images refused at ingest, by role ("selfie", "document"): the verification
+    # is decided at once with these reason codes when it starts.
+    refused: dict[str, ReasonCode] = field(default_factory=dict)
 
 
 class VerificationClient:
@@ -83,42 +92,87 @@ class VerificationClient:
             open_blob_store(settings),
         )
 
-    def create(
+    async def create(
         self,
         selfie: bytes,
         document: bytes,
         subject_ref: str,
         verification_id: str | None = None,
     ) -> Draft:
-        """Store both images and the verification's row; returns the draft to start."""
+        """Sanitise and store both images and the verification's row; returns the draft to start.
+
+        The work (decoding in a decoding process, encryption, database) runs on a
+        worker thread: the event loop is never blocked.
+
+        An image refused at ingest (unreadable, too large, unsupported) is not
+        stored, and neither is the other one: the draft carries the reason
+        codes, and the verification is decided at once when it starts.
+
+        An existing ``verification_id`` is refused with ``VerificationIdInUse``
+        before anything is stored, unless this is the same request again (an
+        idempotent retry, e.g. after a lost response): the same bytes of both
+        images and the same ``subject_ref`` (``store.drafts.request_digest``).
+        A retry gets the draft the first request made (same blob references and
+        nonce); a retry of a create that crashed half-way finishes it.
+        """
         verification_id = verification_id or uuid.uuid4().hex
         if not _VERIFICATION_ID.fullmatch(verification_id):
             raise InvalidVerificationId(
                 f"verification id must match {_VERIFICATION_ID.pattern} (an opaque token)"
             )
-        selfie_ref = self._store_image(verification_id, selfie)
-        document_ref = self._store_image(verification_id, document)
+        return await asyncio.to_thread(self._create, selfie, document, subject_ref, verification_id)
+
+    def _create(
+        self, selfie: bytes, document: bytes, subject_ref: str, verification_id: str
+    ) -> Draft:
+        digest = drafts.request_digest(selfie, document, subject_ref)
+        legacy = drafts.get(self.engine, verification_id) is None and (
+            verifications.get(self.engine, verification_id) is not None
+        )  # a verification created without a draft (before drafts were kept)
+        claimed = None if legacy else drafts.claim(self.engine, verification_id, digest)
+        if claimed is None or claimed.request_digest != digest:
+            raise VerificationIdInUse(
+                f"verification id {verification_id} is taken by another request; nothing was stored"
+            )
+        if claimed.complete:  # the same request again: what the first one made
+            nonce = live_nonce(self.engine, verification_id)
+            assert nonce is not None, "a complete draft has its nonce"
+            return Draft(
+                verification_id,
+                subject_ref,
+                claimed.image("selfie"),
+                claimed.image("document"),
+                nonce,
+                claimed.refusals(),
+            )
+        images, refused = self._ingest(verification_id, {"selfie": selfie, "document": document})
         verifications.create(
             self.engine, verification_id, workflow_id(verification_id), subject_ref
         )
+        nonce = create_nonce(self.engine, verification_id)
+        drafts.complete(self.engine, verification_id, images, refused)
         return Draft(
-            verification_id,
-            subject_ref,
-            selfie_ref,
-            document_ref,
-            nonce=create_nonce(self.engine, verification_id),
+            verification_id, subject_ref, images["selfie"], images["document"], nonce, refused
         )
 
-    def _store_image(self, verification_id: str, data: bytes) -> BlobRef:
-        try:
-            clean, media_type = sanitize_image(data)
-        except InputRejected:
-            # Stored as given: the quality check meets the same typed error and the
-            # verification ends with a decision and its reason code, on the record.
-            # Past the byte limit one more byte keeps it too large without storing it all.
-            kept = data[: ImageLimits().max_bytes + 1]
-            return self.blobs.put(verification_id, kept, "application/octet-stream")
-        return self.blobs.put(verification_id, clean, media_type)
+    def _ingest(
+        self, verification_id: str, uploads: dict[str, bytes]
+    ) -> tuple[dict[str, BlobRef | None], dict[str, ReasonCode]]:
+        """Sanitise every upload; store them all, or none when any is refused."""
+        clean: dict[str, tuple[bytes, str]] = {}
+        refused: dict[str, ReasonCode] = {}
+        for role, data in uploads.items():
+            try:
+                clean[role] = sanitize_image(data)
+            except InputRejected as rejection:
+                refused[role] = rejection.reason
+        if refused:
+            return dict.fromkeys(uploads), refused
+        stored = {
+            role: self.blobs.put(verification_id, data, media_type)
+            for role, (data, media_type) in clean.items()
+        }
+        return dict(stored), {}
 
     async def start(
         self,
@@ -140,6 +194,7 @@ class VerificationClient:
             subject_ref=draft.subject_ref,
             selfie=draft.selfie,
             document=draft.document,
+            refused=dict(draft.refused),
             device=device,
             claims=claims,
             model_pins=dict(model_pins or {}),

@@ -125,6 +125,13 @@ def consume_nonce(engine: Engine, verification_id: str, nonce: str, proof_digest
     return _utc(row.issued_at)
 
 
+def live_nonce(engine: Engine, verification_id: str) -> str | None:
+    """The nonce handed out for the verification (consumed or not), or None."""
+    with Session(engine) as session:
+        row = session.get(CredentialNonce, verification_id)
+    return row.nonce if row is not None else None
+
+
 # --- Issued credentials ---------------------------------------------------------
 
 

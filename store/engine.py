@@ -16,6 +16,7 @@ from sqlmodel import SQLModel, create_engine
 from store.audit import AuditEntry
 from store.credentials import CredentialNonce, IssuedCredentialRecord
 from store.data_keys import DataKeyRecord
+from store.drafts import DraftRecord
 from store.verifications import VerificationRecord
 
 
@@ -32,6 +33,7 @@ _STORE_TABLES = (
     IssuedCredentialRecord,
     CredentialNonce,
     DataKeyRecord,
+    DraftRecord,
 )
 
 

@@ -140,9 +140,12 @@ class IdentityVerification:
     async def _assess(self, request: VerificationRequest) -> policy.Outcome:
         """Models, then the quality check, then liveness and face match: the automatic outcome.
 
-        Input no retry can fix decides at once; a step that runs out of retries
-        on an unexpected error leaves the decision to a person.
+        Input no retry can fix decides at once (images refused at ingest before
+        any step); a step that runs out of retries on an unexpected error leaves
+        the decision to a person.
         """
+        if request.refused:  # nothing was stored to check
+            return policy.ingest_outcome(request.refused.values())
         try:
             self._enter(Stage.RESOLVING_MODELS)
             models = await self._resolve_models(request)

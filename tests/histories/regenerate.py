@@ -46,7 +46,7 @@ def main() -> None:
             case: str, pair: str, review: Any = None, before_review: Any = None, **start: Any
         ) -> None:
             verification_id = f"history-{case}"
-            draft = client.create(
+            draft = await client.create(
                 pairs[pair].selfie, pairs[pair].document, "history", verification_id
             )
             if start.pop("bind_device", False):

@@ -5,8 +5,8 @@
   decodes fully through the codec server;
 - retention: after a purge the blobs say "purged", the record and the audit
   trail remain and the history still replays; the sweep purges expired ones;
-- hostile images end in a decision with a reason code on the first attempt,
-  and no worker crashes.
+- hostile images end in a decision with a reason code on the first attempt
+  (refused at ingest: at once, with no activity), and no worker crashes.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from devstack.samples import SamplePair, sample_pairs
 from devstack.stack import TEMPORAL_BIN
 from domain.contracts import PurgeRequest, PurgeResult, Stage, VerificationResult
 from domain.errors import BlobPurged
-from domain.reasons import Decision, ReasonCode
+from domain import policy
+from domain.reasons import QUALITY_REASONS, Decision, ReasonCode
 from mdoc import holder
 from security.codec_server import start_codec_server
 from security.config import SecurityConfig
@@ -43,6 +44,7 @@ from workers.schedules import retention_schedule_id
 from workflows.identity_verification import workflow_id
 from workflows.retention import PurgeVerification, RetentionSweep
 
+from ..support.hostile_images import HostileImage
 from ..support.temporal import IdflowStack
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
@@ -143,8 +145,12 @@ def leaky_inputs(
     client = idflow_stack.client
     pair = pairs["same person"]
     claims = mdl_claims | MARKERS
-    approved = client.create(pair.selfie, pair.document, subject_ref="opaque-subject-1")
-    declined = client.create(pair.selfie, pair.document, subject_ref="opaque-subject-2")
+    approved = idflow_stack.run(
+        client.create(pair.selfie, pair.document, subject_ref="opaque-subject-1")
+    )
+    declined = idflow_stack.run(
+        client.create(pair.selfie, pair.document, subject_ref="opaque-subject-2")
+    )
     key = holder.new_device_key()
     good = holder.device_binding(key, approved.nonce, idflow_stack.settings.issuer_id)
     bad = holder.device_binding(key, "not-the-nonce", idflow_stack.settings.issuer_id)
@@ -292,7 +298,9 @@ def test_purge_makes_blobs_unreadable_keeps_record_audit_and_replay(
 ) -> None:
     client, settings = idflow_stack.client, idflow_stack.settings
     pair = pairs["same person"]
-    draft = client.create(pair.selfie, pair.document, subject_ref="opaque-subject-3")
+    draft = idflow_stack.run(
+        client.create(pair.selfie, pair.document, subject_ref="opaque-subject-3")
+    )
 
     async def verify_then_purge() -> tuple[VerificationResult, PurgeResult, PurgeResult]:
         await client.start(draft)
@@ -335,8 +343,12 @@ def test_the_sweep_purges_verifications_whose_retention_ended(
 ) -> None:
     client, settings = idflow_stack.client, idflow_stack.settings
     pair = pairs["same person"]
-    expired = client.create(pair.selfie, pair.document, subject_ref="opaque-subject-4")
-    kept = client.create(pair.selfie, pair.document, subject_ref="opaque-subject-5")
+    expired = idflow_stack.run(
+        client.create(pair.selfie, pair.document, subject_ref="opaque-subject-4")
+    )
+    kept = idflow_stack.run(
+        client.create(pair.selfie, pair.document, subject_ref="opaque-subject-5")
+    )
     assert retention.set_retention(client.engine, expired.verification_id, days=-1)
 
     async def sweep() -> int:
@@ -360,16 +372,43 @@ def test_the_sweep_purges_verifications_whose_retention_ended(
 # --- Hostile input ------------------------------------------------------------------
 
 
-def test_malformed_images_end_in_a_decision_on_the_first_attempt_and_crash_no_worker(
+# One of each family of the hostile corpus (tests.support.hostile_images); the
+# whole corpus runs through create() in tests/security/test_hostile_ingest.py.
+STACK_SUBSET = (
+    "jpeg-scan-bomb-1000",
+    "jpeg-empty-com-flood",
+    "png-16bit-rgba-4000x4000",
+    "png-grey-7000x7000",
+    "webp-canvas-16000x16000",
+    "truncated-jpeg",
+    "jpeg-scan-bomb-truncated",
+    "png-corrupt-idat-crc",
+    "zero-size",
+    "svg",
+    "gif-javascript-polyglot",
+    "heic-container",
+    "apng-animated",
+    "jpeg-arithmetic-coded",
+    "png-rgba-face-under-alpha-0",
+    "png-16-bit-grey",
+    "cmyk-jpeg",
+    "exif-5000-entries-ifd-loop",
+)
+
+
+def test_hostile_images_end_in_a_decision_on_the_first_attempt_and_crash_no_worker(
     idflow_stack: IdflowStack,
     pairs: dict[str, SamplePair],
-    malformed_image_corpus: dict[str, tuple[bytes, ReasonCode]],
+    hostile_image_corpus: list[HostileImage],
 ) -> None:
+    """Refused at ingest: decided at once, no activity. Decodable: processed, never retried."""
     client = idflow_stack.client
     good = pairs["same person"].document
+    subset = {item.name: item for item in hostile_image_corpus if item.name in STACK_SUBSET}
+    assert set(subset) == set(STACK_SUBSET)
 
     async def verify(data: bytes) -> tuple[VerificationResult, list[int]]:
-        draft = client.create(data, good, subject_ref="opaque-fuzz")
+        draft = await client.create(data, good, subject_ref="opaque-fuzz")
         await client.start(draft)
         result = await client.result(draft.verification_id)
         history = await client.handle(draft.verification_id).fetch_history()
@@ -381,14 +420,20 @@ def test_malformed_images_end_in_a_decision_on_the_first_attempt_and_crash_no_wo
         return result, attempts
 
     async def verify_all() -> list[tuple[VerificationResult, list[int]]]:
-        return await asyncio.gather(*(verify(data) for data, _ in malformed_image_corpus.values()))
+        return await asyncio.gather(*(verify(item.data) for item in subset.values()))
 
-    outcomes = dict(zip(malformed_image_corpus, idflow_stack.run(verify_all(), timeout=600)))
+    outcomes = dict(zip(subset, idflow_stack.run(verify_all(), timeout=600), strict=True))
     for name, (result, attempts) in outcomes.items():
-        expected = malformed_image_corpus[name][1]
-        assert result.decision in (Decision.RETRY, Decision.DECLINED), name
-        assert result.reasons == [expected], name
-        assert set(attempts) == {1}, f"{name}: an activity was retried"
+        expected = subset[name].expected
+        if expected is not None:
+            assert (result.decision, result.reasons) == (Decision.RETRY, [expected]), name
+            assert attempts == [], f"{name}: an activity ran on an image refused at ingest"
+        else:
+            assert ReasonCode.PROCESSING_FAILED not in result.reasons, name
+            assert not set(result.reasons) & policy.RECAPTURABLE - QUALITY_REASONS, name
+            assert set(attempts) == {1}, f"{name}: an activity was retried"
+    hidden = outcomes["png-rgba-face-under-alpha-0"][0]  # the face under alpha 0 is not judged
+    assert hidden.decision is Decision.RETRY and ReasonCode.QUALITY_NO_FACE in hidden.reasons
     for pool, worker in idflow_stack.workers.items():
         assert worker.process is not None and worker.process.poll() is None, f"{pool} worker died"
     assert idflow_stack.verify(pairs["same person"].selfie, good).decision is Decision.APPROVED

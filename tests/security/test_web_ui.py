@@ -93,7 +93,7 @@ def test_web_ui_shows_the_decoded_input_and_result(
     pair = sample_pairs(photo_dir)["same person"]
 
     async def verify() -> str:
-        draft = stack.client.create(pair.selfie, pair.document, subject_ref=SUBJECT)
+        draft = await stack.client.create(pair.selfie, pair.document, subject_ref=SUBJECT)
         await stack.client.start(draft)
         await stack.client.result(draft.verification_id)
         return draft.verification_id

@@ -198,7 +198,7 @@ class IdflowStack:
         """Create, start and wait for one verification."""
 
         async def verify() -> VerificationResult:
-            draft = self.client.create(selfie, document, subject_ref="test-subject")
+            draft = await self.client.create(selfie, document, subject_ref="test-subject")
             await self.client.start(draft, **start)
             return await self.client.result(draft.verification_id)
 

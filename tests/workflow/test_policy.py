@@ -142,3 +142,13 @@ def test_a_binding_that_gives_up_keeps_the_approval_for_the_reviewer() -> None:
 def test_stages_whose_steps_never_give_up_have_no_processing_failure(stage: Stage) -> None:
     with pytest.raises(ValueError, match="never run out"):
         policy.processing_failed_outcome(stage)
+
+
+def test_images_refused_at_ingest_are_decided_at_once_each_reason_once() -> None:
+    refused = [ReasonCode.INPUT_TOO_LARGE, ReasonCode.INPUT_UNREADABLE, ReasonCode.INPUT_TOO_LARGE]
+    outcome = policy.ingest_outcome(refused)
+    assert outcome == policy.Outcome(
+        Decision.RETRY, (ReasonCode.INPUT_TOO_LARGE, ReasonCode.INPUT_UNREADABLE)
+    )
+    with pytest.raises(ValueError):
+        policy.ingest_outcome([])

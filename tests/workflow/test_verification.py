@@ -142,24 +142,26 @@ def test_no_face_asks_for_a_recapture_without_biometrics(
     assert result.scores == {}  # liveness and face match never ran
 
 
-def test_corrupt_file_is_decided_on_the_first_attempt(
+def test_corrupt_file_is_decided_at_once_without_storing_it(
     idflow_stack: IdflowStack, pairs: dict[str, SamplePair]
 ) -> None:
+    """Refused at ingest: nothing stored, no activity decodes it again, decided at once."""
     pair = pairs["corrupt file"]
-    result = idflow_stack.verify(pair.selfie, pair.document)
+    draft = idflow_stack.run(idflow_stack.client.create(pair.selfie, pair.document, "test-subject"))
+    assert draft.refused == {"selfie": ReasonCode.INPUT_UNREADABLE}
+    assert draft.selfie is None and draft.document is None
+    blob_folder = idflow_stack.settings.blob_dir / draft.verification_id
+    assert not blob_folder.exists() or not any(blob_folder.iterdir())
+
+    idflow_stack.run(idflow_stack.client.start(draft))
+    result = idflow_stack.run(idflow_stack.client.result(draft.verification_id))
     assert result.decision is Decision.RETRY
     assert result.reasons == [ReasonCode.INPUT_UNREADABLE]
 
     events = history_events(idflow_stack, result.verification_id)
-    failures = [
-        event.activity_task_failed_event_attributes.failure
-        for event in events
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
-    ]
-    assert len(failures) == 1
-    assert failures[0].application_failure_info.type == "INPUT_UNREADABLE"
-    assert failures[0].application_failure_info.non_retryable
-    assert started_attempts(events) and set(started_attempts(events)) == {1}
+    assert started_attempts(events) == []  # no quality check, no retry, no PROCESSING_FAILED
+    row = verifications.get(idflow_stack.client.engine, draft.verification_id)
+    assert row is not None and row.reasons == ["INPUT_UNREADABLE"] and row.decision == "retry"
 
 
 def test_grey_zone_waits_for_review_and_an_update_approves_it(
@@ -167,7 +169,7 @@ def test_grey_zone_waits_for_review_and_an_update_approves_it(
 ) -> None:
     client = idflow_stack.client
     pair = pairs["same person"]
-    draft = client.create(pair.selfie, pair.document, subject_ref="test-subject")
+    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref="test-subject"))
     idflow_stack.run(client.start(draft, model_pins=strict_embed))
     wait_for_stage(idflow_stack, draft.verification_id, Stage.AWAITING_REVIEW)
 
@@ -226,7 +228,7 @@ def test_starting_the_same_id_twice_gives_one_workflow(
 ) -> None:
     client = idflow_stack.client
     pair = pairs["same person"]
-    draft = client.create(pair.selfie, pair.document, subject_ref="test-subject")
+    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref="test-subject"))
 
     async def start_twice_then_again_after_the_end() -> tuple[str, str, str, int]:
         first, second = await asyncio.gather(client.start(draft), client.start(draft))
@@ -284,7 +286,7 @@ def test_approved_with_a_device_key_ends_with_a_bound_credential(
     client = idflow_stack.client
     pair = pairs["same person"]
     device_key = holder.new_device_key()
-    draft = client.create(pair.selfie, pair.document, subject_ref="test-subject")
+    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref="test-subject"))
     binding = holder.device_binding(device_key, draft.nonce, idflow_stack.settings.issuer_id)
 
     async def verify() -> VerificationResult:
@@ -305,7 +307,7 @@ def test_a_proof_over_the_wrong_nonce_declines_on_the_first_attempt(
 ) -> None:
     client = idflow_stack.client
     pair = pairs["same person"]
-    draft = client.create(pair.selfie, pair.document, subject_ref="test-subject")
+    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref="test-subject"))
     binding = holder.device_binding(
         holder.new_device_key(), "not-the-nonce", idflow_stack.settings.issuer_id
     )
@@ -342,7 +344,7 @@ def test_a_face_match_that_keeps_failing_goes_to_a_person_with_processing_failed
 ) -> None:
     client, engine = idflow_stack.client, idflow_stack.client.engine
     pair = pairs["same person"]
-    draft = client.create(pair.selfie, pair.document, subject_ref="test-subject")
+    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref="test-subject"))
     with corrupted_model_pins(idflow_stack.settings, "embed") as broken_embed:
         idflow_stack.run(client.start(draft, model_pins=broken_embed, processing_attempts=2))
         wait_for_stage(idflow_stack, draft.verification_id, Stage.AWAITING_REVIEW)
@@ -395,7 +397,7 @@ def test_a_binding_that_keeps_failing_goes_to_a_person_and_binds_once_approved(
 ) -> None:
     client, engine = idflow_stack.client, idflow_stack.client.engine
     pair = pairs["same person"]
-    draft = client.create(pair.selfie, pair.document, subject_ref="test-subject")
+    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref="test-subject"))
     binding = holder.device_binding(
         holder.new_device_key(), draft.nonce, idflow_stack.settings.issuer_id
     )

@@ -77,7 +77,7 @@ def test_sigkill_of_the_gpu_worker_loses_no_verification(
     expected = {Decision.APPROVED if p.expected == "approved" else Decision.DECLINED for p in cases}
     assert expected == {Decision.APPROVED, Decision.DECLINED}
     client = idflow_stack.client
-    drafts = [client.create(p.selfie, p.document, subject_ref="crash-test") for p in cases]
+    drafts = [idflow_stack.run(client.create(p.selfie, p.document, "crash-test")) for p in cases]
     ids = [draft.verification_id for draft in drafts]
 
     gpu = idflow_stack.workers["gpu"]
@@ -124,7 +124,7 @@ def test_sigterm_lets_the_gpu_worker_finish_its_tasks_before_it_exits(
     pairs = sample_pairs(photo_dir)
     cases = [pairs["same person"], pairs["different people"]] * 2
     client = idflow_stack.client
-    drafts = [client.create(p.selfie, p.document, subject_ref="shutdown-test") for p in cases]
+    drafts = [idflow_stack.run(client.create(p.selfie, p.document, "shutdown-test")) for p in cases]
     ids = [draft.verification_id for draft in drafts]
 
     gpu = idflow_stack.workers["gpu"]
