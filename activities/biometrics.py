@@ -2,11 +2,16 @@
 
 Both start from the faces the quality check observed, decode each image once,
 run their model through the worker's batcher and return a single score: the
-embeddings never leave the activity. They heartbeat between steps so that a
-dead worker is noticed within the heartbeat timeout and the work moves on.
+embeddings never leave the activity. When the task has a shadow version it
+scores the same images in the same activity; its failure only loses its score.
+They heartbeat between steps so that a dead worker is noticed within the
+heartbeat timeout and the work moves on.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 import numpy as np
 from temporalio import activity
@@ -18,6 +23,7 @@ from domain.contracts import (
     FaceObservation,
     LivenessInput,
     LivenessResult,
+    ModelChoice,
 )
 from models.face import FaceModels, cosine_similarity, decode_image, face_embedding, liveness_score
 from models.serving import ModelServer
@@ -26,6 +32,7 @@ from store.blobs import BlobStore
 from . import names
 from .errors import non_retryable_rejections
 
+log = logging.getLogger(__name__)
 SCORE_DECIMALS = 4  # enough to decide; no more of a person's biometrics than needed
 
 
@@ -37,25 +44,30 @@ class BiometricActivities:
     @activity.defn(name=names.CHECK_LIVENESS)
     @non_retryable_rejections
     def check_liveness(self, request: LivenessInput) -> LivenessResult:
-        models = FaceModels.load(self.server, {"liveness": request.model})
         image = self._decode(request.verification_id, request.selfie)
-        score = liveness_score(image, request.face, models)
-        return LivenessResult(round(score, SCORE_DECIMALS))
+
+        def score(model: ModelChoice) -> float:
+            models = FaceModels.load(self.server, {"liveness": model})
+            return round(liveness_score(image, request.face, models), SCORE_DECIMALS)
+
+        return LivenessResult(score(request.model), _shadow(score, request.shadow))
 
     @activity.defn(name=names.MATCH_FACES)
     @non_retryable_rejections
     def match_faces(self, request: FaceMatchInput) -> FaceMatchResult:
-        models = FaceModels.load(self.server, {"embed": request.model})
-        selfie = self._embed(request.verification_id, request.selfie, request.selfie_face, models)
-        document = self._embed(
-            request.verification_id, request.document, request.document_face, models
-        )
-        return FaceMatchResult(round(cosine_similarity(selfie, document), SCORE_DECIMALS))
+        selfie = self._decode(request.verification_id, request.selfie)
+        document = self._decode(request.verification_id, request.document)
 
-    def _embed(
-        self, verification_id: str, ref: BlobRef, face: FaceObservation, models: FaceModels
-    ) -> np.ndarray:
-        embedding = face_embedding(self._decode(verification_id, ref), face, models)
+        def similarity(model: ModelChoice) -> float:
+            models = FaceModels.load(self.server, {"embed": model})
+            a = self._embed(selfie, request.selfie_face, models)
+            b = self._embed(document, request.document_face, models)
+            return round(cosine_similarity(a, b), SCORE_DECIMALS)
+
+        return FaceMatchResult(similarity(request.model), _shadow(similarity, request.shadow))
+
+    def _embed(self, image: np.ndarray, face: FaceObservation, models: FaceModels) -> np.ndarray:
+        embedding = face_embedding(image, face, models)
         activity.heartbeat()
         return embedding
 
@@ -63,3 +75,14 @@ class BiometricActivities:
         image = decode_image(self.blobs.get(verification_id, ref))
         activity.heartbeat()
         return image
+
+
+def _shadow(score: Callable[[ModelChoice], float], model: ModelChoice | None) -> float | None:
+    """The shadow version's score, or None: a shadow that fails must not touch the decision."""
+    if model is None:
+        return None
+    try:
+        return score(model)
+    except Exception as error:  # whatever it is, the deciding score stands
+        log.warning("shadow %s failed: %s", model.ref, type(error).__name__)
+        return None

@@ -1,4 +1,9 @@
-"""Activity: resolve model pins and aliases to exact versions, once per verification."""
+"""Activities: resolve model pins and aliases to exact versions, once per verification.
+
+``resolve_verification_models`` also applies the canary share and finds the
+shadow versions (models.lifecycle.rollout); ``resolve_models`` is what
+verifications started before shadows and canaries existed still ask for.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ from sqlalchemy.engine import Engine
 from temporalio import activity
 
 from domain import policy
-from domain.contracts import ModelChoice, ResolveModelsInput
+from domain.contracts import ModelChoice, ResolvedModels, ResolveModelsInput
 from domain.errors import ModelUnavailable
 from models.lifecycle.registry import resolve_all
+from models.lifecycle.rollout import resolve_verification
 
 from . import names
 from .errors import non_retryable_rejections
@@ -23,10 +29,21 @@ class ModelActivities:
     @activity.defn(name=names.RESOLVE_MODELS)
     @non_retryable_rejections
     def resolve_models(self, request: ResolveModelsInput) -> dict[str, ModelChoice]:
-        choices = resolve_all(self.engine, request.model_pins)
-        for task in DECIDING_TASKS:
-            try:
-                policy.require_thresholds(choices[task])
-            except policy.ThresholdsMissing as missing:
-                raise ModelUnavailable(str(missing)) from None
-        return choices
+        return _deciding(resolve_all(self.engine, request.model_pins))
+
+    @activity.defn(name=names.RESOLVE_VERIFICATION_MODELS)
+    @non_retryable_rejections
+    def resolve_verification_models(self, request: ResolveModelsInput) -> ResolvedModels:
+        resolved = resolve_verification(self.engine, request.verification_id, request.model_pins)
+        _deciding(resolved.deciding)
+        return resolved
+
+
+def _deciding(choices: dict[str, ModelChoice]) -> dict[str, ModelChoice]:
+    """``choices``, once every deciding task is known to have thresholds."""
+    for task in DECIDING_TASKS:
+        try:
+            policy.require_thresholds(choices[task])
+        except policy.ThresholdsMissing as missing:
+            raise ModelUnavailable(str(missing)) from None
+    return choices

@@ -2,6 +2,7 @@
 modules: they pull in numpy and onnxruntime) and the workers that register them."""
 
 RESOLVE_MODELS = "resolve_models"
+RESOLVE_VERIFICATION_MODELS = "resolve_verification_models"
 CHECK_QUALITY = "check_quality"
 CHECK_LIVENESS = "check_liveness"
 MATCH_FACES = "match_faces"

@@ -179,6 +179,11 @@ def format_result(result: VerificationResult, settings: Settings) -> str:
         ("scores", scores or "-"),
         ("models", models or "-"),
     ]
+    if result.canary:
+        lines.append(("canary", ", ".join(result.canary)))
+    if result.shadow_scores:
+        shadow = "  ".join(f"{n} {v:.3f}" for n, v in sorted(result.shadow_scores.items()))
+        lines.append(("shadow", f"{shadow}  (decided nothing)"))
     if result.reviewer:
         lines.append(("reviewer", result.reviewer))
     if result.credential:
@@ -227,6 +232,8 @@ async def run_status(args: argparse.Namespace) -> int:
         "reasons",
         "scores",
         "model_versions",
+        "canary",
+        "shadow_scores",
         "reviewer",
         "review_deadline",
     ):

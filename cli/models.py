@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cli.main import clear_errors
 from domain.errors import ModelUnavailable
 from models.errors import PullError
-from models.lifecycle import evaluations, registry
+from models.lifecycle import evaluations, registry, rollout
 from models.lifecycle.cards import utc_minute, write_cards
+from models.lifecycle.compare import compare, parse_window
 from models.lifecycle.evaluate import EVALUATED_TASKS, EvaluationError, evaluate
 from models.lifecycle.labelled_sets import LabelledSetError, write_sample_sets
 from models.lifecycle.pull import pull
@@ -77,12 +80,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "alias", help="move an alias of a task to NAME@VERSION, or show its history"
     )
     alias.add_argument("task", choices=TASKS)
-    alias.add_argument("alias", help="e.g. production, candidate, shadow")
+    alias.add_argument(
+        "alias",
+        help="production and canary decide (gated on evaluations); shadow scores every "
+        "verification beside them and decides nothing; others (candidate, ...) are names",
+    )
     alias.add_argument("ref", nargs="?", metavar="NAME@VERSION", help="omit to show the history")
     alias.add_argument("--by", default=None, help="who moves it (default: the login name)")
     alias.add_argument("--note", default="", help="why it moves")
+    alias.add_argument(
+        "--percent",
+        type=float,
+        help="canary only: the share of verifications it decides, 0-100 (picked by id)",
+    )
     _override_arguments(alias)
     alias.set_defaults(run=run_alias)
+
+    compare = commands.add_parser(
+        "compare",
+        help="score shifts and decision flips of the shadow versions against the deciding ones",
+    )
+    compare.add_argument(
+        "--since", default="24h", help="time window back from now: 30m, 24h, 7d, 2w (default 24h)"
+    )
+    compare.add_argument("--json", action="store_true", help="print JSON")
+    compare.set_defaults(run=run_compare)
 
     imp = commands.add_parser("import", help="register an ONNX file as a new model version")
     imp.add_argument("file", type=Path)
@@ -207,6 +229,13 @@ def run_alias(args: argparse.Namespace) -> int:
         )
         write_cards(engine, settings.model_cache)  # cards show the aliases
         print(f"{args.task}@{args.alias} -> {choice.ref}")
+    if args.percent is not None:
+        if args.alias != registry.CANARY:
+            raise registry.InvalidRegistration("--percent sets the share of the canary alias only")
+        before = rollout.set_canary_share(
+            engine, args.task, args.percent, args.by or getpass.getuser()
+        )
+        print(f"{args.task}@canary decides {args.percent:g}% of verifications (was {before:g}%)")
     for move in registry.alias_history(engine, args.task, args.alias):
         print(
             f"{utc_minute(move.moved_at)}  {move.previous or '-'} -> {move.target}  "
@@ -279,6 +308,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"recorded evaluation #{evaluation.record.id} of {evaluation.model.ref}; "
             f"plot {evaluation.plot}"
         )
+    return 0
+
+
+@_clear_errors
+def run_compare(args: argparse.Namespace) -> int:
+    try:
+        window = parse_window(args.since)
+    except ValueError as error:
+        raise registry.InvalidRegistration(str(error)) from None
+    start = datetime.now(UTC) - window
+    comparisons = compare(get_engine(Settings.from_env().database_url), start)
+    if args.json:
+        print(json.dumps([c.as_dict() for c in comparisons], indent=2))
+        return 0
+    print(f"shadow versions against the deciding ones since {utc_minute(start)} ({args.since})")
+    if not comparisons:
+        print("no shadow scores in this window: point a task's shadow alias at a version")
+    for comparison in comparisons:
+        print(comparison.describe())
     return 0
 
 

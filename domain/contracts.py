@@ -138,6 +138,11 @@ class VerificationResult:
     model_versions: dict[str, str] = field(default_factory=dict)
     credential: IssuedCredential | None = None
     reviewer: str | None = None
+    # Tasks whose deciding version came from the canary alias (its share of traffic).
+    canary: list[str] = field(default_factory=list)
+    # What the shadow versions scored (same names as ``scores``); they decided nothing.
+    shadow_scores: dict[str, float] = field(default_factory=dict)
+    shadow_versions: dict[str, str] = field(default_factory=dict)  # task -> name@version
 
 
 # --- The workflow's stages and activity contracts (workflow engineer) --------
@@ -158,6 +163,21 @@ class Stage(str, Enum):
 @dataclass(frozen=True)
 class ResolveModelsInput:
     model_pins: dict[str, str]  # task -> alias or name@version; empty: production
+    verification_id: str = ""  # picks the canary share deterministically
+
+
+@dataclass(frozen=True)
+class ResolvedModels:
+    """The versions of one verification: those that decide, and shadows that only score.
+
+    ``canary`` names the tasks whose deciding version is the canary alias's
+    (the verification fell in its share); ``shadow`` holds, per task, a version
+    that scores beside the deciding one and decides nothing.
+    """
+
+    deciding: dict[str, ModelChoice]
+    shadow: dict[str, ModelChoice] = field(default_factory=dict)
+    canary: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -174,11 +194,13 @@ class LivenessInput:
     selfie: BlobRef
     face: FaceObservation  # from the quality check: never detected twice
     model: ModelChoice
+    shadow: ModelChoice | None = None  # scores too, in the same activity; decides nothing
 
 
 @dataclass(frozen=True)
 class LivenessResult:
     score: float  # probability that the selfie shows a live person
+    shadow_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -189,11 +211,13 @@ class FaceMatchInput:
     document: BlobRef
     document_face: FaceObservation
     model: ModelChoice
+    shadow: ModelChoice | None = None  # scores too, in the same activity; decides nothing
 
 
 @dataclass(frozen=True)
 class FaceMatchResult:
     similarity: float  # cosine similarity of the two embeddings; they stay in the activity
+    shadow_similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +247,9 @@ class VerificationProgress:
     scores: dict[str, float] = field(default_factory=dict)
     model_versions: dict[str, str] = field(default_factory=dict)
     review_deadline: str | None = None  # ISO 8601, while awaiting review
+    canary: list[str] = field(default_factory=list)  # tasks decided by the canary version
+    shadow_scores: dict[str, float] = field(default_factory=dict)  # decided nothing
+    shadow_versions: dict[str, str] = field(default_factory=dict)
 
 
 # --- Credential binding (credential engineer) --------------------------------

@@ -17,6 +17,7 @@ from store.audit import AuditEntry
 from store.credentials import CredentialNonce, IssuedCredentialRecord
 from store.data_keys import DataKeyRecord
 from store.drafts import DraftRecord
+from store.shadow_scores import ShadowScore
 from store.verifications import VerificationRecord
 
 
@@ -34,6 +35,7 @@ _STORE_TABLES = (
     CredentialNonce,
     DataKeyRecord,
     DraftRecord,
+    ShadowScore,
 )
 
 

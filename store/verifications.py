@@ -17,7 +17,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from domain.contracts import RecordInput, Stage
 
-from . import audit
+from . import audit, shadow_scores
 from .audit import utcnow
 from .rows import insert_or_existing
 
@@ -86,6 +86,7 @@ def record(engine: Engine, entry: RecordInput, key: str) -> None:
             row.model_versions = dict(result.model_versions)
             row.credential_issued = result.credential is not None
             row.decided_at = now
+            shadow_scores.record(session, result)
         session.add(row)
         session.commit()
     if entry.note is not None:

@@ -92,6 +92,7 @@ def cpu_pool(client: Client, settings: Settings) -> Pool:
         workflows=[IdentityVerification, RetentionSweep, PurgeVerification],
         activities=[
             models.resolve_models,
+            models.resolve_verification_models,
             quality.check_quality,
             credential.issue_credential,
             records.record_verification,

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         QualityCheckInput,
         QualityReport,
         RecordInput,
+        ResolvedModels,
         ResolveModelsInput,
         ReviewDecision,
         Stage,
@@ -49,6 +50,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes
 
 WORKFLOW_ID_PREFIX = "idv-"
+# Verifications started since shadow and canary versions exist resolve them with their
+# models; older histories replay the plain resolution they recorded.
+SHADOW_AND_CANARY_PATCH = "shadow-and-canary"
 
 # A rejection is final: never retry it, whatever an activity forgot to mark.
 _NEVER_RETRY = sorted(reason.value for reason in policy.REJECTION_REASONS)
@@ -148,7 +152,8 @@ class IdentityVerification:
             return policy.ingest_outcome(request.refused.values())
         try:
             self._enter(Stage.RESOLVING_MODELS)
-            models = await self._resolve_models(request)
+            resolved = await self._resolve_models(request)
+            models, shadow = resolved.deciding, resolved.shadow
 
             self._enter(Stage.QUALITY_CHECK)
             selfie, document = await asyncio.gather(
@@ -161,8 +166,8 @@ class IdentityVerification:
 
             self._enter(Stage.BIOMETRICS)
             liveness, match = await asyncio.gather(
-                self._check_liveness(request, selfie, models["liveness"]),
-                self._match_faces(request, selfie, document, models["embed"]),
+                self._check_liveness(request, selfie, models["liveness"], shadow.get("liveness")),
+                self._match_faces(request, selfie, document, models["embed"], shadow.get("embed")),
             )
             return policy.biometric_outcome(
                 liveness.score, models["liveness"], match.similarity, models["embed"]
@@ -202,24 +207,42 @@ class IdentityVerification:
 
     # --- Stages ---------------------------------------------------------------
 
-    async def _resolve_models(self, request: VerificationRequest) -> dict[str, ModelChoice]:
-        models: dict[str, ModelChoice] = await self._activity(
-            names.RESOLVE_MODELS,
-            ResolveModelsInput(request.model_pins),
-            result_type=dict[str, ModelChoice],
-            summary="Resolve model aliases to exact versions",
+    async def _resolve_models(self, request: VerificationRequest) -> ResolvedModels:
+        options = dict(
             local=True,
+            summary="Resolve model aliases to exact versions",
             **_LOCAL.options(request.processing_attempts),
         )
-        self._progress.model_versions = {task: choice.ref for task, choice in models.items()}
+        if workflow.patched(SHADOW_AND_CANARY_PATCH):
+            resolved: ResolvedModels = await self._activity(
+                names.RESOLVE_VERIFICATION_MODELS,
+                ResolveModelsInput(request.model_pins, request.verification_id),
+                result_type=ResolvedModels,
+                **options,
+            )
+        else:
+            resolved = ResolvedModels(
+                await self._activity(
+                    names.RESOLVE_MODELS,
+                    ResolveModelsInput(request.model_pins),
+                    result_type=dict[str, ModelChoice],
+                    **options,
+                )
+            )
+        progress = self._progress
+        progress.model_versions = {task: c.ref for task, c in resolved.deciding.items()}
+        progress.canary = list(resolved.canary)
+        progress.shadow_versions = {task: c.ref for task, c in resolved.shadow.items()}
         workflow.upsert_search_attributes(
             [
                 search_attributes.MODEL_VERSIONS.value_set(
-                    [f"{task}:{ref}" for task, ref in sorted(self._progress.model_versions.items())]
+                    [f"{task}:{ref}" for task, ref in sorted(progress.model_versions.items())]
+                    + [f"canary:{task}" for task in progress.canary]
+                    + [f"shadow:{task}:{ref}" for task, ref in progress.shadow_versions.items()]
                 )
             ]
         )
-        return models
+        return resolved
 
     async def _check_quality(
         self, request: VerificationRequest, role: str, models: dict[str, ModelChoice]
@@ -236,18 +259,22 @@ class IdentityVerification:
         return report
 
     async def _check_liveness(
-        self, request: VerificationRequest, selfie: QualityReport, model: ModelChoice
+        self,
+        request: VerificationRequest,
+        selfie: QualityReport,
+        model: ModelChoice,
+        shadow: ModelChoice | None,
     ) -> LivenessResult:
         assert selfie.face is not None  # a usable image has exactly one face
         result: LivenessResult = await self._activity(
             names.CHECK_LIVENESS,
-            LivenessInput(request.verification_id, request.selfie, selfie.face, model),
+            LivenessInput(request.verification_id, request.selfie, selfie.face, model, shadow),
             result_type=LivenessResult,
             summary=f"Liveness of the selfie ({model.ref})",
             task_queue=request.gpu_task_queue,
             **_GPU.options(request.processing_attempts),
         )
-        self._note(scores={"liveness": result.score})
+        self._note(scores={"liveness": result.score}, shadow={"liveness": result.shadow_score})
         return result
 
     async def _match_faces(
@@ -256,6 +283,7 @@ class IdentityVerification:
         selfie: QualityReport,
         document: QualityReport,
         model: ModelChoice,
+        shadow: ModelChoice | None,
     ) -> FaceMatchResult:
         assert selfie.face is not None and document.face is not None
         result: FaceMatchResult = await self._activity(
@@ -267,13 +295,17 @@ class IdentityVerification:
                 request.document,
                 document.face,
                 model,
+                shadow,
             ),
             result_type=FaceMatchResult,
             summary=f"Face match: selfie vs document portrait ({model.ref})",
             task_queue=request.gpu_task_queue,
             **_GPU.options(request.processing_attempts),
         )
-        self._note(scores={"face_match": result.similarity})
+        self._note(
+            scores={"face_match": result.similarity},
+            shadow={"face_match": result.shadow_similarity},
+        )
         return result
 
     async def _wait_for_review(
@@ -367,6 +399,9 @@ class IdentityVerification:
             model_versions=dict(self._progress.model_versions),
             credential=credential,
             reviewer=self._review.reviewer if self._review else None,
+            canary=list(self._progress.canary),
+            shadow_scores=dict(self._progress.shadow_scores),
+            shadow_versions=dict(self._progress.shadow_versions),
         )
         self._enter(Stage.RECORDING)
         workflow.upsert_search_attributes(
@@ -413,10 +448,16 @@ class IdentityVerification:
         workflow.upsert_search_attributes([search_attributes.STATUS.value_set(stage.value)])
 
     def _note(
-        self, reasons: list[ReasonCode] | None = None, scores: dict[str, float] | None = None
+        self,
+        reasons: list[ReasonCode] | None = None,
+        scores: dict[str, float] | None = None,
+        shadow: dict[str, float | None] | None = None,
     ) -> None:
         self._progress.reasons.extend(r for r in reasons or [] if r not in self._progress.reasons)
         self._progress.scores.update(scores or {})
+        self._progress.shadow_scores.update(
+            {name: score for name, score in (shadow or {}).items() if score is not None}
+        )
 
 
 def workflow_id(verification_id: str) -> str:
