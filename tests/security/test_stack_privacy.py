@@ -41,7 +41,7 @@ from security.payload_codec import ENCODING, PayloadEncryptionCodec
 from security.staff_tokens import ensure_dev_tokens
 from store import audit, data_keys, retention, verifications
 from workers.schedules import retention_schedule_id
-from workflows.identity_verification import workflow_id
+from workflows.identity_verification import SHADOW_AND_CANARY_PATCH, workflow_id
 from workflows.retention import PurgeVerification, RetentionSweep
 
 from ..support.hostile_images import HostileImage
@@ -220,13 +220,17 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
         assert not list(_float_arrays(json.loads(history.to_json())))
 
         # Every payload is ciphertext, except the search attributes (plaintext by design)
-        # and the SDK's own local-activity marker data (ids, attempt, times).
+        # and the SDK's own marker data: local-activity markers (ids, attempt, times) and
+        # workflow.patched markers (the patch id).
         found = list(_payloads(History(events=history.events)))
+        sdk_markers = ("details[data].payloads", "details[patch-data].payloads")
         encrypted = [
             (where, p)
             for where, p in found
             if "search_attributes" not in where
-            and not where.endswith("marker_recorded_event_attributes.details[data].payloads")
+            and not where.endswith(
+                tuple(f"marker_recorded_event_attributes.{m}" for m in sdk_markers)
+            )
         ]
         assert len(encrypted) >= 10
         assert [where for where, p in encrypted if p.metadata["encoding"] != ENCODING] == []
@@ -274,6 +278,7 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
             *(s.value for s in Stage),
             *(d.value for d in Decision),
             *(r.value for r in ReasonCode),
+            SHADOW_AND_CANARY_PATCH,  # TemporalChangeVersion, set by workflow.patched
         }
         attributes = [json.loads(p.data) for where, p in found if "search_attributes" in where]
         values = [
@@ -281,7 +286,8 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
         ]
         assert len(values) >= 6
         for value in values:
-            assert value in vocabulary or re.fullmatch(r"[a-z]+:[\w.-]+@[\w.-]+", value), value
+            model = r"(shadow:)?[a-z]+:[\w.-]+@[\w.-]+|canary:[a-z]+"
+            assert value in vocabulary or re.fullmatch(model, value), value
         assert history.workflow_id == f"idv-{verification_id}" and re.fullmatch(
             r"[0-9a-f]{32}", verification_id
         )
