@@ -6,8 +6,9 @@ For each part (``tune``: what thresholds and rules were set on; ``holdout``:
 never looked at while tuning) it prints FNMR at FMR 0.1 % (goal <= 1 %), the
 production thresholds' FMR/FNMR, and the share of genuine pairs of ordinary
 photos that the quality check sends back (goal <= 3 %), with the reasons. It
-also prints how mirror-consistent the measured yaw is: for each photo and its
-mirror image, |yaw(photo) + yaw(mirror)| (0 when consistent).
+also prints how mirror-consistent the measured yaw and eye state are: for each
+photo and its mirror image, |yaw(photo) + yaw(mirror)| and |P(closed) -
+P(closed, mirror)| (0 when consistent).
 The same numbers come from ``idflow models evaluate embed <set>``.
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from models.face import FaceModels, decode_image, observe_faces
 from models.lifecycle.evaluate import evaluate
-from models.lifecycle.labelled_sets import CAPTURE_VARIANTS, write_face_sets
+from models.lifecycle.labelled_sets import write_face_sets
 from models.lifecycle.pull import pull
 from models.lifecycle.registry import register_pulled, resolve_all
 from models.lifecycle.samples import sample_root
@@ -71,25 +72,30 @@ def mirror_consistency(cache: Path, choices, sets) -> None:
             pairs[original] = original.with_name(original.name.replace("-original", "-mirrored"))
         for original in sorted(face_set.folder.glob("lfw-*/original.png")):
             pairs[original] = original.with_name("mirrored.png")
-    assert "mirrored" in CAPTURE_VARIANTS
     with ModelServer(cache) as server:
         models = FaceModels.load(
             server, {t: choices[t] for t in ("detect", "landmarks", "eye", "pose")}
         )
-        yaws = []
-        for original, mirrored in pairs.items():
-            measured = [
-                observe_faces(decode_image(p.read_bytes()), models)[1] for p in (original, mirrored)
-            ]
-            if all(m.yaw_deg is not None for m in measured):
-                yaws.append((measured[0].yaw_deg, measured[1].yaw_deg))
-    a, b = np.asarray(yaws).T
-    gap = np.abs(a + b)
+        measured = [
+            [observe_faces(decode_image(p.read_bytes()), models)[1] for p in pair]
+            for pair in pairs.items()
+        ]
+    both = [(a, b) for a, b in measured if a.face_count and b.face_count]
+    yaw, yaw_mirror = np.array([(a.yaw_deg, b.yaw_deg) for a, b in both]).T
+    gap = np.abs(yaw + yaw_mirror)
     print(
-        f"yaw of a photo vs its mirror image ({len(a)} pairs): correlation of yaw with "
-        f"-yaw(mirror) {np.corrcoef(a, -b)[0, 1]:.2f}, |yaw + yaw(mirror)| median "
+        f"yaw of a photo vs its mirror image ({len(both)} pairs): correlation of yaw with "
+        f"-yaw(mirror) {np.corrcoef(yaw, -yaw_mirror)[0, 1]:.2f}, |yaw + yaw(mirror)| median "
         f"{np.median(gap):.1f} deg, 95th percentile {np.percentile(gap, 95):.1f}, "
         f"max {gap.max():.1f}"
+    )
+    eyes = np.array([(a.eyes_closed, b.eyes_closed) for a, b in both if a.eyes_closed is not None])
+    eye_gap = np.abs(eyes[:, 0] - eyes[:, 1])
+    print(
+        f"eyes closed, photo vs mirror image ({len(eyes)} pairs): |P - P(mirror)| median "
+        f"{np.median(eye_gap):.3f}, 95th percentile {np.percentile(eye_gap, 95):.3f}, "
+        f"max {eye_gap.max():.3f}; pairs on opposite sides of 0.7: "
+        f"{int(((eyes > 0.7).sum(axis=1) == 1).sum())}"
     )
 
 

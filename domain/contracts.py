@@ -79,7 +79,7 @@ class QualityMeasures:
     roll_deg: float | None = None
     yaw_deg: float | None = None
     pitch_deg: float | None = None
-    eyes_closed: float | None = None  # max over both eyes of P(closed)
+    eyes_closed: float | None = None  # P(closed) of the more open eye (both must be closed)
 
 
 @dataclass(frozen=True)

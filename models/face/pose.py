@@ -28,6 +28,7 @@ import numpy as np
 from ..serving import Runner
 from . import stages
 from .geometry import Box
+from .mirror import both_ways
 
 # iBUG-68 indices: jaw contour at ear level on the image's left and right, nose tip, eyes.
 _JAW_LEFT = (0, 1, 2)
@@ -64,10 +65,8 @@ def yaw_deg(points68: np.ndarray) -> float:
 
 def pitch_deg(pose: Runner, image: np.ndarray, box: Box) -> float:
     """The pose model's pitch, averaged over the face crop and its mirror image."""
-    crop = stages.pose_input(image, box)
-    outputs = pose.run_batch(np.stack([crop, crop[:, :, ::-1]]))
-    pitches = [stages.read_pose([o[i] for o in outputs])[1] for i in range(2)]
-    return float(np.mean(pitches))
+    readings = both_ways(pose, stages.pose_input(image, box))
+    return float(np.mean([stages.read_pose(outputs)[1] for outputs in readings]))
 
 
 def head_pose(points68: np.ndarray, pose: Runner, image: np.ndarray, box: Box) -> HeadPose:
