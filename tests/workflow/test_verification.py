@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import sqlite3
 import time
+from collections.abc import Iterator
+from concurrent import futures
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from devstack.samples import SamplePair, sample_pairs
-from domain.contracts import Stage, VerificationResult
+from devstack.samples import DEMO_CLAIMS, SamplePair, sample_pairs
+from domain.contracts import IssuedCredential, PurgeRequest, Stage, VerificationResult
+from domain.policy import Band
 from domain.reasons import Decision, ReasonCode
 from mdoc import holder
-from store import audit, verifications
+from mdoc.keystore import KeyStore, keys_dir
+from mdoc.verify import VerifiedDocument, verify_device_response, verify_issuer_signed
+from starter.client import Draft
+from store import audit, credentials, retention, verifications
 from workflows import search_attributes
 
 from ..support.temporal import (
     IdflowStack,
     corrupted_model_pins,
     grey_zone_pins,
+    register_production_copy,
     take_issuer_keys_away,
 )
 
@@ -54,7 +65,7 @@ def started_attempts(events: list[Any]) -> list[int]:
 
 
 def final_attempts(events: list[Any], activity_type: str) -> list[tuple[int, str]]:
-    """Each ``activity_type`` activity that ended: its last attempt, and "completed" or its failure type.
+    """Each ``activity_type`` activity that ended: last attempt, "completed" or its failure type.
 
     (The history keeps only the last attempt of a retried activity.)
     """
@@ -64,11 +75,12 @@ def final_attempts(events: list[Any], activity_type: str) -> list[tuple[int, str
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         and event.activity_task_scheduled_event_attributes.activity_type.name == activity_type
     }
-    last_attempt = {
-        event.activity_task_started_event_attributes.scheduled_event_id: event.activity_task_started_event_attributes.attempt
+    started = [
+        event.activity_task_started_event_attributes
         for event in events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-    }
+    ]
+    last_attempt = {attributes.scheduled_event_id: attributes.attempt for attributes in started}
     ends = []
     for event in events:
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
@@ -94,6 +106,75 @@ def wait_for_stage(
     while stack.run(stack.client.progress(verification_id)).stage is not stage:
         assert time.monotonic() < deadline, f"{verification_id} never reached {stage.value}"
         time.sleep(0.1)
+
+
+def trail(stack: IdflowStack, verification_id: str) -> list[str]:
+    return [entry.event for entry in audit.trail(stack.client.engine, verification_id)]
+
+
+def update_events(stack: IdflowStack, verification_id: str) -> list[Any]:
+    """Reviews the workflow accepted; a refused one leaves no event."""
+    return [
+        event
+        for event in history_events(stack, verification_id)
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]
+
+
+def assert_no_credential(stack: IdflowStack, result: VerificationResult) -> None:
+    """Neither the result, the verification's row nor the issuer's records hold a credential."""
+    assert result.credential is None
+    row = verifications.get(stack.client.engine, result.verification_id)
+    assert row is not None and not row.credential_issued
+    assert credentials.find_issued(stack.client.engine, result.verification_id) is None
+    assert "credential_issued" not in trail(stack, result.verification_id)
+
+
+def assert_bound_to(
+    stack: IdflowStack, credential: IssuedCredential | None, device_key: ec.EllipticCurvePrivateKey
+) -> VerifiedDocument:
+    """What a relying party checks: the issuer's chain up to our IACA, and the holder's key.
+
+    The IssuerSigned must verify against the stack's IACA certificate with its
+    deviceKeyInfo equal to the holder's public key, and a DeviceResponse that the
+    holder signs with its private key must verify too.
+    """
+    assert credential is not None
+    iaca = KeyStore.open(keys_dir(stack.settings.home)).iaca()
+    issuer_signed = base64.b64decode(credential.issuer_signed_b64)
+    verified = verify_issuer_signed(issuer_signed, iaca, device_key=device_key.public_key())
+    assert verified.doc_type == credential.doc_type == "org.iso.18013.5.1.mDL"
+    assert verified.elements["family_name"] == DEMO_CLAIMS["family_name"]
+    transcript = [None, None, ["relying-party-session", credential.mso_digest]]
+    response = holder.device_response(issuer_signed, device_key, transcript)
+    [presented] = verify_device_response(response, iaca, transcript)
+    assert presented.mso_digest == verified.mso_digest == credential.mso_digest
+    return verified
+
+
+def start_with_device(
+    stack: IdflowStack, pair: SamplePair, claims: dict[str, Any], **start: Any
+) -> tuple[Draft, ec.EllipticCurvePrivateKey]:
+    """Create and start a verification that binds a credential to a new device key once approved."""
+    draft = stack.run(stack.client.create(pair.selfie, pair.document, subject_ref="test-subject"))
+    device_key = holder.new_device_key()
+    binding = holder.device_binding(device_key, draft.nonce, stack.settings.issuer_id)
+    stack.run(stack.client.start(draft, device=binding, claims=claims, **start))
+    return draft, device_key
+
+
+@contextlib.contextmanager
+def database_write_lock(stack: IdflowStack) -> Iterator[None]:
+    """Hold the stack's SQLite write lock: every record the workflow writes waits (never fails)."""
+    url = stack.settings.database_url
+    assert url.startswith("sqlite:///"), url
+    holder_connection = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder_connection.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        holder_connection.execute("ROLLBACK")
+        holder_connection.close()
 
 
 def test_same_person_is_approved_and_recorded(
@@ -283,23 +364,14 @@ async def _count(stack: IdflowStack, query: str, result: VerificationResult) -> 
 def test_approved_with_a_device_key_ends_with_a_bound_credential(
     idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]
 ) -> None:
-    client = idflow_stack.client
-    pair = pairs["same person"]
-    device_key = holder.new_device_key()
-    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref="test-subject"))
-    binding = holder.device_binding(device_key, draft.nonce, idflow_stack.settings.issuer_id)
-
-    async def verify() -> VerificationResult:
-        await client.start(draft, device=binding, claims=mdl_claims)
-        return await client.result(draft.verification_id)
-
-    result = idflow_stack.run(verify())
+    draft, device_key = start_with_device(idflow_stack, pairs["same person"], mdl_claims)
+    result = idflow_stack.run(idflow_stack.client.result(draft.verification_id))
     assert result.decision is Decision.APPROVED
-    assert result.credential is not None
-    assert result.credential.doc_type == "org.iso.18013.5.1.mDL"
-    assert result.credential.issuer_signed_b64
-    row = verifications.get(client.engine, draft.verification_id)
+    verified = assert_bound_to(idflow_stack, result.credential, device_key)
+    assert verified.elements["driving_privileges"][0]["vehicle_category_code"] == "B"
+    row = verifications.get(idflow_stack.client.engine, draft.verification_id)
     assert row is not None and row.credential_issued
+    assert trail(idflow_stack, draft.verification_id) == ["created", "credential_issued", "decided"]
 
 
 def test_a_proof_over_the_wrong_nonce_declines_on_the_first_attempt(
@@ -392,45 +464,401 @@ def test_a_face_match_that_keeps_failing_goes_to_a_person_with_processing_failed
     assert row.reasons == ["PROCESSING_FAILED", "REVIEW_DECLINED"]
 
 
-def test_a_binding_that_keeps_failing_goes_to_a_person_and_binds_once_approved(
-    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]
-) -> None:
-    client, engine = idflow_stack.client, idflow_stack.client.engine
-    pair = pairs["same person"]
-    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref="test-subject"))
-    binding = holder.device_binding(
-        holder.new_device_key(), draft.nonce, idflow_stack.settings.issuer_id
-    )
-    put_back = take_issuer_keys_away(idflow_stack.settings)
+def binding_gives_up(
+    stack: IdflowStack, pair: SamplePair, claims: dict[str, Any]
+) -> tuple[Draft, ec.EllipticCurvePrivateKey]:
+    """A same-person verification whose binding ran out of retries; it awaits a person.
+
+    The issuer's keys are away until binding gave up, and back afterwards.
+    """
+    put_back = take_issuer_keys_away(stack.settings)
     try:
-        idflow_stack.run(
-            client.start(draft, device=binding, claims=mdl_claims, processing_attempts=2)
-        )
-        wait_for_stage(idflow_stack, draft.verification_id, Stage.AWAITING_REVIEW)
+        draft, device_key = start_with_device(stack, pair, claims, processing_attempts=2)
+        wait_for_stage(stack, draft.verification_id, Stage.AWAITING_REVIEW)
     finally:
         put_back()
-
-    progress = idflow_stack.run(client.progress(draft.verification_id))
+    progress = stack.run(stack.client.progress(draft.verification_id))
     assert (progress.decision, progress.reasons) == (
         Decision.REVIEW,
         [ReasonCode.PROCESSING_FAILED],
     )
     assert set(progress.scores) == {"liveness", "face_match"}  # approved before binding gave up
-    row = verifications.get(engine, draft.verification_id)
+    row = verifications.get(stack.client.engine, draft.verification_id)
     assert row is not None and (row.decision, row.reasons) == ("review", ["PROCESSING_FAILED"])
     assert not row.credential_issued
+    return draft, device_key
+
+
+def test_a_binding_that_keeps_failing_goes_to_a_person_and_binds_once_approved(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]
+) -> None:
+    client, engine = idflow_stack.client, idflow_stack.client.engine
+    draft, device_key = binding_gives_up(idflow_stack, pairs["same person"], mdl_claims)
 
     idflow_stack.run(client.review(draft.verification_id, "staff-9", True, "issuer keys restored"))
     result = idflow_stack.run(client.result(draft.verification_id))
     assert result.decision is Decision.APPROVED
     assert result.reasons == [ReasonCode.PROCESSING_FAILED, ReasonCode.REVIEW_APPROVED]
-    assert result.credential is not None and result.credential.issuer_signed_b64
+    assert_bound_to(idflow_stack, result.credential, device_key)
     events = history_events(idflow_stack, draft.verification_id)
     assert final_attempts(events, "issue_credential") == [(2, "KeyStoreError"), (1, "completed")]
-    trail = [entry.event for entry in audit.trail(engine, draft.verification_id)]
-    assert trail == ["created", "review_requested", "reviewed", "credential_issued", "decided"]
+    assert trail(idflow_stack, draft.verification_id) == [
+        "created",
+        "review_requested",
+        "reviewed",
+        "credential_issued",
+        "decided",
+    ]
     row = verifications.get(engine, draft.verification_id)
     assert row is not None and (row.decision, row.credential_issued) == ("approved", True)
+
+
+def test_a_binding_that_gave_up_and_is_declined_issues_nothing(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]
+) -> None:
+    client = idflow_stack.client
+    draft, _ = binding_gives_up(idflow_stack, pairs["same person"], mdl_claims)
+
+    decided = idflow_stack.run(
+        client.review(draft.verification_id, "staff-9", False, "do not issue today")
+    )
+    assert decided is Decision.DECLINED
+    result = idflow_stack.run(client.result(draft.verification_id))
+    assert result.decision is Decision.DECLINED
+    assert result.reasons == [ReasonCode.PROCESSING_FAILED, ReasonCode.REVIEW_DECLINED]
+    assert result.reviewer == "staff-9"
+    assert_no_credential(idflow_stack, result)
+    row = verifications.get(client.engine, draft.verification_id)
+    assert row is not None and (row.status, row.decision, row.reviewer) == (
+        "completed",
+        "declined",
+        "staff-9",
+    )
+    assert row.reasons == ["PROCESSING_FAILED", "REVIEW_DECLINED"]
+    assert trail(idflow_stack, draft.verification_id) == [
+        "created",
+        "review_requested",
+        "reviewed",
+        "decided",
+    ]
+    events = history_events(idflow_stack, draft.verification_id)
+    assert final_attempts(events, "issue_credential") == [(2, "KeyStoreError")]  # not tried again
+
+
+def test_a_binding_that_gave_up_and_nobody_reviews_expires_without_a_credential(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]
+) -> None:
+    put_back = take_issuer_keys_away(idflow_stack.settings)
+    try:
+        draft, _ = start_with_device(
+            idflow_stack,
+            pairs["same person"],
+            mdl_claims,
+            processing_attempts=2,
+            review_deadline_seconds=2,
+        )
+        result = idflow_stack.run(idflow_stack.client.result(draft.verification_id))
+    finally:
+        put_back()
+    assert result.decision is Decision.DECLINED
+    assert result.reasons == [ReasonCode.PROCESSING_FAILED, ReasonCode.REVIEW_EXPIRED]
+    assert result.reviewer is None
+    assert_no_credential(idflow_stack, result)
+    row = verifications.get(idflow_stack.client.engine, draft.verification_id)
+    assert row is not None and (row.status, row.decision, row.reviewer) == (
+        "completed",
+        "declined",
+        None,
+    )
+    assert row.reasons == ["PROCESSING_FAILED", "REVIEW_EXPIRED"]
+    assert trail(idflow_stack, draft.verification_id) == ["created", "review_requested", "decided"]
+    events = history_events(idflow_stack, draft.verification_id)
+    assert final_attempts(events, "issue_credential") == [(2, "KeyStoreError")]
+    assert [e for e in events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
+
+
+# --- Liveness: real model versions whose thresholds put the real score where a test needs it
+
+
+@pytest.fixture(scope="module")
+def selfie_liveness(idflow_stack: IdflowStack, pairs: dict[str, SamplePair]) -> float:
+    """The production liveness score of the same-person selfie, measured on this stack."""
+    pair = pairs["same person"]
+    return idflow_stack.verify(pair.selfie, pair.document).scores["liveness"]
+
+
+def liveness_pins(stack: IdflowStack, score: float, band: Band) -> dict[str, str]:
+    """The production liveness model registered again, thresholds putting ``score`` in ``band``.
+
+    Same file, same sha256: the worker computes the same real score, and only
+    the version's thresholds decide differently.
+    """
+    thresholds = {
+        Band.FAIL: {"accept": score + 0.02, "reject": score + 0.01},
+        Band.UNCERTAIN: {"accept": score + 0.01, "reject": score - 0.01},
+    }[band]
+    choice = register_production_copy(
+        stack.settings,
+        "liveness",
+        f"0.0.1-{band.value}",
+        caveats=f"test version: thresholds that put the sample selfie in the {band.value} band",
+        thresholds=thresholds,
+    )
+    return {"liveness": choice.ref}
+
+
+def test_a_selfie_failing_liveness_is_declined_without_a_credential(
+    idflow_stack: IdflowStack,
+    pairs: dict[str, SamplePair],
+    mdl_claims: dict[str, Any],
+    selfie_liveness: float,
+) -> None:
+    pins = liveness_pins(idflow_stack, selfie_liveness, Band.FAIL)
+    draft, _ = start_with_device(idflow_stack, pairs["same person"], mdl_claims, model_pins=pins)
+    result = idflow_stack.run(idflow_stack.client.result(draft.verification_id))
+
+    assert result.decision is Decision.DECLINED
+    assert result.reasons == [ReasonCode.LIVENESS_FAILED]  # the faces match: liveness alone
+    assert result.scores["liveness"] == selfie_liveness
+    assert result.scores["face_match"] >= 0.45
+    assert result.model_versions["liveness"] == pins["liveness"]
+    assert_no_credential(idflow_stack, result)
+    row = verifications.get(idflow_stack.client.engine, draft.verification_id)
+    assert row is not None
+    assert (row.status, row.decision, row.reasons) == ("completed", "declined", ["LIVENESS_FAILED"])
+    assert row.model_versions["liveness"] == pins["liveness"]
+    assert trail(idflow_stack, draft.verification_id) == ["created", "decided"]
+    events = history_events(idflow_stack, draft.verification_id)
+    assert final_attempts(events, "issue_credential") == []  # binding never started
+
+
+def test_uncertain_liveness_waits_for_review_and_binds_once_approved(
+    idflow_stack: IdflowStack,
+    pairs: dict[str, SamplePair],
+    mdl_claims: dict[str, Any],
+    selfie_liveness: float,
+) -> None:
+    client = idflow_stack.client
+    pins = liveness_pins(idflow_stack, selfie_liveness, Band.UNCERTAIN)
+    draft, device_key = start_with_device(
+        idflow_stack, pairs["same person"], mdl_claims, model_pins=pins
+    )
+    wait_for_stage(idflow_stack, draft.verification_id, Stage.AWAITING_REVIEW)
+
+    progress = idflow_stack.run(client.progress(draft.verification_id))
+    assert (progress.decision, progress.reasons) == (
+        Decision.REVIEW,
+        [ReasonCode.LIVENESS_UNCERTAIN],
+    )
+    assert progress.scores["liveness"] == selfie_liveness
+    row = verifications.get(client.engine, draft.verification_id)
+    assert row is not None and (row.status, row.decision, row.reasons) == (
+        "awaiting_review",
+        "review",
+        ["LIVENESS_UNCERTAIN"],
+    )
+    assert not row.credential_issued  # nothing is bound before a person approves
+    attributes = idflow_stack.run(
+        client.handle(draft.verification_id).describe()
+    ).typed_search_attributes
+    assert attributes.get(search_attributes.REASONS) == ["LIVENESS_UNCERTAIN"]
+
+    idflow_stack.run(client.review(draft.verification_id, "staff-5", True, "live on the video"))
+    result = idflow_stack.run(client.result(draft.verification_id))
+    assert result.decision is Decision.APPROVED
+    assert result.reasons == [ReasonCode.LIVENESS_UNCERTAIN, ReasonCode.REVIEW_APPROVED]
+    assert result.reviewer == "staff-5"
+    assert_bound_to(idflow_stack, result.credential, device_key)
+    assert trail(idflow_stack, draft.verification_id) == [
+        "created",
+        "review_requested",
+        "reviewed",
+        "credential_issued",
+        "decided",
+    ]
+
+
+# --- Grey zone declined, and what the review validator refuses --------------------------
+
+
+def test_a_grey_zone_declined_by_the_reviewer_issues_nothing(
+    idflow_stack: IdflowStack,
+    pairs: dict[str, SamplePair],
+    mdl_claims: dict[str, Any],
+    strict_embed: dict[str, str],
+) -> None:
+    client = idflow_stack.client
+    draft, _ = start_with_device(
+        idflow_stack, pairs["same person"], mdl_claims, model_pins=strict_embed
+    )
+    wait_for_stage(idflow_stack, draft.verification_id, Stage.AWAITING_REVIEW)
+    decided = idflow_stack.run(
+        client.review(draft.verification_id, "staff-7", False, "portrait too old to tell")
+    )
+    assert decided is Decision.DECLINED
+
+    result = idflow_stack.run(client.result(draft.verification_id))
+    assert result.decision is Decision.DECLINED
+    assert result.reasons == [ReasonCode.FACE_MATCH_UNCERTAIN, ReasonCode.REVIEW_DECLINED]
+    assert result.reviewer == "staff-7"
+    assert_no_credential(idflow_stack, result)
+    row = verifications.get(client.engine, draft.verification_id)
+    assert row is not None and (row.status, row.decision, row.reviewer) == (
+        "completed",
+        "declined",
+        "staff-7",
+    )
+    assert row.reasons == ["FACE_MATCH_UNCERTAIN", "REVIEW_DECLINED"]
+    [reviewed] = [
+        e for e in audit.trail(client.engine, draft.verification_id) if e.event == "reviewed"
+    ]
+    assert (reviewed.actor, reviewed.details["note"]) == ("staff-7", "portrait too old to tell")
+    assert trail(idflow_stack, draft.verification_id) == [
+        "created",
+        "review_requested",
+        "reviewed",
+        "decided",
+    ]
+    attributes = idflow_stack.run(
+        client.handle(draft.verification_id).describe()
+    ).typed_search_attributes
+    assert attributes.get(search_attributes.DECISION) == "declined"
+    assert attributes.get(search_attributes.REASONS) == ["FACE_MATCH_UNCERTAIN", "REVIEW_DECLINED"]
+
+
+def test_a_review_is_refused_while_the_verification_is_not_awaiting_one(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]
+) -> None:
+    client = idflow_stack.client
+    put_back = take_issuer_keys_away(idflow_stack.settings)
+    try:  # binding keeps retrying while the keys are away: the stage stays put
+        draft, device_key = start_with_device(
+            idflow_stack, pairs["same person"], mdl_claims, processing_attempts=20
+        )
+        wait_for_stage(idflow_stack, draft.verification_id, Stage.BINDING_CREDENTIAL)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            idflow_stack.run(client.review(draft.verification_id, "staff-3", False, "too early"))
+    finally:
+        put_back()
+    assert "not awaiting review (stage: binding_credential)" in str(refused.value.cause)
+
+    result = idflow_stack.run(client.result(draft.verification_id))
+    assert result.decision is Decision.APPROVED  # the refused review changed nothing
+    assert (result.reasons, result.reviewer) == ([], None)
+    assert_bound_to(idflow_stack, result.credential, device_key)
+    assert trail(idflow_stack, draft.verification_id) == ["created", "credential_issued", "decided"]
+    assert update_events(idflow_stack, draft.verification_id) == []  # refusals leave no trace
+
+
+def test_a_second_review_is_refused_while_the_first_is_being_recorded(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], strict_embed: dict[str, str]
+) -> None:
+    client = idflow_stack.client
+    pair = pairs["same person"]
+    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref="test-subject"))
+    idflow_stack.run(client.start(draft, model_pins=strict_embed))
+    wait_for_stage(idflow_stack, draft.verification_id, Stage.AWAITING_REVIEW)
+
+    # Two reviewers answer at once. With the database locked, the review accepted first
+    # cannot be recorded yet: the verification still awaits review when the other arrives.
+    loop = idflow_stack.server.loop.loop
+    with database_write_lock(idflow_stack):
+        reviews = {
+            reviewer: asyncio.run_coroutine_threadsafe(
+                client.review(draft.verification_id, reviewer, approve, "looked at it"), loop
+            )
+            for reviewer, approve in (("staff-1", True), ("staff-2", False))
+        }
+        done, _ = futures.wait(reviews.values(), 120, futures.FIRST_COMPLETED)
+        assert done, "no review was accepted"
+    outcomes = {reviewer: review.exception(120) for reviewer, review in reviews.items()}
+    [winner] = [reviewer for reviewer, error in outcomes.items() if error is None]
+    [refused] = [error for error in outcomes.values() if error is not None]
+    assert isinstance(refused, WorkflowUpdateFailedError), refused
+    assert f"already reviewed by {winner}" in str(refused.cause)
+
+    result = idflow_stack.run(client.result(draft.verification_id))
+    expected = Decision.APPROVED if winner == "staff-1" else Decision.DECLINED
+    assert (result.decision, result.reviewer) == (expected, winner)
+    reviewed = [
+        e for e in audit.trail(client.engine, draft.verification_id) if e.event == "reviewed"
+    ]
+    assert [e.actor for e in reviewed] == [winner]
+    assert len(update_events(idflow_stack, draft.verification_id)) == 1
+
+
+# --- Input and claims no retry can fix: decided on the first attempt ------------------
+
+
+def assert_decided_at_once(
+    stack: IdflowStack, result: VerificationResult, activity: str, reason: ReasonCode
+) -> None:
+    """Declined for ``reason`` by ``activity``'s first attempt, recorded, and no credential."""
+    assert result.decision is Decision.DECLINED
+    assert result.reasons == [reason]
+    events = history_events(stack, result.verification_id)
+    ends = final_attempts(events, activity)
+    assert (1, reason.value) in ends and {attempt for attempt, _ in ends} == {1}, ends
+    assert set(started_attempts(events)) == {1}
+    row = verifications.get(stack.client.engine, result.verification_id)
+    assert row is not None
+    assert (row.status, row.decision, row.reasons) == ("completed", "declined", [reason.value])
+    assert_no_credential(stack, result)
+
+
+def test_invalid_claims_decline_on_the_first_attempt_without_a_credential(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair]
+) -> None:
+    expired = DEMO_CLAIMS | {"issue_date": "2014-03-01", "expiry_date": "2024-02-28"}
+    draft, _ = start_with_device(idflow_stack, pairs["same person"], expired)
+    result = idflow_stack.run(idflow_stack.client.result(draft.verification_id))
+    assert_decided_at_once(idflow_stack, result, "issue_credential", ReasonCode.CLAIMS_INVALID)
+    assert set(result.scores) == {"liveness", "face_match"}  # approved; the claims were not
+    assert trail(idflow_stack, draft.verification_id) == ["created", "decided"]
+
+
+def test_images_purged_before_the_start_decline_with_input_purged(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]
+) -> None:
+    client = idflow_stack.client
+    pair = pairs["same person"]
+    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref="test-subject"))
+    retention.purge(
+        client.engine,
+        client.blobs,
+        PurgeRequest(draft.verification_id, actor="staff-4", reason="subject asked"),
+    )
+    binding = holder.device_binding(
+        holder.new_device_key(), draft.nonce, idflow_stack.settings.issuer_id
+    )
+    result = idflow_stack.run(
+        _start_and_wait(idflow_stack, draft, device=binding, claims=mdl_claims)
+    )
+    assert_decided_at_once(idflow_stack, result, "check_quality", ReasonCode.INPUT_PURGED)
+    assert result.scores == {}
+    assert trail(idflow_stack, draft.verification_id) == ["created", "purged", "decided"]
+
+
+def test_a_tampered_stored_image_declines_with_input_integrity(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair]
+) -> None:
+    client = idflow_stack.client
+    pair = pairs["same person"]
+    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref="test-subject"))
+    stored = idflow_stack.settings.blob_dir / draft.verification_id / draft.selfie.blob_id
+    sealed = bytearray(stored.read_bytes())
+    sealed[len(sealed) // 2] ^= 0x01  # one bit of the ciphertext, as a tamperer with disk access
+    stored.write_bytes(bytes(sealed))
+
+    result = idflow_stack.run(_start_and_wait(idflow_stack, draft))
+    assert_decided_at_once(idflow_stack, result, "check_quality", ReasonCode.INPUT_INTEGRITY)
+    assert result.scores == {}
+    assert trail(idflow_stack, draft.verification_id) == ["created", "decided"]
+
+
+async def _start_and_wait(stack: IdflowStack, draft: Draft, **start: Any) -> VerificationResult:
+    await stack.client.start(draft, **start)
+    return await stack.client.result(draft.verification_id)
 
 
 def test_finished_verifications_are_replayed_when_the_stack_stops(
