@@ -3,8 +3,9 @@
 The GPU worker process is frozen (SIGSTOP) so that the server hands it
 liveness and face-match tasks it can never finish; then it is SIGKILLed while
 those tasks are in flight and a fresh worker process starts. Every
-verification must still end with the decision its photos call for, the lost
-tasks having run again after their heartbeat timeout.
+verification must still end with the decision its photos call for, and each
+task the killed worker held must have run again, after its heartbeat timeout,
+and been completed by the fresh worker.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -30,9 +32,9 @@ GPU_ACTIVITIES = {names.CHECK_LIVENESS, names.MATCH_FACES}
 
 
 async def in_flight_gpu_tasks(
-    stack: IdflowStack, verification_ids: list[str]
+    stack: IdflowStack, verification_ids: list[str], pid: int
 ) -> set[tuple[str, str]]:
-    """(verification id, activity id) of GPU activities a worker has taken but not finished."""
+    """(verification id, activity id) of GPU activities the worker ``pid`` took but not finished."""
     taken = set()
     for verification_id in verification_ids:
         description = await stack.client.handle(verification_id).describe()
@@ -40,25 +42,54 @@ async def in_flight_gpu_tasks(
             if (
                 pending.activity_type.name in GPU_ACTIVITIES
                 and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                and worker_pid(pending.last_worker_identity) == pid
             ):
                 taken.add((verification_id, pending.activity_id))
     return taken
 
 
-def started_attempts(history: Any) -> dict[str, int]:
-    """Activity id -> the attempt that finished it, from a closed history."""
-    activity_ids = {
+def worker_pid(identity: str) -> int:
+    """The process id in a worker identity (the SDK's default is ``pid@host``)."""
+    return int(identity.split("@", 1)[0])
+
+
+@dataclass(frozen=True)
+class ActivityEnd:
+    attempt: int  # the attempt that ended it (the history keeps only the last)
+    worker_pid: int  # the process that ran that attempt
+    completed: bool
+
+
+def activity_ends(history: Any) -> dict[str, ActivityEnd]:
+    """Activity id -> how it ended, from a closed history."""
+    scheduled = {
         event.event_id: event.activity_task_scheduled_event_attributes.activity_id
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     }
-    return {
-        activity_ids[
-            event.activity_task_started_event_attributes.scheduled_event_id
-        ]: event.activity_task_started_event_attributes.attempt
+    completed = {
+        event.activity_task_completed_event_attributes.scheduled_event_id
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+    }
+    started = [
+        event.activity_task_started_event_attributes
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ]
+    return {
+        scheduled[attributes.scheduled_event_id]: ActivityEnd(
+            attributes.attempt,
+            worker_pid(attributes.identity),
+            attributes.scheduled_event_id in completed,
+        )
+        for attributes in started
     }
+
+
+def ends_of(stack: IdflowStack, tasks: set[tuple[str, str]]) -> dict[tuple[str, str], ActivityEnd]:
+    histories = {vid: stack.run(stack.client.handle(vid).fetch_history()) for vid, _ in tasks}
+    return {(vid, aid): activity_ends(histories[vid])[aid] for vid, aid in tasks}
 
 
 async def start_all(stack: IdflowStack, drafts: list[Any]) -> None:
@@ -82,6 +113,7 @@ def test_sigkill_of_the_gpu_worker_loses_no_verification(
 
     gpu = idflow_stack.workers["gpu"]
     assert gpu.process is not None
+    frozen = gpu.process.pid
     gpu.process.send_signal(signal.SIGSTOP)  # takes tasks from its open polls, runs none
     try:
         idflow_stack.run(start_all(idflow_stack, drafts))
@@ -91,31 +123,29 @@ def test_sigkill_of_the_gpu_worker_loses_no_verification(
         ):
             assert time.monotonic() < deadline, "verifications never reached the GPU stage"
             time.sleep(0.2)
-        while not (taken := len(idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids)))):
+        while not idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids, frozen)):
             assert time.monotonic() < deadline, "the frozen GPU worker never took a task"
             time.sleep(0.2)
     finally:
+        held = idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids, frozen))
         gpu.kill()  # SIGKILL works on a stopped process
-    assert taken >= 1
+    assert held
 
-    idflow_stack.replace_worker("gpu", kill=True)
+    fresh = idflow_stack.replace_worker("gpu", kill=True)
+    assert fresh.process is not None and fresh.process.pid != frozen
 
     decided = idflow_stack.run(results_of(idflow_stack, ids), timeout=120)
-    for pair, result in zip(cases, decided):
+    for pair, result in zip(cases, decided, strict=True):
         assert (
             " ".join([result.decision.value, *(r.value for r in result.reasons)]) == pair.expected
         )
 
-    retried = 0
-    for vid in ids:
-        history = idflow_stack.run(client.handle(vid).fetch_history())
-        attempts = [
-            event.activity_task_started_event_attributes.attempt
-            for event in history.events
-            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-        ]
-        retried += sum(1 for attempt in attempts if attempt > 1)
-    assert retried >= taken  # every task the dead worker held ran again
+    # Each task the killed worker held ran again and was completed by the fresh worker.
+    ends = ends_of(idflow_stack, held)
+    assert all(
+        end.completed and end.attempt > 1 and end.worker_pid == fresh.process.pid
+        for end in ends.values()
+    ), (ends, frozen, fresh.process.pid)
 
 
 def test_sigterm_lets_the_gpu_worker_finish_its_tasks_before_it_exits(
@@ -129,18 +159,19 @@ def test_sigterm_lets_the_gpu_worker_finish_its_tasks_before_it_exits(
 
     gpu = idflow_stack.workers["gpu"]
     assert gpu.process is not None
+    stopping = gpu.process.pid
     gpu.process.send_signal(signal.SIGSTOP)
     try:
         idflow_stack.run(start_all(idflow_stack, drafts))
         deadline = time.monotonic() + 60
-        while not idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids)):
+        while not idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids, stopping)):
             assert time.monotonic() < deadline, "the frozen GPU worker never took a task"
             time.sleep(0.2)
     finally:
         # What it holds now it must finish. A task the server hands to a poll in the
         # instant the worker stops polling is not held: it runs again elsewhere after
         # the heartbeat timeout (delayed, never lost).
-        held = idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids))
+        held = idflow_stack.run(in_flight_gpu_tasks(idflow_stack, ids, stopping))
         gpu.process.send_signal(signal.SIGTERM)  # delivered when it runs again
         gpu.process.send_signal(signal.SIGCONT)
     assert held
@@ -150,12 +181,8 @@ def test_sigterm_lets_the_gpu_worker_finish_its_tasks_before_it_exits(
 
     decided = idflow_stack.run(results_of(idflow_stack, ids), timeout=120)
     assert [r.decision for r in decided] == [Decision.APPROVED, Decision.DECLINED] * 2
-    attempts = {
-        vid: started_attempts(idflow_stack.run(client.handle(vid).fetch_history())) for vid in ids
-    }
-    # The tasks it held were finished by it on their first attempt, not retried elsewhere.
-    assert {attempts[vid][activity_id] for vid, activity_id in held} == {1}, (
-        held,
-        attempts,
-        gpu.log_tail(),
-    )
+    # The tasks it held were finished by it, on their first attempt, not retried elsewhere.
+    ends = ends_of(idflow_stack, held)
+    assert all(
+        end.completed and end.attempt == 1 and end.worker_pid == stopping for end in ends.values()
+    ), (ends, stopping, gpu.log_tail())
