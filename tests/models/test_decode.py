@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 
 import numpy as np
@@ -13,6 +12,7 @@ from PIL import Image
 
 from domain.errors import ImageTooLarge, ImageUnreadable, UnsupportedImageFormat
 from domain.reasons import ReasonCode
+from imaging.limits import DEFAULT_LIMITS
 from models.face import ImageLimits, decode_image
 
 
@@ -39,57 +39,56 @@ def encode(image: Image.Image, fmt: str, **options) -> bytes:
     return out.getvalue()
 
 
-def refused_fast(data: bytes, error: type[Exception], limits: ImageLimits = ImageLimits()):
-    started = time.monotonic()
+def refused(data: bytes, error: type[Exception], limits: ImageLimits = DEFAULT_LIMITS):
     with pytest.raises(error) as raised:
         decode_image(data, limits)
-    assert time.monotonic() - started < 1.0
     return raised.value
 
 
 def test_png_bomb_is_refused_from_its_header(photo):
     bomb = png_bomb()
     assert len(bomb) < 200_000
-    error = refused_fast(bomb, ImageTooLarge)
+    error = refused(bomb, ImageTooLarge)
     assert "400000000 pixels" in str(error)
     assert error.reason is ReasonCode.INPUT_TOO_LARGE
 
 
 def test_zero_bytes_are_unreadable():
-    error = refused_fast(b"", ImageUnreadable)
+    error = refused(b"", ImageUnreadable)
     assert error.reason is ReasonCode.INPUT_UNREADABLE
 
 
 def test_truncated_jpeg_is_unreadable(photo):
     data = photo("obama.jpg")
-    refused_fast(data[: len(data) // 3], ImageUnreadable)
+    refused(data[: len(data) // 3], ImageUnreadable)
 
 
 def test_jpeg_with_garbage_after_its_magic_is_unreadable(photo):
     data = photo("obama.jpg")
     corrupt = data[:3] + bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8))
-    refused_fast(corrupt, ImageUnreadable)
+    refused(corrupt, ImageUnreadable)
 
 
 def test_text_file_named_jpg_is_an_unsupported_format(tmp_path):
     fake = tmp_path / "selfie.jpg"
     fake.write_text("this is not a photo\n" * 50)
-    error = refused_fast(fake.read_bytes(), UnsupportedImageFormat)
+    error = refused(fake.read_bytes(), UnsupportedImageFormat)
     assert error.reason is ReasonCode.INPUT_UNSUPPORTED_FORMAT
 
 
 def test_real_image_in_a_refused_format_names_it():
     gif = encode(Image.new("RGB", (64, 64), "white"), "GIF")
-    assert "GIF" in str(refused_fast(gif, UnsupportedImageFormat))
+    assert "GIF" in str(refused(gif, UnsupportedImageFormat))
 
 
 def test_byte_and_pixel_limits(photo):
     data = photo("obama.jpg")  # 910x1137
-    refused_fast(data, ImageTooLarge, ImageLimits(max_bytes=len(data) - 1))
-    refused_fast(data, ImageTooLarge, ImageLimits(max_jpeg_pixels=1_000_000))
-    refused_fast(data, ImageTooLarge, ImageLimits(max_side=1000))
+    refused(data, ImageTooLarge, ImageLimits(max_bytes=len(data) - 1))
+    # Sizes come from the header: the refusal names them, nothing was decoded.
+    assert "910x1137" in str(refused(data, ImageTooLarge, ImageLimits(max_jpeg_pixels=1_000_000)))
+    assert "910x1137" in str(refused(data, ImageTooLarge, ImageLimits(max_side=1000)))
     png = photo("astronaut.png")  # 512x512
-    refused_fast(png, ImageTooLarge, ImageLimits(max_pixels=512 * 512 - 1))
+    refused(png, ImageTooLarge, ImageLimits(max_pixels=512 * 512 - 1))
     assert decode_image(data, ImageLimits(max_bytes=len(data), max_pixels=910 * 1137)).shape == (
         1137,
         910,

@@ -117,22 +117,38 @@ def test_a_failing_item_fails_only_its_caller():
     assert max(batcher.batch_sizes) > 1
 
 
-def test_close_finishes_queued_work_then_refuses_more():
-    release = threading.Event()
+def wait_until(condition, timeout_s: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; the deadline only bounds a hang."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.01)
 
-    def slow_identity(batch: np.ndarray) -> list[np.ndarray]:
-        release.wait(5)
+
+def test_close_finishes_queued_work_then_refuses_more():
+    running, release = threading.Event(), threading.Event()
+
+    def held_identity(batch: np.ndarray) -> list[np.ndarray]:
+        running.set()
+        release.wait()
         return [batch]
 
-    batcher = Batcher(slow_identity, BatchPolicy(max_batch_size=1, max_wait_ms=0))
+    batcher = Batcher(held_identity, BatchPolicy(max_batch_size=1, max_wait_ms=0))
+    queued = batcher._queue  # what waits behind the running batch
     with ThreadPoolExecutor(4) as pool:
-        pending = [pool.submit(batcher.submit, np.full(1, i, np.float32)) for i in range(3)]
-        time.sleep(0.2)  # let the three callers queue their items behind the first batch
-        closer = pool.submit(batcher.close)
-        time.sleep(0.1)
-        assert not closer.done()  # close waits for the queued work
-        release.set()
-        assert [float(f.result(5)[0][0]) for f in pending] == [0.0, 1.0, 2.0]
-        closer.result(5)
+        try:
+            pending = [pool.submit(batcher.submit, np.full(1, 0, np.float32))]
+            assert running.wait(30)  # the first item holds the batcher's thread
+            pending += [pool.submit(batcher.submit, np.full(1, i, np.float32)) for i in (1, 2)]
+            wait_until(lambda: queued.qsize() == 2)
+            closer = pool.submit(batcher.close)
+            wait_until(lambda: queued.qsize() == 3)  # close has queued its stop behind them
+            assert not closer.done()  # and waits: the batch it must finish is still held
+            with pytest.raises(BatcherClosed):  # closing: nothing new is taken
+                batcher.submit(np.zeros(1, np.float32))
+        finally:
+            release.set()
+        assert [float(f.result(30)[0][0]) for f in pending] == [0.0, 1.0, 2.0]
+        closer.result(30)
     with pytest.raises(BatcherClosed):
         batcher.submit(np.zeros(1, np.float32))

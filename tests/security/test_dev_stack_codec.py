@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +21,8 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from security.keys import PAYLOAD, parse_inline
 from security.payload_codec import PayloadEncryptionCodec
+
+from ..support.output import ProcessOutput
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
@@ -83,21 +84,15 @@ def dev_stack(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    output: list[str] = []
+    printed = ProcessOutput(dev)
     try:
-        assert dev.stdout is not None
-        deadline = time.monotonic() + 180
-        while not output or "Ctrl-C stops everything" not in output[-1]:
-            line = dev.stdout.readline()
-            assert line or dev.poll() is None, "".join(output)
-            assert time.monotonic() < deadline, "".join(output)
-            output.append(line)
+        output = printed.wait_for("Ctrl-C stops everything")
         yield DevStackRun(
             env, output, home, f"http://127.0.0.1:{codec_port}", f"http://127.0.0.1:{ui_port}"
         )
     finally:
         dev.send_signal(signal.SIGINT)
-        dev.communicate(timeout=90)
+        printed.rest(timeout_s=90)
     with pytest.raises(OSError):  # the codec server stopped with the stack
         socket.create_connection(("127.0.0.1", codec_port), 1)
 

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,8 @@ import pytest
 
 from devstack.samples import DEMO_CLAIMS
 from mdoc import holder
+
+from ..support.output import ProcessOutput
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
@@ -50,20 +51,6 @@ def idflow(
     )
 
 
-def wait_for_line(process: subprocess.Popen[str], text: str, timeout_s: float = 180) -> list[str]:
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if text in line:
-            return seen
-    raise AssertionError(f"{text!r} never printed; output:\n{''.join(seen)}")
-
-
 def test_dev_stack_serves_verify_status_replay_and_stops_on_ctrl_c(
     cli_env: dict[str, str], photo_dir: Path, tmp_path: Path
 ) -> None:
@@ -74,8 +61,9 @@ def test_dev_stack_serves_verify_status_replay_and_stops_on_ctrl_c(
         stderr=subprocess.STDOUT,
         text=True,
     )
+    printed = ProcessOutput(dev)
     try:
-        output = wait_for_line(dev, "Ctrl-C stops everything")
+        output = printed.wait_for("Ctrl-C stops everything")
         assert any(
             f"Web UI:  http://127.0.0.1:{cli_env['IDFLOW_TEMPORAL_UI_PORT']}" in line
             for line in output
@@ -118,7 +106,7 @@ def test_dev_stack_serves_verify_status_replay_and_stops_on_ctrl_c(
         assert "replays deterministically" in replayed.stdout
     finally:
         dev.send_signal(signal.SIGINT)
-        rest, _ = dev.communicate(timeout=90)
+        rest = printed.rest(timeout_s=90)
     assert dev.returncode == 0, rest
     assert "stopped." in rest
     with pytest.raises(OSError):  # the server is gone with it
