@@ -353,7 +353,8 @@ def test_search_attributes_say_what_happened_without_personal_data(
 
 async def _count(stack: IdflowStack, query: str, result: VerificationResult) -> int:
     workflow_query = f"{query} AND WorkflowId = 'idv-{result.verification_id}'"
-    for _ in range(50):  # the visibility store is eventually consistent
+    deadline = time.monotonic() + 60  # the visibility store is eventually consistent
+    while time.monotonic() < deadline:
         found = [w async for w in stack.client.temporal.list_workflows(workflow_query)]
         if found:
             return len(found)
@@ -513,34 +514,45 @@ def test_a_binding_that_keeps_failing_goes_to_a_person_and_binds_once_approved(
     assert row is not None and (row.decision, row.credential_issued) == ("approved", True)
 
 
+def declined_by_a_reviewer(
+    stack: IdflowStack, verification_id: str, why_reviewed: ReasonCode, reviewer: str, note: str
+) -> VerificationResult:
+    """A person declines a verification that awaits review: it is recorded, nothing is issued."""
+    client = stack.client
+    assert stack.run(client.review(verification_id, reviewer, False, note)) is Decision.DECLINED
+    result = stack.run(client.result(verification_id))
+    reasons = [why_reviewed, ReasonCode.REVIEW_DECLINED]
+    assert (result.decision, result.reasons, result.reviewer) == (
+        Decision.DECLINED,
+        reasons,
+        reviewer,
+    )
+    assert_no_credential(stack, result)
+    row = verifications.get(client.engine, verification_id)
+    assert row is not None
+    assert (row.status, row.decision, row.reasons, row.reviewer) == (
+        "completed",
+        "declined",
+        [reason.value for reason in reasons],
+        reviewer,
+    )
+    [reviewed] = [e for e in audit.trail(client.engine, verification_id) if e.event == "reviewed"]
+    assert (reviewed.actor, reviewed.details["note"]) == (reviewer, note)
+    assert trail(stack, verification_id) == ["created", "review_requested", "reviewed", "decided"]
+    return result
+
+
 def test_a_binding_that_gave_up_and_is_declined_issues_nothing(
     idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]
 ) -> None:
-    client = idflow_stack.client
     draft, _ = binding_gives_up(idflow_stack, pairs["same person"], mdl_claims)
-
-    decided = idflow_stack.run(
-        client.review(draft.verification_id, "staff-9", False, "do not issue today")
-    )
-    assert decided is Decision.DECLINED
-    result = idflow_stack.run(client.result(draft.verification_id))
-    assert result.decision is Decision.DECLINED
-    assert result.reasons == [ReasonCode.PROCESSING_FAILED, ReasonCode.REVIEW_DECLINED]
-    assert result.reviewer == "staff-9"
-    assert_no_credential(idflow_stack, result)
-    row = verifications.get(client.engine, draft.verification_id)
-    assert row is not None and (row.status, row.decision, row.reviewer) == (
-        "completed",
-        "declined",
+    declined_by_a_reviewer(
+        idflow_stack,
+        draft.verification_id,
+        ReasonCode.PROCESSING_FAILED,
         "staff-9",
+        "do not issue today",
     )
-    assert row.reasons == ["PROCESSING_FAILED", "REVIEW_DECLINED"]
-    assert trail(idflow_stack, draft.verification_id) == [
-        "created",
-        "review_requested",
-        "reviewed",
-        "decided",
-    ]
     events = history_events(idflow_stack, draft.verification_id)
     assert final_attempts(events, "issue_credential") == [(2, "KeyStoreError")]  # not tried again
 
@@ -687,40 +699,19 @@ def test_a_grey_zone_declined_by_the_reviewer_issues_nothing(
     mdl_claims: dict[str, Any],
     strict_embed: dict[str, str],
 ) -> None:
-    client = idflow_stack.client
     draft, _ = start_with_device(
         idflow_stack, pairs["same person"], mdl_claims, model_pins=strict_embed
     )
     wait_for_stage(idflow_stack, draft.verification_id, Stage.AWAITING_REVIEW)
-    decided = idflow_stack.run(
-        client.review(draft.verification_id, "staff-7", False, "portrait too old to tell")
-    )
-    assert decided is Decision.DECLINED
-
-    result = idflow_stack.run(client.result(draft.verification_id))
-    assert result.decision is Decision.DECLINED
-    assert result.reasons == [ReasonCode.FACE_MATCH_UNCERTAIN, ReasonCode.REVIEW_DECLINED]
-    assert result.reviewer == "staff-7"
-    assert_no_credential(idflow_stack, result)
-    row = verifications.get(client.engine, draft.verification_id)
-    assert row is not None and (row.status, row.decision, row.reviewer) == (
-        "completed",
-        "declined",
+    declined_by_a_reviewer(
+        idflow_stack,
+        draft.verification_id,
+        ReasonCode.FACE_MATCH_UNCERTAIN,
         "staff-7",
+        "portrait too old to tell",
     )
-    assert row.reasons == ["FACE_MATCH_UNCERTAIN", "REVIEW_DECLINED"]
-    [reviewed] = [
-        e for e in audit.trail(client.engine, draft.verification_id) if e.event == "reviewed"
-    ]
-    assert (reviewed.actor, reviewed.details["note"]) == ("staff-7", "portrait too old to tell")
-    assert trail(idflow_stack, draft.verification_id) == [
-        "created",
-        "review_requested",
-        "reviewed",
-        "decided",
-    ]
     attributes = idflow_stack.run(
-        client.handle(draft.verification_id).describe()
+        idflow_stack.client.handle(draft.verification_id).describe()
     ).typed_search_attributes
     assert attributes.get(search_attributes.DECISION) == "declined"
     assert attributes.get(search_attributes.REASONS) == ["FACE_MATCH_UNCERTAIN", "REVIEW_DECLINED"]
@@ -867,7 +858,7 @@ def test_finished_verifications_are_replayed_when_the_stack_stops(
     """The fixture replays them all at teardown; this checks that its query finds them."""
     pair = pairs["no face"]
     idflow_stack.verify(pair.selfie, pair.document)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while (replayed := idflow_stack.replay_finished()) == 0:  # visibility is eventually consistent
         assert time.monotonic() < deadline, "no finished verification is visible to replay"
         time.sleep(0.2)
