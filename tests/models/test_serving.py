@@ -81,8 +81,8 @@ def test_batched_results_equal_one_at_a_time(
     inputs = items(single, 24)
     expected = [single.run(x) for x in inputs]
     got = run_together(batched.run, list(inputs))
-    for mine, reference in zip(got, expected):
-        for a, b in zip(mine, reference):
+    for mine, reference in zip(got, expected, strict=True):
+        for a, b in zip(mine, reference, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert max(batched.batch_sizes) > 1, batched.batch_sizes
     assert max(batched.batch_sizes) <= 8

@@ -44,6 +44,7 @@ def idflow(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
+        check=False,  # callers assert on the exit code and output
         env=env,
         capture_output=True,
         text=True,
