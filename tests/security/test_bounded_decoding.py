@@ -10,7 +10,10 @@ not make these flaky, and a broken bound would still exceed them many times.
 from __future__ import annotations
 
 import io
+import os
+import signal
 import struct
+import threading
 import zlib
 from collections.abc import Callable
 
@@ -23,7 +26,7 @@ from domain.reasons import ReasonCode
 from imaging import bounded
 from imaging.decode import decode_image
 from imaging.ingest import sanitize_image
-from imaging.limits import DecodeBudget, MiB
+from imaging.limits import DecodeBudget, ImageLimits, MiB
 
 from ..support.hostile_images import HostileImage, after_soi, png_chunk, png_of_zeros, scan_bomb
 
@@ -211,3 +214,52 @@ def test_every_hostile_image_is_refused_with_its_reason_or_decoded_within_budget
             pixels = outcome.decoded.pixels
             assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3
     assert outcomes == {item.name: item.expected for item in hostile_image_corpus}
+
+
+# --- The process budget on its own: what if a structural check missed an attack? ----------
+
+NO_STRUCTURAL_LIMITS = ImageLimits(
+    max_pixels=10**9,
+    max_decoded_bytes=10**12,
+    max_jpeg_pixels=10**9,
+    max_jpeg_scans=10**6,
+    max_scan_blocks=10**15,
+    max_coefficient_bytes=10**12,
+)
+
+
+def test_with_the_structural_checks_off_the_scan_bomb_is_stopped_at_its_cpu_budget() -> None:
+    outcome = bounded.measure(scan_bomb(6000, 1000), NO_STRUCTURAL_LIMITS)
+    assert isinstance(outcome.refusal, ImageTooLarge) and "CPU" in str(outcome.refusal)
+    assert outcome.stats.cpu_seconds < BUDGET_CPU_S + 1.0  # killed within a poll of the budget
+
+
+def test_with_the_structural_checks_off_a_16_bit_bomb_is_stopped_at_its_memory_budget() -> None:
+    outcome = bounded.measure(
+        png_of_zeros(6000, 6000, colour_type=6, bits=16), NO_STRUCTURAL_LIMITS
+    )
+    assert isinstance(outcome.refusal, ImageTooLarge), outcome
+
+
+def test_a_crashing_decoder_costs_its_process_only(photo: Callable[[str], bytes]) -> None:
+    """A decoder bug (here: SIGSEGV mid-decode) refuses the image; the next decode works."""
+    worker = bounded._DecodingProcess(DecodeBudget(cpu_seconds=60))
+    worker.wait_ready()
+    threading.Timer(0.3, os.kill, (worker.process.pid, signal.SIGSEGV)).start()
+    outcome = worker.run(scan_bomb(6000, 1000), NO_STRUCTURAL_LIMITS)
+    assert not worker.alive()
+    assert outcome.refusal is not None and outcome.refusal.reason is ReasonCode.INPUT_UNREADABLE
+    assert decode_image(photo("astronaut.png")).shape == (512, 512, 3)
+
+
+def test_a_starved_decode_is_a_retryable_error_not_a_refusal() -> None:
+    """No CPU progress for wall_seconds (a frozen machine) is not the image's fault."""
+    worker = bounded._DecodingProcess(DecodeBudget(wall_seconds=1.0))
+    worker.wait_ready()
+    os.kill(worker.process.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(bounded.DecodingUnavailable):
+            worker.run(scan_bomb(600, 10), ImageLimits())
+    finally:
+        worker.kill()
+    assert not worker.alive()

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from temporalio.exceptions import ApplicationError
 
+from activities.quality import QualityActivities
+from domain.contracts import QualityCheckInput
 from domain.reasons import ReasonCode
 from imaging.decode import decode_image
 from imaging.limits import MiB
@@ -25,7 +28,7 @@ from store.blobs import open_blob_store
 from store.credentials import consume_nonce
 from store.engine import get_engine
 
-from ..support.hostile_images import HostileImage
+from ..support.hostile_images import HostileImage, scan_bomb
 from ..support.temporal import stack_settings
 
 CALLER_EXTRA_RSS = 300 * MiB
@@ -186,3 +189,15 @@ def test_create_does_not_block_the_event_loop(
         return during
 
     assert asyncio.run(scenario()) >= 3
+
+
+def test_the_quality_check_decodes_with_the_same_bounded_decoder(
+    client: VerificationClient,
+) -> None:
+    """A raw hostile blob (stored before this change, or by another writer) is refused by the
+    quality check on its first attempt, from its structure, without decoding it."""
+    bomb = client.blobs.put("v-raw", scan_bomb(6000, 1000), "application/octet-stream")
+    quality = QualityActivities(server=None, blobs=client.blobs)  # type: ignore[arg-type]
+    with pytest.raises(ApplicationError) as refused:
+        quality.check_quality(QualityCheckInput("v-raw", "selfie", bomb, models={}))
+    assert refused.value.type == "INPUT_TOO_LARGE" and refused.value.non_retryable
