@@ -15,13 +15,14 @@ from typing import Any
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from cli.main import clear_errors
 from cli.replay import ReplayFailed, fetch_history, load_history, replay, save_history
 from devstack import stack as devstack
 from domain.contracts import VerificationResult
 from mdoc.holder import device_binding_from_pem
 from security.log_policy import configure_logging
 from settings import Settings
-from starter.client import VerificationClient
+from starter.client import InvalidVerificationId, VerificationClient, VerificationIdInUse
 from starter.connection import connect
 from store import audit, verifications
 from store.retention import personal_data_status
@@ -54,7 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     verify.add_argument("--no-wait", action="store_true", help="start and print the id only")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
-    verify.set_defaults(run=lambda args: asyncio.run(run_verify(args)))
+    verify.set_defaults(
+        run=clear_errors(VerificationIdInUse, InvalidVerificationId)(
+            lambda args: asyncio.run(run_verify(args))
+        )
+    )
 
     status = subparsers.add_parser(
         "status", help="stage, decision and audit trail of a verification"

@@ -105,6 +105,22 @@ def test_dev_stack_serves_verify_status_replay_and_stops_on_ctrl_c(
         replayed = idflow(cli_env, "replay", "cli-check-1")
         assert replayed.returncode == 0, replayed.stderr
         assert "replays deterministically" in replayed.stdout
+
+        reused = idflow(
+            cli_env,
+            "verify",
+            "--selfie",
+            str(photo_dir / "biden.jpg"),
+            "--document",
+            str(photo_dir / "obama2.jpg"),
+            "--id",
+            "cli-check-1",
+        )
+        assert reused.returncode == 1 and "Traceback" not in reused.stderr
+        assert reused.stderr.strip().splitlines()[-1] == (
+            "idflow verify: verification id cli-check-1 is taken by another request; "
+            "nothing was stored"
+        )
     finally:
         dev.send_signal(signal.SIGINT)
         rest = printed.rest(timeout_s=90)
