@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ import pytest
 
 from devstack.samples import DEMO_CLAIMS
 from mdoc import holder
+from mdoc.keystore import KeyStore, keys_dir
+from mdoc.verify import verify_issuer_signed
 
 from ..support.output import ProcessOutput
 
@@ -70,8 +73,9 @@ def test_dev_stack_serves_verify_status_replay_and_stops_on_ctrl_c(
             for line in output
         )
 
+        holder_key = holder.new_device_key()
         device_key = tmp_path / "device.pem"
-        device_key.write_bytes(holder.device_key_pem(holder.new_device_key()))
+        device_key.write_bytes(holder.device_key_pem(holder_key))
         claims = tmp_path / "claims.json"
         claims.write_text(json.dumps(DEMO_CLAIMS))
         verified = idflow(
@@ -92,7 +96,11 @@ def test_dev_stack_serves_verify_status_replay_and_stops_on_ctrl_c(
         assert verified.returncode == 0, verified.stderr
         result: dict[str, Any] = json.loads(verified.stdout)
         assert result["decision"] == "approved" and result["reasons"] == []
-        assert result["credential"]["issuer_signed_b64"]
+        # Bound to the holder's key, under the stack's IACA, as a relying party checks it.
+        iaca = KeyStore.open(keys_dir(Path(cli_env["IDFLOW_HOME"]))).iaca()
+        issuer_signed = base64.b64decode(result["credential"]["issuer_signed_b64"])
+        bound = verify_issuer_signed(issuer_signed, iaca, device_key=holder_key.public_key())
+        assert bound.elements["family_name"] == DEMO_CLAIMS["family_name"]
         assert set(result["model_versions"]) >= {"embed", "liveness"}
 
         status = idflow(cli_env, "status", "cli-check-1", "--json")

@@ -39,6 +39,7 @@ from ..support.temporal import (
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
 EMBED = "faceplugin-fr-feature@0.0.1"
+SCORE_TOLERANCE = 1e-3  # the same image may score a last decimal apart, batched or alone
 
 
 @pytest.fixture(scope="module")
@@ -631,7 +632,7 @@ def test_a_selfie_failing_liveness_is_declined_without_a_credential(
 
     assert result.decision is Decision.DECLINED
     assert result.reasons == [ReasonCode.LIVENESS_FAILED]  # the faces match: liveness alone
-    assert result.scores["liveness"] == selfie_liveness
+    assert result.scores["liveness"] == pytest.approx(selfie_liveness, abs=SCORE_TOLERANCE)
     assert result.scores["face_match"] >= 0.45
     assert result.model_versions["liveness"] == pins["liveness"]
     assert_no_credential(idflow_stack, result)
@@ -662,7 +663,7 @@ def test_uncertain_liveness_waits_for_review_and_binds_once_approved(
         Decision.REVIEW,
         [ReasonCode.LIVENESS_UNCERTAIN],
     )
-    assert progress.scores["liveness"] == selfie_liveness
+    assert progress.scores["liveness"] == pytest.approx(selfie_liveness, abs=SCORE_TOLERANCE)
     row = verifications.get(client.engine, draft.verification_id)
     assert row is not None and (row.status, row.decision, row.reasons) == (
         "awaiting_review",
