@@ -1,11 +1,13 @@
-"""Activities: liveness of the selfie and the face match (GPU pool).
+"""Activity: liveness of the selfie and the face match, together (GPU pool).
 
-Both start from the faces the quality check observed, decode each image once,
-run their model through the worker's batcher and return a single score: the
-embeddings never leave the activity. When the task has a shadow version it
-scores the same images in the same activity; its failure only loses its score.
-They heartbeat between steps so that a dead worker is noticed within the
-heartbeat timeout and the work moves on.
+One task per verification: it reads the face crops the quality check cut
+(a few kilobytes from the encrypted blob store, no photo decoded), runs the
+liveness and embedding models through the worker's model server and returns
+two scores: the embeddings never leave the activity. When a task has a shadow
+version it scores the same crops in the same activity; its failure only loses
+its score. Short enough not to heartbeat: a worker that dies mid-way is
+noticed by the heartbeat timeout, which runs from the start, and the task
+moves to another worker.
 """
 
 from __future__ import annotations
@@ -13,19 +15,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import numpy as np
 from temporalio import activity
 
-from domain.contracts import (
-    BlobRef,
-    FaceMatchInput,
-    FaceMatchResult,
-    FaceObservation,
-    LivenessInput,
-    LivenessResult,
-    ModelChoice,
-)
-from models.face import FaceModels, cosine_similarity, decode_image, face_embedding, liveness_score
+from domain.contracts import BiometricsInput, BiometricsResult, ModelChoice
+from models.face import FaceCrops, FaceModels, crop_liveness, crops_similarity
 from models.serving import ModelServer
 from store.blobs import BlobStore
 
@@ -41,40 +34,25 @@ class BiometricActivities:
         self.server = server
         self.blobs = blobs
 
-    @activity.defn(name=names.CHECK_LIVENESS)
+    @activity.defn(name=names.CHECK_BIOMETRICS)
     @non_retryable_rejections
-    def check_liveness(self, request: LivenessInput) -> LivenessResult:
-        image = self._decode(request.verification_id, request.selfie)
+    def check_biometrics(self, request: BiometricsInput) -> BiometricsResult:
+        crops = FaceCrops.from_bytes(self.blobs.get(request.verification_id, request.face_crops))
 
-        def score(model: ModelChoice) -> float:
+        def liveness(model: ModelChoice) -> float:
             models = FaceModels.load(self.server, {"liveness": model})
-            return round(liveness_score(image, request.face, models), SCORE_DECIMALS)
+            return round(crop_liveness(crops.liveness, models), SCORE_DECIMALS)
 
-        return LivenessResult(score(request.model), _shadow(score, request.shadow))
-
-    @activity.defn(name=names.MATCH_FACES)
-    @non_retryable_rejections
-    def match_faces(self, request: FaceMatchInput) -> FaceMatchResult:
-        selfie = self._decode(request.verification_id, request.selfie)
-        document = self._decode(request.verification_id, request.document)
-
-        def similarity(model: ModelChoice) -> float:
+        def face_match(model: ModelChoice) -> float:
             models = FaceModels.load(self.server, {"embed": model})
-            a = self._embed(selfie, request.selfie_face, models)
-            b = self._embed(document, request.document_face, models)
-            return round(cosine_similarity(a, b), SCORE_DECIMALS)
+            return round(crops_similarity(crops, models), SCORE_DECIMALS)
 
-        return FaceMatchResult(similarity(request.model), _shadow(similarity, request.shadow))
-
-    def _embed(self, image: np.ndarray, face: FaceObservation, models: FaceModels) -> np.ndarray:
-        embedding = face_embedding(image, face, models)
-        activity.heartbeat()
-        return embedding
-
-    def _decode(self, verification_id: str, ref: BlobRef) -> np.ndarray:
-        image = decode_image(self.blobs.get(verification_id, ref))
-        activity.heartbeat()
-        return image
+        return BiometricsResult(
+            liveness(request.liveness),
+            face_match(request.embed),
+            _shadow(liveness, request.shadow_liveness),
+            _shadow(face_match, request.shadow_embed),
+        )
 
 
 def _shadow(score: Callable[[ModelChoice], float], model: ModelChoice | None) -> float | None:

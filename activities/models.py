@@ -1,8 +1,7 @@
-"""Activities: resolve model pins and aliases to exact versions, once per verification.
+"""Activity: resolve model pins and aliases to exact versions, once per verification.
 
-``resolve_verification_models`` also applies the canary share and finds the
-shadow versions (models.lifecycle.rollout); ``resolve_models`` is what
-verifications started before shadows and canaries existed still ask for.
+It also applies the canary share and finds the shadow versions
+(models.lifecycle.rollout).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from temporalio import activity
 from domain import policy
 from domain.contracts import ModelChoice, ResolvedModels, ResolveModelsInput
 from domain.errors import ModelUnavailable
-from models.lifecycle.registry import resolve_all
 from models.lifecycle.rollout import resolve_verification
 
 from . import names
@@ -25,11 +23,6 @@ DECIDING_TASKS = ("liveness", "embed")  # their thresholds decide: they must hav
 class ModelActivities:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    @activity.defn(name=names.RESOLVE_MODELS)
-    @non_retryable_rejections
-    def resolve_models(self, request: ResolveModelsInput) -> dict[str, ModelChoice]:
-        return _deciding(resolve_all(self.engine, request.model_pins))
 
     @activity.defn(name=names.RESOLVE_VERIFICATION_MODELS)
     @non_retryable_rejections

@@ -1,11 +1,9 @@
 """Activity names, shared by the workflow (which must not import the activity
 modules: they pull in numpy and onnxruntime) and the workers that register them."""
 
-RESOLVE_MODELS = "resolve_models"
 RESOLVE_VERIFICATION_MODELS = "resolve_verification_models"
 CHECK_QUALITY = "check_quality"
-CHECK_LIVENESS = "check_liveness"
-MATCH_FACES = "match_faces"
+CHECK_BIOMETRICS = "check_biometrics"
 ISSUE_CREDENTIAL = "issue_credential"
 RECORD = "record_verification"
 FIND_EXPIRED = "find_expired_verifications"

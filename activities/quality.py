@@ -1,17 +1,24 @@
-"""Activity: the quality check of one image (CPU pool).
+"""Activity: the quality check of both images of a verification (CPU pool).
 
-Decodes the image once, observes its faces and measures quality; what leaves
-is a small ``QualityReport`` (face box, five points, measures, reason codes)
-that liveness and face match consume — neither detects the face again.
+Decodes each image once, observes its faces and measures quality, the two
+images side by side. What leaves is small: a ``QualityReport`` per image (face
+box, five points, measures, reason codes) and, when both images show a face,
+a reference to the biometric models' face crops, cut here from the decoded
+pixels and kept in the encrypted blob store: the GPU pool neither detects nor
+decodes again.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 from temporalio import activity
 
-from domain.contracts import QualityCheckInput, QualityReport
+from domain.contracts import BlobRef, QualityCheckInput, QualityReport, QualityResult
 from domain.quality_rules import assess_quality
-from models.face import FaceModels, decode_image, observe_faces
+from models.face import FaceCrops, FaceModels, decode_image, observe_faces
+from models.face.crops import MEDIA_TYPE as FACE_CROPS
 from models.serving import ModelServer
 from store.blobs import BlobStore
 
@@ -22,17 +29,35 @@ QUALITY_TASKS = ("detect", "landmarks", "eye", "pose")
 
 
 class QualityActivities:
-    def __init__(self, server: ModelServer, blobs: BlobStore) -> None:
+    def __init__(self, server: ModelServer, blobs: BlobStore, concurrency: int) -> None:
         self.server = server
         self.blobs = blobs
+        # The document is checked beside the selfie: one extra thread per running activity.
+        self._beside = ThreadPoolExecutor(concurrency, thread_name_prefix="quality-document")
+
+    def close(self) -> None:
+        self._beside.shutdown()
 
     @activity.defn(name=names.CHECK_QUALITY)
     @non_retryable_rejections
-    def check_quality(self, request: QualityCheckInput) -> QualityReport:
-        image = decode_image(self.blobs.get(request.verification_id, request.image))
+    def check_quality(self, request: QualityCheckInput) -> QualityResult:
         models = FaceModels.load(
             self.server, {task: request.models[task] for task in QUALITY_TASKS}
         )
+        vid = request.verification_id
+        document = self._beside.submit(self._check, vid, "document", request.document, models)
+        selfie_image, selfie = self._check(vid, "selfie", request.selfie, models)
+        document_image, document_report = document.result()
+        crops = None
+        if selfie.face is not None and document_report.face is not None:
+            cut = FaceCrops.cut(selfie_image, selfie.face, document_image, document_report.face)
+            crops = self.blobs.put(vid, cut.to_bytes(), FACE_CROPS)
+        return QualityResult(selfie, document_report, crops)
+
+    def _check(
+        self, verification_id: str, role: str, ref: BlobRef, models: FaceModels
+    ) -> tuple[np.ndarray, QualityReport]:
+        image = decode_image(self.blobs.get(verification_id, ref))
         faces, measures = observe_faces(image, models)
-        reasons = assess_quality(request.role, measures)
-        return QualityReport(request.role, measures, faces[0] if faces else None, reasons)
+        reasons = assess_quality(role, measures)
+        return image, QualityReport(role, measures, faces[0] if faces else None, reasons)

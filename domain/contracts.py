@@ -182,42 +182,40 @@ class ResolvedModels:
 
 @dataclass(frozen=True)
 class QualityCheckInput:
+    """Both images of a verification, checked in one activity (each decoded once)."""
+
     verification_id: str
-    role: str  # "selfie" or "document"
-    image: BlobRef
+    selfie: BlobRef
+    document: BlobRef
     models: dict[str, ModelChoice]  # the tasks the face observation needs
 
 
 @dataclass(frozen=True)
-class LivenessInput:
+class QualityResult:
+    selfie: QualityReport
+    document: QualityReport
+    # The biometric models' face crops, in the encrypted blob store; only when both
+    # images show a face (the GPU pool then needs neither photo).
+    face_crops: BlobRef | None = None
+
+
+@dataclass(frozen=True)
+class BiometricsInput:
     verification_id: str
-    selfie: BlobRef
-    face: FaceObservation  # from the quality check: never detected twice
-    model: ModelChoice
-    shadow: ModelChoice | None = None  # scores too, in the same activity; decides nothing
+    face_crops: BlobRef  # from the quality check: no face is detected or decoded twice
+    liveness: ModelChoice
+    embed: ModelChoice
+    # Shadow versions score the same crops in the same activity; they decide nothing.
+    shadow_liveness: ModelChoice | None = None
+    shadow_embed: ModelChoice | None = None
 
 
 @dataclass(frozen=True)
-class LivenessResult:
-    score: float  # probability that the selfie shows a live person
-    shadow_score: float | None = None
-
-
-@dataclass(frozen=True)
-class FaceMatchInput:
-    verification_id: str
-    selfie: BlobRef
-    selfie_face: FaceObservation
-    document: BlobRef
-    document_face: FaceObservation
-    model: ModelChoice
-    shadow: ModelChoice | None = None  # scores too, in the same activity; decides nothing
-
-
-@dataclass(frozen=True)
-class FaceMatchResult:
-    similarity: float  # cosine similarity of the two embeddings; they stay in the activity
-    shadow_similarity: float | None = None
+class BiometricsResult:
+    liveness: float  # probability that the selfie shows a live person
+    face_match: float  # cosine similarity of the two embeddings; they stay in the activity
+    shadow_liveness: float | None = None  # None: no shadow version, or it failed
+    shadow_face_match: float | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import onnxruntime as ort
 from domain.contracts import ModelChoice
 from models.lifecycle.cache import model_file
 
+from . import usage
 from .batching import Batcher, BatchPolicy, make_batch_dynamic
 from .errors import CachedFileTampered
 
@@ -105,13 +106,16 @@ class Runner:
             )
         if self._batcher is not None:
             return self._batcher.submit(item)
-        return [output[0] for output in self._session.run(None, {self._input_name: item[None]})]
+        with usage.measure(usage.INFERENCE):
+            outputs = self._session.run(None, {self._input_name: item[None]})
+        return [output[0] for output in outputs]
 
     def run_batch(self, items: np.ndarray) -> list[np.ndarray]:
         """Run N stacked items now (no waiting): one array per output, N rows each."""
-        if self.batching == "dynamic":
-            return self._session.run(None, {self._input_name: items})
-        rows = [self._session.run(None, {self._input_name: item[None]}) for item in items]
+        with usage.measure(usage.INFERENCE):
+            if self.batching == "dynamic":
+                return self._session.run(None, {self._input_name: items})
+            rows = [self._session.run(None, {self._input_name: item[None]}) for item in items]
         return [np.concatenate(outputs) for outputs in zip(*rows)]
 
     def close(self) -> None:
@@ -192,9 +196,12 @@ class ModelServer:
         return runner
 
     def _session(self, model_bytes: bytes) -> ort.InferenceSession:
-        return ort.InferenceSession(
+        before = usage.thread_ids()
+        session = ort.InferenceSession(
             model_bytes, session_options(self.threads), providers=self.providers
         )
+        usage.adopt_threads_since(before)  # the session's intra-op threads only ever infer
+        return session
 
     def _dynamic_session(
         self, choice: ModelChoice, model_bytes: bytes

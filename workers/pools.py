@@ -3,7 +3,7 @@
 - cpu: the workflows and the CPU activities (model resolution, quality check,
   credential binding, records, retention) on ``settings.cpu_task_queue``;
   activities on the workflow's own queue are dispatched eagerly.
-- gpu: liveness and face match on ``settings.gpu_task_queue``, through the
+- gpu: liveness and face match (one activity) on ``settings.gpu_task_queue``, through the
   model server's dynamic batcher (concurrent activities share one
   ``session.run``).
 
@@ -78,7 +78,7 @@ def cpu_pool(client: Client, settings: Settings) -> Pool:
     engine = get_engine(settings.database_url)
     server = _warm_server(settings, QUALITY_TASKS, batching=False)
     blobs = open_blob_store(settings)
-    quality = QualityActivities(server, blobs)
+    quality = QualityActivities(server, blobs, settings.cpu_concurrency)
     models = ModelActivities(engine)
     records = RecordActivities(engine)
     retention = RetentionActivities(engine, blobs)
@@ -91,7 +91,6 @@ def cpu_pool(client: Client, settings: Settings) -> Pool:
         task_queue=settings.cpu_task_queue,
         workflows=[IdentityVerification, RetentionSweep, PurgeVerification],
         activities=[
-            models.resolve_models,
             models.resolve_verification_models,
             quality.check_quality,
             credential.issue_credential,
@@ -106,7 +105,7 @@ def cpu_pool(client: Client, settings: Settings) -> Pool:
     return Pool(
         worker,
         f"cpu pool on {settings.cpu_task_queue} ({server.provider})",
-        [executor.shutdown, server.close],
+        [executor.shutdown, quality.close, server.close],
     )
 
 
@@ -118,7 +117,7 @@ def gpu_pool(client: Client, settings: Settings) -> Pool:
     worker = Worker(
         client,
         task_queue=settings.gpu_task_queue,
-        activities=[biometrics.check_liveness, biometrics.match_faces],
+        activities=[biometrics.check_biometrics],
         activity_executor=executor,
         max_concurrent_activities=settings.gpu_concurrency,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

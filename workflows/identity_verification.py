@@ -1,7 +1,7 @@
 """IdentityVerification: the durable verification, as the business process reads.
 
-    resolve models → quality check (selfie and document, side by side)
-    → liveness and face match (side by side, on the GPU pool)
+    resolve models → quality check (selfie and document, one CPU task)
+    → liveness and face match (one GPU task, from the face crops the quality check cut)
     → review by a person when a score falls in the grey zone
     → credential binding when approved → record the result
 
@@ -15,28 +15,26 @@ then left to a person (REVIEW, ``PROCESSING_FAILED``).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities import names
     from domain import policy
     from domain.contracts import (
-        FaceMatchInput,
-        FaceMatchResult,
+        BiometricsInput,
+        BiometricsResult,
+        BlobRef,
         IssueCredentialInput,
         IssuedCredential,
-        LivenessInput,
-        LivenessResult,
         ModelChoice,
         QualityCheckInput,
-        QualityReport,
+        QualityResult,
         RecordInput,
         ResolvedModels,
         ResolveModelsInput,
@@ -50,9 +48,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes
 
 WORKFLOW_ID_PREFIX = "idv-"
-# Verifications started since shadow and canary versions exist resolve them with their
-# models; older histories replay the plain resolution they recorded.
-SHADOW_AND_CANARY_PATCH = "shadow-and-canary"
 
 # A rejection is final: never retry it, whatever an activity forgot to mark.
 _NEVER_RETRY = sorted(reason.value for reason in policy.REJECTION_REASONS)
@@ -151,26 +146,20 @@ class IdentityVerification:
         if request.refused:  # nothing was stored to check
             return policy.ingest_outcome(request.refused.values())
         try:
-            self._enter(Stage.RESOLVING_MODELS)
             resolved = await self._resolve_models(request)
-            models, shadow = resolved.deciding, resolved.shadow
+            models = resolved.deciding
 
-            self._enter(Stage.QUALITY_CHECK)
-            selfie, document = await asyncio.gather(
-                self._check_quality(request, "selfie", models),
-                self._check_quality(request, "document", models),
-            )
-            outcome = policy.quality_outcome([selfie, document])
+            self._enter(Stage.QUALITY_CHECK, self._model_versions_attribute())
+            quality = await self._check_quality(request, models)
+            outcome = policy.quality_outcome([quality.selfie, quality.document])
             if outcome is not None:
                 return outcome
 
             self._enter(Stage.BIOMETRICS)
-            liveness, match = await asyncio.gather(
-                self._check_liveness(request, selfie, models["liveness"], shadow.get("liveness")),
-                self._match_faces(request, selfie, document, models["embed"], shadow.get("embed")),
-            )
+            assert quality.face_crops is not None  # both images show exactly one usable face
+            scores = await self._check_biometrics(request, quality.face_crops, resolved)
             return policy.biometric_outcome(
-                liveness.score, models["liveness"], match.similarity, models["embed"]
+                scores.liveness, models["liveness"], scores.face_match, models["embed"]
             )
         except _Rejected as rejected:
             return policy.rejection_outcome(rejected.reason)
@@ -208,121 +197,75 @@ class IdentityVerification:
     # --- Stages ---------------------------------------------------------------
 
     async def _resolve_models(self, request: VerificationRequest) -> ResolvedModels:
-        options = dict(
-            local=True,
+        resolved: ResolvedModels = await self._activity(
+            names.RESOLVE_VERIFICATION_MODELS,
+            ResolveModelsInput(request.model_pins, request.verification_id),
+            result_type=ResolvedModels,
             summary="Resolve model aliases to exact versions",
+            local=True,
             **_LOCAL.options(request.processing_attempts),
         )
-        if workflow.patched(SHADOW_AND_CANARY_PATCH):
-            resolved: ResolvedModels = await self._activity(
-                names.RESOLVE_VERIFICATION_MODELS,
-                ResolveModelsInput(request.model_pins, request.verification_id),
-                result_type=ResolvedModels,
-                **options,
-            )
-        else:
-            resolved = ResolvedModels(
-                await self._activity(
-                    names.RESOLVE_MODELS,
-                    ResolveModelsInput(request.model_pins),
-                    result_type=dict[str, ModelChoice],
-                    **options,
-                )
-            )
         progress = self._progress
         progress.model_versions = {task: c.ref for task, c in resolved.deciding.items()}
         progress.canary = list(resolved.canary)
         progress.shadow_versions = {task: c.ref for task, c in resolved.shadow.items()}
-        workflow.upsert_search_attributes(
-            [
-                search_attributes.MODEL_VERSIONS.value_set(
-                    [f"{task}:{ref}" for task, ref in sorted(progress.model_versions.items())]
-                    + [f"canary:{task}" for task in progress.canary]
-                    + [f"shadow:{task}:{ref}" for task, ref in progress.shadow_versions.items()]
-                )
-            ]
-        )
         return resolved
 
+    def _model_versions_attribute(self) -> SearchAttributeUpdate:
+        progress = self._progress
+        return search_attributes.MODEL_VERSIONS.value_set(
+            [f"{task}:{ref}" for task, ref in sorted(progress.model_versions.items())]
+            + [f"canary:{task}" for task in progress.canary]
+            + [f"shadow:{task}:{ref}" for task, ref in progress.shadow_versions.items()]
+        )
+
     async def _check_quality(
-        self, request: VerificationRequest, role: str, models: dict[str, ModelChoice]
-    ) -> QualityReport:
-        image = request.selfie if role == "selfie" else request.document
-        report: QualityReport = await self._activity(
+        self, request: VerificationRequest, models: dict[str, ModelChoice]
+    ) -> QualityResult:
+        quality: QualityResult = await self._activity(
             names.CHECK_QUALITY,
-            QualityCheckInput(request.verification_id, role, image, models),
-            result_type=QualityReport,
-            summary=f"Quality check: {role}",
+            QualityCheckInput(request.verification_id, request.selfie, request.document, models),
+            result_type=QualityResult,
+            summary="Quality check: selfie and document",
             **_CPU.options(request.processing_attempts),
         )
-        self._note(reasons=report.reasons)
-        return report
+        self._note(reasons=[*quality.selfie.reasons, *quality.document.reasons])
+        return quality
 
-    async def _check_liveness(
-        self,
-        request: VerificationRequest,
-        selfie: QualityReport,
-        model: ModelChoice,
-        shadow: ModelChoice | None,
-    ) -> LivenessResult:
-        assert selfie.face is not None  # a usable image has exactly one face
-        result: LivenessResult = await self._activity(
-            names.CHECK_LIVENESS,
-            LivenessInput(request.verification_id, request.selfie, selfie.face, model, shadow),
-            result_type=LivenessResult,
-            summary=f"Liveness of the selfie ({model.ref})",
-            task_queue=request.gpu_task_queue,
-            **_GPU.options(request.processing_attempts),
-        )
-        self._note(scores={"liveness": result.score}, shadow={"liveness": result.shadow_score})
-        return result
-
-    async def _match_faces(
-        self,
-        request: VerificationRequest,
-        selfie: QualityReport,
-        document: QualityReport,
-        model: ModelChoice,
-        shadow: ModelChoice | None,
-    ) -> FaceMatchResult:
-        assert selfie.face is not None and document.face is not None
-        result: FaceMatchResult = await self._activity(
-            names.MATCH_FACES,
-            FaceMatchInput(
+    async def _check_biometrics(
+        self, request: VerificationRequest, face_crops: BlobRef, resolved: ResolvedModels
+    ) -> BiometricsResult:
+        liveness, embed = resolved.deciding["liveness"], resolved.deciding["embed"]
+        scores: BiometricsResult = await self._activity(
+            names.CHECK_BIOMETRICS,
+            BiometricsInput(
                 request.verification_id,
-                request.selfie,
-                selfie.face,
-                request.document,
-                document.face,
-                model,
-                shadow,
+                face_crops,
+                liveness,
+                embed,
+                shadow_liveness=resolved.shadow.get("liveness"),
+                shadow_embed=resolved.shadow.get("embed"),
             ),
-            result_type=FaceMatchResult,
-            summary=f"Face match: selfie vs document portrait ({model.ref})",
+            result_type=BiometricsResult,
+            summary=f"Liveness ({liveness.ref}) and face match ({embed.ref})",
             task_queue=request.gpu_task_queue,
             **_GPU.options(request.processing_attempts),
         )
         self._note(
-            scores={"face_match": result.similarity},
-            shadow={"face_match": result.shadow_similarity},
+            scores={"liveness": scores.liveness, "face_match": scores.face_match},
+            shadow={"liveness": scores.shadow_liveness, "face_match": scores.shadow_face_match},
         )
-        return result
+        return scores
 
     async def _wait_for_review(
         self, request: VerificationRequest, pending: policy.Outcome
     ) -> policy.Outcome:
         deadline = timedelta(seconds=request.review_deadline_seconds)
         self._review = None  # each round starts undecided: a binding may ask a second time
-        self._enter(Stage.AWAITING_REVIEW)
         self._progress.decision = Decision.REVIEW
         self._progress.reasons = list(pending.reasons)
         self._progress.review_deadline = (workflow.now() + deadline).isoformat()
-        workflow.upsert_search_attributes(
-            [
-                search_attributes.DECISION.value_set(Decision.REVIEW.value),
-                search_attributes.REASONS.value_set([reason.value for reason in pending.reasons]),
-            ]
-        )
+        self._enter(Stage.AWAITING_REVIEW, *_decision_attributes(pending))
         await self._record(
             request,
             Stage.AWAITING_REVIEW,
@@ -403,15 +346,9 @@ class IdentityVerification:
             shadow_scores=dict(self._progress.shadow_scores),
             shadow_versions=dict(self._progress.shadow_versions),
         )
-        self._enter(Stage.RECORDING)
-        workflow.upsert_search_attributes(
-            [
-                search_attributes.DECISION.value_set(outcome.decision.value),
-                search_attributes.REASONS.value_set([reason.value for reason in outcome.reasons]),
-            ]
-        )
+        self._progress.stage = Stage.RECORDING  # seen by queries; the attributes change once, below
         await self._record(request, Stage.COMPLETED, "decided", result=result)
-        self._enter(Stage.COMPLETED)
+        self._enter(Stage.COMPLETED, *_decision_attributes(outcome))
         return result
 
     async def _record(
@@ -443,9 +380,15 @@ class IdentityVerification:
                 raise _Rejected(reason) from None
             raise _ProcessingFailed(self._progress.stage) from None
 
-    def _enter(self, stage: Stage) -> None:
+    def _enter(self, stage: Stage, *updates: SearchAttributeUpdate) -> None:
+        """Move to ``stage``; its search attributes change with ``updates`` in one upsert.
+
+        Every upsert is a history event and a visibility write on the server: one per stage.
+        """
         self._progress.stage = stage
-        workflow.upsert_search_attributes([search_attributes.STATUS.value_set(stage.value)])
+        workflow.upsert_search_attributes(
+            [search_attributes.STATUS.value_set(stage.value), *updates]
+        )
 
     def _note(
         self,
@@ -458,6 +401,13 @@ class IdentityVerification:
         self._progress.shadow_scores.update(
             {name: score for name, score in (shadow or {}).items() if score is not None}
         )
+
+
+def _decision_attributes(outcome: policy.Outcome) -> tuple[SearchAttributeUpdate, ...]:
+    return (
+        search_attributes.DECISION.value_set(outcome.decision.value),
+        search_attributes.REASONS.value_set([reason.value for reason in outcome.reasons]),
+    )
 
 
 def workflow_id(verification_id: str) -> str:

@@ -4,8 +4,10 @@
 face (models/face/selection.py) -> 68 landmarks -> five points, plus the
 quality measures of the subject face (exposure, size, eye state, head pose:
 models/face/pose.py). Its small ``FaceObservation`` is all that later stages
-need: ``liveness_score`` and ``face_embedding`` (GPU pool) crop and align from
-it without detecting again.
+need: ``liveness_score`` and ``face_embedding`` crop and align from it without
+detecting again. In the service the quality check cuts those crops once
+(``FaceCrops``) and the GPU pool scores them (``crop_liveness``,
+``crops_similarity``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import numpy as np
 from domain.contracts import FaceObservation, ModelChoice, QualityMeasures
 
 from ..serving import ModelServer, Runner
+from ..usage import FACE_PIPELINE, measure
 from . import stages
+from .crops import FaceCrops
 from .geometry import Box, visible_area
 from .mirror import both_ways
 from .pose import head_pose
@@ -55,6 +59,7 @@ class FaceModels:
         return runner
 
 
+@measure(FACE_PIPELINE)
 def observe_faces(
     image: np.ndarray, models: FaceModels
 ) -> tuple[list[FaceObservation], QualityMeasures]:
@@ -123,16 +128,39 @@ def _eye_closed(eye: Runner, image: np.ndarray, box: Box) -> float:
     return float(np.mean([stages.read_eye_closed(outputs) for outputs in readings]))
 
 
+@measure(FACE_PIPELINE)
 def liveness_score(image: np.ndarray, face: FaceObservation, models: FaceModels) -> float:
     """P(live) of the face: high for a live capture, low for a print or a screen."""
+    return crop_liveness(stages.liveness_crop(image, _box(face)), models)
+
+
+@measure(FACE_PIPELINE)
+def crop_liveness(crop: np.ndarray, models: FaceModels) -> float:
+    """P(live) from the selfie's liveness crop (``stages.liveness_crop``)."""
     runner = models.need("liveness")
-    return stages.read_liveness(runner.run(stages.liveness_input(image, _box(face))))
+    return stages.read_liveness(runner.run(stages.liveness_tensor(crop)))
 
 
+@measure(FACE_PIPELINE)
 def face_embedding(image: np.ndarray, face: FaceObservation, models: FaceModels) -> np.ndarray:
     """The face's 512-d identity vector, L2-normalised (float32)."""
-    aligned = stages.embed_input(image, np.asarray(face.landmarks5, np.float64))
-    return stages.read_embedding(models.need("embed").run(aligned))
+    return aligned_embedding(
+        stages.aligned_face(image, np.asarray(face.landmarks5, np.float64)), models
+    )
+
+
+def aligned_embedding(aligned: np.ndarray, models: FaceModels) -> np.ndarray:
+    """The embedding of a face already aligned to the template (``stages.aligned_face``)."""
+    return stages.read_embedding(models.need("embed").run(stages.embed_tensor(aligned)))
+
+
+@measure(FACE_PIPELINE)
+def crops_similarity(crops: FaceCrops, models: FaceModels) -> float:
+    """The cosine similarity of the selfie's and the document's face, from their crops."""
+    return cosine_similarity(
+        aligned_embedding(crops.selfie_aligned, models),
+        aligned_embedding(crops.document_aligned, models),
+    )
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:

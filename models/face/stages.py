@@ -26,6 +26,8 @@ DETECT_SIZE = (320, 240)
 DETECT_MIN_SCORE = 0.65
 NMS_IOU = 0.4
 LIVENESS_SCALE = 2.7
+LIVENESS_SIZE = (128, 128)
+ALIGNED_SIZE = (112, 112)
 EYE_PADDING = 1.6
 POSE_EXPAND = 0.25
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -137,11 +139,16 @@ def five_points(points68: np.ndarray) -> np.ndarray:
 def aligned_face(image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
     """The face warped so its five points sit on the ArcFace template: (112, 112, 3) RGB."""
     matrix = similarity_transform(np.asarray(landmarks5, np.float64), ARCFACE_TEMPLATE)
-    return warp_affine(image, matrix, (112, 112))
+    return warp_affine(image, matrix, ALIGNED_SIZE)
 
 
 def embed_input(image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
-    return (_bgr_planes(aligned_face(image, landmarks5)) - 127.0) / 128.0
+    return embed_tensor(aligned_face(image, landmarks5))
+
+
+def embed_tensor(aligned: np.ndarray) -> np.ndarray:
+    """The model's input from an aligned face (``aligned_face``)."""
+    return (_bgr_planes(aligned) - 127.0) / 128.0
 
 
 def read_embedding(outputs: list[np.ndarray]) -> np.ndarray:
@@ -165,9 +172,19 @@ def liveness_box(box: Box, width: int, height: int) -> Box:
     return (left, top, left + new_w, top + new_h)
 
 
-def liveness_input(image: np.ndarray, box: Box) -> np.ndarray:
+def liveness_crop(image: np.ndarray, box: Box) -> np.ndarray:
+    """The face and its surroundings as the liveness model sees them: (128, 128, 3) RGB."""
     height, width = image.shape[:2]
-    return _bgr_planes(resample(image, liveness_box(box, width, height), (128, 128)))
+    return resample(image, liveness_box(box, width, height), LIVENESS_SIZE)
+
+
+def liveness_input(image: np.ndarray, box: Box) -> np.ndarray:
+    return liveness_tensor(liveness_crop(image, box))
+
+
+def liveness_tensor(crop: np.ndarray) -> np.ndarray:
+    """The model's input from a liveness crop (``liveness_crop``)."""
+    return _bgr_planes(crop)
 
 
 def read_liveness(outputs: list[np.ndarray]) -> float:

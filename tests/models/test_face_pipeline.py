@@ -9,13 +9,16 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from models.face import (
+    FaceCrops,
     cosine_similarity,
+    crop_liveness,
+    crops_similarity,
     decode_image,
     face_embedding,
     liveness_score,
     observe_faces,
+    stages,
 )
-from models.face import stages
 from models.face.selection import CONFIDENT_SCORE
 from models.face.stages import DETECT_MIN_SCORE
 from models.lifecycle.labelled_sets import lfw_thumbnail
@@ -141,3 +144,32 @@ def test_genuine_photos_pass_liveness(observe, face_models, production_models):
         image, faces, _ = observe(name)
         score = liveness_score(image, faces[0], face_models)
         assert accept <= score <= 1.0, (name, score)
+
+
+def test_face_crops_give_the_scores_of_the_full_images(observe, face_models, embeddings):
+    """The GPU pool scores the crops the quality check cut: the same numbers as from the photos."""
+    selfie, (selfie_face,), _ = observe(OBAMA[0])
+    document, (document_face,), _ = observe(BIDEN)
+    crops = FaceCrops.cut(selfie, selfie_face, document, document_face)
+    stored = FaceCrops.from_bytes(crops.to_bytes())  # as the blob store hands them back
+    assert all(
+        np.array_equal(getattr(stored, name), getattr(crops, name))
+        for name in ("liveness", "selfie_aligned", "document_aligned")
+    )
+    liveness = crop_liveness(stored.liveness, face_models)
+    assert liveness == liveness_score(selfie, selfie_face, face_models)
+    assert crops_similarity(stored, face_models) == pytest.approx(
+        cosine_similarity(embeddings[OBAMA[0]], embeddings[BIDEN]), abs=1e-6
+    )
+    # A few kilobytes instead of two photos: 128x128 + 2 x 112x112 RGB pixels and the header.
+    assert len(crops.to_bytes()) < 128 * 128 * 3 + 2 * 112 * 112 * 3 + 2048
+
+
+def test_face_crops_refuse_anything_else(observe):
+    image, (face,), _ = observe(OBAMA[0])
+    crops = FaceCrops.cut(image, face, image, face)
+    wrong = FaceCrops(crops.liveness[:64], crops.selfie_aligned, crops.document_aligned)
+    with pytest.raises(ValueError, match="expected arrays and shapes"):
+        FaceCrops.from_bytes(wrong.to_bytes())
+    with pytest.raises(ValueError):  # not an archive at all
+        FaceCrops.from_bytes(b"\xff\xd8\xff not crops")

@@ -428,7 +428,7 @@ def test_a_face_match_that_keeps_failing_goes_to_a_person_with_processing_failed
         Decision.REVIEW,
         [ReasonCode.PROCESSING_FAILED],
     )
-    assert set(progress.scores) == {"liveness"}  # it ran; the face match never could
+    assert progress.scores == {}  # liveness and face match are one step: it never finished
     row = verifications.get(engine, draft.verification_id)
     assert row is not None
     assert (row.status, row.decision, row.reasons) == (
@@ -449,10 +449,10 @@ def test_a_face_match_that_keeps_failing_goes_to_a_person_with_processing_failed
     assert attributes.get(search_attributes.DECISION) == "review"
     assert attributes.get(search_attributes.REASONS) == ["PROCESSING_FAILED"]
     events = history_events(idflow_stack, draft.verification_id)
-    assert final_attempts(events, "match_faces") == [
+    assert final_attempts(events, "check_biometrics") == [
         (2, "CachedFileTampered")
     ]  # retried, then gave up
-    assert final_attempts(events, "check_liveness") == [(1, "completed")]
+    assert final_attempts(events, "check_quality") == [(1, "completed")]
 
     idflow_stack.run(
         client.review(draft.verification_id, "staff-9", False, "no face match to go on")

@@ -1,7 +1,7 @@
 """A GPU worker killed with SIGKILL mid-inference loses no verification.
 
 The GPU worker process is frozen (SIGSTOP) so that the server hands it
-liveness and face-match tasks it can never finish; then it is SIGKILLed while
+biometric tasks (liveness and face match) it can never finish; then it is SIGKILLed while
 those tasks are in flight and a fresh worker process starts. Every
 verification must still end with the decision its photos call for, and each
 task the killed worker held must have run again, after its heartbeat timeout,
@@ -28,7 +28,7 @@ from ..support.temporal import IdflowStack
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
-GPU_ACTIVITIES = {names.CHECK_LIVENESS, names.MATCH_FACES}
+GPU_ACTIVITIES = {names.CHECK_BIOMETRICS}
 
 
 async def in_flight_gpu_tasks(
