@@ -17,6 +17,7 @@ from temporalio import activity
 
 from domain.contracts import BlobRef, QualityCheckInput, QualityReport, QualityResult
 from domain.quality_rules import assess_quality
+from models import usage
 from models.face import FaceCrops, FaceModels, decode_image, observe_faces
 from models.face.crops import MEDIA_TYPE as FACE_CROPS
 from models.serving import ModelServer
@@ -57,7 +58,9 @@ class QualityActivities:
     def _check(
         self, verification_id: str, role: str, ref: BlobRef, models: FaceModels
     ) -> tuple[np.ndarray, QualityReport]:
-        image = decode_image(self.blobs.get(verification_id, ref))
+        data = self.blobs.get(verification_id, ref)
+        with usage.measure(usage.DECODE):
+            image = decode_image(data)
         faces, measures = observe_faces(image, models)
         reasons = assess_quality(role, measures)
         return image, QualityReport(role, measures, faces[0] if faces else None, reasons)

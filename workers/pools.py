@@ -45,10 +45,13 @@ from workers.schedules import ensure_retention_schedule
 from workflows.identity_verification import IdentityVerification
 from workflows.retention import PurgeVerification, RetentionSweep
 
+from .profiling import Profiles, write_usage
+
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 GPU_TASKS = ("liveness", "embed")
+WORKFLOW_TASK_THREADS = 100  # the SDK's default number of concurrent workflow tasks
 
 
 @dataclass
@@ -74,7 +77,13 @@ def _warm_server(settings: Settings, tasks: tuple[str, ...], batching: bool) -> 
     return server
 
 
-def cpu_pool(client: Client, settings: Settings) -> Pool:
+def _executor(profiles: Profiles | None, workers: int, prefix: str) -> ThreadPoolExecutor:
+    if profiles is not None:
+        return profiles.executor(workers, prefix)
+    return ThreadPoolExecutor(workers, thread_name_prefix=prefix)
+
+
+def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = None) -> Pool:
     engine = get_engine(settings.database_url)
     server = _warm_server(settings, QUALITY_TASKS, batching=False)
     blobs = open_blob_store(settings)
@@ -85,7 +94,9 @@ def cpu_pool(client: Client, settings: Settings) -> Pool:
     credential = CredentialActivities(
         engine, blobs, KeyStore.open(keys_dir(settings.home)), settings.issuer_id
     )
-    executor = ThreadPoolExecutor(settings.cpu_concurrency, thread_name_prefix="cpu-activity")
+    executor = _executor(profiles, settings.cpu_concurrency, "cpu-activity")
+    # Profiled runs time workflow tasks too; otherwise the SDK sizes their threads.
+    workflows = profiles.executor(WORKFLOW_TASK_THREADS, "cpu-workflow") if profiles else None
     worker = Worker(
         client,
         task_queue=settings.cpu_task_queue,
@@ -100,6 +111,7 @@ def cpu_pool(client: Client, settings: Settings) -> Pool:
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.cpu_concurrency,
+        workflow_task_executor=workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
     return Pool(
@@ -109,11 +121,11 @@ def cpu_pool(client: Client, settings: Settings) -> Pool:
     )
 
 
-def gpu_pool(client: Client, settings: Settings) -> Pool:
+def gpu_pool(client: Client, settings: Settings, profiles: Profiles | None = None) -> Pool:
     server = _warm_server(settings, GPU_TASKS, batching=True)
     biometrics = BiometricActivities(server, open_blob_store(settings))
     # One thread per concurrent activity: the batcher gathers their requests.
-    executor = ThreadPoolExecutor(settings.gpu_concurrency, thread_name_prefix="gpu-activity")
+    executor = _executor(profiles, settings.gpu_concurrency, "gpu-activity")
     worker = Worker(
         client,
         task_queue=settings.gpu_task_queue,
@@ -136,7 +148,8 @@ POOLS = {"cpu": cpu_pool, "gpu": gpu_pool}
 async def run_pool(name: str, settings: Settings) -> None:
     """Run one pool until SIGTERM or SIGINT, then shut it down gracefully."""
     client = await connect(settings)
-    pool = POOLS[name](client, settings)
+    profiles = Profiles.from_env(name)
+    pool = POOLS[name](client, settings, profiles)
     if name == "cpu":  # the pool that runs the sweep keeps its schedule in place
         every = timedelta(seconds=SecurityConfig.from_env(settings).retention_sweep_seconds)
         await ensure_retention_schedule(client, settings, every)
@@ -144,6 +157,10 @@ async def run_pool(name: str, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # The benchmark reads each pool's CPU use by kind (bench/bench_verification.py).
+    loop.add_signal_handler(signal.SIGUSR1, write_usage, settings.home, name)
+    if profiles is not None:
+        profiles.start()
     running = asyncio.create_task(pool.worker.run())
     stopping = asyncio.create_task(stop.wait())
     print(f"ready: {pool.description}", flush=True)
@@ -156,4 +173,6 @@ async def run_pool(name: str, settings: Settings) -> None:
     finally:
         stopping.cancel()
         pool.close()
+        if profiles is not None:
+            print(f"profile: {profiles.write()}", flush=True)
     print("stopped", flush=True)
