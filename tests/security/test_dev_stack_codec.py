@@ -143,7 +143,8 @@ def test_purge_and_status_commands(dev_stack: DevStackRun, photo_dir: Path) -> N
 
     purged = _idflow(dev_stack, "purge", "purge-check-1", "--actor", "staff-7")
     assert purged.returncode == 0, purged.stderr
-    assert "data key destroyed, 2 blobs deleted" in purged.stdout
+    # selfie, document and the face crops cut from them
+    assert "data key destroyed, 3 blobs deleted" in purged.stdout
 
     status = _idflow(dev_stack, "status", "purge-check-1")
     assert status.returncode == 0, status.stderr
