@@ -29,6 +29,10 @@ RunBatch = Callable[[np.ndarray], list[np.ndarray]]
 class BatchPolicy:
     max_batch_size: int = 16
     max_wait_ms: float = 5.0
+    # Where the batcher runs. On CPU, concurrent single runs already keep every core busy
+    # and the batcher only adds waiting: per-item runs are as fast or faster there
+    # (bench/bench_models.py measures both); on CUDA one launch per batch is the point.
+    providers: tuple[str, ...] = ("CUDAExecutionProvider",)
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:

@@ -6,8 +6,10 @@ loads the verified model file, creates the session on the best available
 execution provider (CUDA first when onnxruntime-gpu is installed, then CPU)
 and warms it up; later asks get the same runner.
 
-With a ``BatchPolicy`` each runner batches concurrent ``run`` calls (see
-models/batching.py). The face models all have a batch axis fixed at 1; the
+With a ``BatchPolicy`` each runner whose session runs on one of the policy's
+providers (CUDA by default) batches concurrent ``run`` calls (see
+models/batching.py); elsewhere it runs each call as it comes, which is faster
+on CPU. The face models all have a batch axis fixed at 1; the
 server re-exports them with a free batch axis and keeps that only if a batch
 gives the same numbers as single items, otherwise it runs the batch item by
 item behind the same interface.
@@ -94,6 +96,10 @@ class Runner:
         self._batcher = Batcher(self.run_batch, policy, choice.ref) if policy else None
 
     @property
+    def batcher_on(self) -> bool:
+        return self._batcher is not None
+
+    @property
     def batch_sizes(self) -> Counter[int]:
         """Observed batch size -> number of batches run (empty without a batch policy)."""
         return self._batcher.batch_sizes if self._batcher else Counter()
@@ -141,6 +147,11 @@ class ModelServer:
         self._lock = threading.Lock()
 
     @property
+    def batching(self) -> bool:
+        """Whether any loaded runner batches concurrent calls."""
+        return any(runner.batcher_on for runner in list(self._runners.values()))
+
+    @property
     def provider(self) -> str:
         """The execution provider sessions run on (the first the loaded sessions accepted)."""
         for runner in list(self._runners.values()):
@@ -178,20 +189,25 @@ class ModelServer:
         actual = hashlib.sha256(model_bytes).hexdigest()
         if actual != choice.sha256:  # the bytes loaded are the bytes verified
             raise CachedFileTampered(path, choice.sha256, actual)
+        policy = self.batch_policy
+        if policy is not None and self.providers[0] not in policy.providers:
+            policy = None  # per-item runs are faster on this provider
         session, dynamic = None, False
-        if self.batch_policy is not None and self.batch_policy.max_batch_size > 1:
+        if policy is not None and policy.max_batch_size > 1:
             session = self._dynamic_session(choice, model_bytes)
             dynamic = session is not None
         if session is None:
             session = self._session(model_bytes)
+        if policy is not None and session.get_providers()[0] not in policy.providers:
+            policy = None  # the preferred provider failed to load: CPU, unbatched
         _warm_up(session)
-        runner = Runner(choice, session, dynamic, self.batch_policy)
+        runner = Runner(choice, session, dynamic, policy)
         log.info(
             "loaded %s (%s) on %s, batching %s",
             choice.ref,
             choice.task,
             runner.provider,
-            runner.batching if self.batch_policy else "off",
+            runner.batching if policy else "off",
         )
         return runner
 

@@ -68,8 +68,26 @@ def test_items_of_the_wrong_shape_are_refused(model_server, production_models):
 
 @pytest.fixture(scope="module")
 def batching_server(model_cache):
-    with ModelServer(model_cache, batch_policy=BatchPolicy(max_batch_size=8, max_wait_ms=50)) as s:
+    policy = BatchPolicy(max_batch_size=8, max_wait_ms=50, providers=(CPU,))  # batch on CPU too
+    with ModelServer(model_cache, batch_policy=policy) as s:
         yield s
+
+
+def test_the_batcher_runs_only_where_it_pays(model_cache, production_models):
+    """By default only CUDA batches: on CPU each call runs at once, never waiting for others."""
+    with ModelServer(model_cache, providers=[CPU], batch_policy=BatchPolicy()) as server:
+        runner = server.runner(production_models["embed"])
+        assert not runner.batcher_on and not server.batching
+        run_together(runner.run, list(items(runner, 4)))
+        assert not runner.batch_sizes  # no batch was ever gathered
+
+
+@pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="this onnxruntime has CUDA")
+def test_asking_for_cuda_without_it_falls_back_to_cpu_unbatched(model_cache, production_models):
+    with ModelServer(model_cache, providers=[CUDA, CPU], batch_policy=BatchPolicy()) as server:
+        runner = server.runner(production_models["liveness"])
+        assert (server.provider, runner.provider, runner.batcher_on) == (CPU, CPU, False)
+        assert len(runner.run(np.zeros(runner.input_shape, np.float32))) >= 1
 
 
 @pytest.mark.parametrize("task", ["embed", "liveness", "landmarks", "pose", "detect", "eye"])
