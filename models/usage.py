@@ -7,6 +7,9 @@ inference only). onnxruntime's own intra-op threads do nothing but
 inference: the model server hands them to ``adopt_threads_since`` when it
 creates a session, and all their CPU time counts as inference.
 
+Images are decoded in child processes (``imaging.bounded``): a pool's only
+children, so their CPU time counts as decoding, and as the pool's.
+
 ``snapshot()`` adds what the threads of the process used and what is left:
 Python threads outside every kind (Temporal's Python side, payload codec,
 blob store, workflow code) and native threads that are not onnxruntime's
@@ -29,6 +32,7 @@ DECODE = "decode"
 FACE_PIPELINE = "face_pipeline"  # resizing, crops, alignment, reading outputs
 
 _TASKS = Path("/proc/self/task")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _totals: Counter[str] = Counter()  # kind -> CPU seconds charged by measure()
 _lock = threading.Lock()
 _inference_threads: set[int] = set()
@@ -78,8 +82,27 @@ def _thread_cpu(tid: int) -> float:
         return 0.0
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's live child processes (the decoding processes)."""
+    children: set[str] = set()
+    for tid in thread_ids():
+        try:
+            children.update((_TASKS / str(tid) / "children").read_text().split())
+        except OSError:
+            continue
+    total = 0.0
+    for pid in children:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return total
+
+
 def snapshot() -> dict[str, float]:
-    """CPU seconds of this process so far: ``process`` in total, and how it splits."""
+    """CPU seconds of this process and its children so far: ``process``, and how it splits."""
+    children = _children_cpu()
     python = {thread.native_id for thread in threading.enumerate()}
     with _lock:
         totals, onnx = dict(_totals), set(_inference_threads)
@@ -87,9 +110,9 @@ def snapshot() -> dict[str, float]:
     onnx_cpu = sum(_thread_cpu(tid) for tid in native & onnx)
     native_cpu = sum(_thread_cpu(tid) for tid in native - onnx)
     return {
-        "process": time.process_time(),
+        "process": time.process_time() + children,
         INFERENCE: totals.get(INFERENCE, 0.0) + onnx_cpu,
-        DECODE: totals.get(DECODE, 0.0),
+        DECODE: totals.get(DECODE, 0.0) + children,
         FACE_PIPELINE: totals.get(FACE_PIPELINE, 0.0),
         "native_other": native_cpu,  # Temporal's core and gRPC threads
     }
