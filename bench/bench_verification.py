@@ -131,10 +131,17 @@ def _tree(pid: int, children: dict[int, list[int]]) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int, descendants: bool = True) -> float:
+def _members(pid: int, others: Iterable[int]) -> set[int]:
+    """The process and its live descendants, less the trees of ``others`` among them."""
+    children = _children()
+    excluded = {member for other in others for member in _tree(other, children)}
+    return set(_tree(pid, children)) - excluded
+
+
+def cpu_seconds(pid: int, others: Iterable[int] = ()) -> float:
     """CPU time of the process and its live descendants (user + system)."""
     total = 0.0
-    for member in _tree(pid, _children()) if descendants else [pid]:
+    for member in _members(pid, others):
         try:
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -143,10 +150,10 @@ def cpu_seconds(pid: int, descendants: bool = True) -> float:
     return total
 
 
-def memory_mb(pid: int, field: str, descendants: bool = True) -> float:
+def memory_mb(pid: int, field: str, others: Iterable[int] = ()) -> float:
     """VmRSS or VmHWM (peak) of the process and its live descendants, in MB."""
     total = 0.0
-    for member in _tree(pid, _children()) if descendants else [pid]:
+    for member in _members(pid, others):
         try:
             for line in Path(f"/proc/{member}/status").read_text().splitlines():
                 if line.startswith(field + ":"):
@@ -156,7 +163,7 @@ def memory_mb(pid: int, field: str, descendants: bool = True) -> float:
     return total
 
 
-CLIENT = "client (this)"  # the stack's processes are its children: counted without them
+CLIENT = "client (this)"  # with its decoding processes; the stack's processes are its own
 
 
 def processes(stack: devstack.DevStack) -> dict[str, int]:
@@ -170,12 +177,16 @@ def processes(stack: devstack.DevStack) -> dict[str, int]:
     }
 
 
+def _others(pids: dict[str, int], name: str) -> list[int]:
+    return [pid for other, pid in pids.items() if other != name] if name == CLIENT else []
+
+
 def cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
-    return {name: cpu_seconds(pid, name != CLIENT) for name, pid in pids.items()}
+    return {name: cpu_seconds(pid, _others(pids, name)) for name, pid in pids.items()}
 
 
 def memory_by_process(pids: dict[str, int], field: str) -> dict[str, float]:
-    return {name: memory_mb(pid, field, name != CLIENT) for name, pid in pids.items()}
+    return {name: memory_mb(pid, field, _others(pids, name)) for name, pid in pids.items()}
 
 
 async def pool_usage(stack: devstack.DevStack) -> dict[str, dict[str, float]]:
