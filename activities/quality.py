@@ -15,7 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from temporalio import activity
 
-from domain.contracts import BlobRef, QualityCheckInput, QualityReport, QualityResult
+from domain.contracts import (
+    BlobRef,
+    ModelChoice,
+    QualityCheckInput,
+    QualityReport,
+    QualityResult,
+)
 from domain.quality_rules import assess_quality
 from models import usage
 from models.face import FaceCrops, FaceModels, decode_image, observe_faces
@@ -42,10 +48,7 @@ class QualityActivities:
     @activity.defn(name=names.CHECK_QUALITY)
     @non_retryable_rejections
     def check_quality(self, request: QualityCheckInput) -> QualityResult:
-        models = FaceModels.load(
-            self.server, {task: request.models[task] for task in QUALITY_TASKS}
-        )
-        vid = request.verification_id
+        vid, models = request.verification_id, request.models
         document = self._beside.submit(self._check, vid, "document", request.document, models)
         selfie_image, selfie = self._check(vid, "selfie", request.selfie, models)
         document_image, document_report = document.result()
@@ -56,11 +59,12 @@ class QualityActivities:
         return QualityResult(selfie, document_report, crops)
 
     def _check(
-        self, verification_id: str, role: str, ref: BlobRef, models: FaceModels
+        self, verification_id: str, role: str, ref: BlobRef, choices: dict[str, ModelChoice]
     ) -> tuple[np.ndarray, QualityReport]:
         data = self.blobs.get(verification_id, ref)
         with usage.measure(usage.DECODE):
-            image = decode_image(data)
+            image = decode_image(data)  # refuses bad input before any model is asked for
+        models = FaceModels.load(self.server, {task: choices[task] for task in QUALITY_TASKS})
         faces, measures = observe_faces(image, models)
         reasons = assess_quality(role, measures)
         return image, QualityReport(role, measures, faces[0] if faces else None, reasons)

@@ -197,7 +197,8 @@ def test_the_quality_check_decodes_with_the_same_bounded_decoder(
     """A raw hostile blob (stored before this change, or by another writer) is refused by the
     quality check on its first attempt, from its structure, without decoding it."""
     bomb = client.blobs.put("v-raw", scan_bomb(6000, 1000), "application/octet-stream")
-    quality = QualityActivities(server=None, blobs=client.blobs)  # type: ignore[arg-type]
+    quality = QualityActivities(server=None, blobs=client.blobs, concurrency=1)  # type: ignore[arg-type]
     with pytest.raises(ApplicationError) as refused:
-        quality.check_quality(QualityCheckInput("v-raw", "selfie", bomb, models={}))
+        quality.check_quality(QualityCheckInput("v-raw", bomb, bomb, models={}))
+    quality.close()
     assert refused.value.type == "INPUT_TOO_LARGE" and refused.value.non_retryable
