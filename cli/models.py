@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cli import backtest
 from cli.main import clear_errors
 from domain.errors import ModelUnavailable
 from models.errors import PullError
@@ -105,6 +106,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     compare.add_argument("--json", action="store_true", help="print JSON")
     compare.set_defaults(run=run_compare)
+
+    backtest.add_parser(commands).set_defaults(run=_clear_errors(backtest.run_backtest))
 
     imp = commands.add_parser("import", help="register an ONNX file as a new model version")
     imp.add_argument("file", type=Path)

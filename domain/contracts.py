@@ -288,3 +288,99 @@ class PurgeResult:
     verification_id: str
     blobs_deleted: int
     already_purged: bool  # an earlier purge had destroyed the data key
+
+
+# --- Backtests (model lifecycle) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class BacktestRequest:
+    """Re-score retained verifications with candidate versions (workflow ``Backtest``)."""
+
+    backtest_id: str
+    candidate: dict[str, str]  # task -> name@version, replacing what decided each verification
+    reasons: list[str] = field(default_factory=list)  # any of these reason codes; empty: any
+    decision: str | None = None  # only verifications that ended so
+    since_seconds: int = 7 * 24 * 3600  # decided within this window before the start
+    limit: int = 500
+    concurrency: int = 4  # child workflows at once
+    gpu_task_queue: str = "idflow-gpu"
+    processing_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class BacktestSelection:
+    decided_after: str  # ISO 8601
+    reasons: list[str]
+    decision: str | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class BacktestCase:
+    """A recorded verification to re-score: what was decided (no personal data)."""
+
+    verification_id: str
+    workflow_id: str
+    decision: str
+    reasons: list[str]
+    scores: dict[str, float]
+    purged: bool  # its images were crypto-shredded: it cannot be re-scored
+
+
+@dataclass(frozen=True)
+class BacktestInputs:
+    """Where a verification's images are, and the pins it ran with (from its history)."""
+
+    selfie: BlobRef | None
+    document: BlobRef | None
+    model_pins: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RescoreRequest:
+    case: BacktestCase
+    candidate: dict[str, str]
+    gpu_task_queue: str
+    processing_attempts: int
+
+
+class RescoreStatus(str, Enum):
+    RESCORED = "rescored"
+    PURGED = "purged"  # images crypto-shredded: skipped
+    UNAVAILABLE = "unavailable"  # no history or no stored images to re-score
+    FAILED = "failed"  # a step kept failing
+
+
+@dataclass(frozen=True)
+class Rescore:
+    verification_id: str
+    status: RescoreStatus
+    decision: str | None = None  # the candidate's automatic decision
+    reasons: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    model_versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DecisionChange:
+    verification_id: str
+    before: str  # recorded decision (reasons)
+    after: str  # the candidate's automatic decision (reasons)
+    scores_before: dict[str, float]
+    scores_after: dict[str, float]
+
+
+@dataclass
+class BacktestReport:
+    backtest_id: str
+    candidate: dict[str, str]
+    selection: BacktestSelection
+    selected: int = 0
+    rescored: int = 0
+    purged: int = 0  # skipped: images crypto-shredded
+    unavailable: int = 0
+    failed: int = 0
+    unchanged: int = 0
+    changes: dict[str, int] = field(default_factory=dict)  # "review -> approved": count
+    changed: list[DecisionChange] = field(default_factory=list)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
 from store.audit import AuditEntry
+from store.backtests import BacktestReportRecord
 from store.credentials import CredentialNonce, IssuedCredentialRecord
 from store.data_keys import DataKeyRecord
 from store.drafts import DraftRecord
@@ -36,6 +37,7 @@ _STORE_TABLES = (
     DataKeyRecord,
     DraftRecord,
     ShadowScore,
+    BacktestReportRecord,
 )
 
 

@@ -8,7 +8,7 @@ timestamps. Every change also appends an entry to the audit log
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column
@@ -108,3 +108,26 @@ def list_recent(
         if status is not None:
             query = query.where(VerificationRecord.status == status.value)
         return list(session.exec(query.limit(limit)))
+
+
+def decided_after(
+    engine: Engine, after: datetime, reasons: list[str], decision: str | None, limit: int
+) -> list[VerificationRecord]:
+    """Verifications decided at or after ``after`` (UTC), oldest first, that ended in
+    ``decision`` (any when None) with any of ``reasons`` (any when empty); at most ``limit``."""
+    query = (
+        select(VerificationRecord)
+        .where(VerificationRecord.decided_at >= after.astimezone(UTC))  # type: ignore[operator]
+        .order_by(VerificationRecord.decided_at)  # type: ignore[arg-type]
+    )
+    if decision is not None:
+        query = query.where(VerificationRecord.decision == decision)
+    wanted = set(reasons)
+    found = []
+    with Session(engine) as session:
+        for row in session.exec(query):  # reasons are a JSON list: filtered here
+            if not wanted or wanted & set(row.reasons):
+                found.append(row)
+                if len(found) == limit:
+                    break
+    return found

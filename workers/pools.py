@@ -27,6 +27,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.backtest import BacktestActivities
 from activities.biometrics import BiometricActivities
 from activities.credential import CredentialActivities
 from activities.models import ModelActivities
@@ -43,6 +44,7 @@ from starter.connection import connect
 from store.blobs import open_blob_store
 from store.engine import get_engine
 from workers.schedules import ensure_retention_schedule
+from workflows.backtest import Backtest, BacktestVerification
 from workflows.identity_verification import IdentityVerification
 from workflows.retention import PurgeVerification, RetentionSweep
 
@@ -96,6 +98,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
     models = ModelActivities(engine)
     records = RecordActivities(engine)
     retention = RetentionActivities(engine, blobs)
+    backtest = BacktestActivities(engine)
     credential = CredentialActivities(
         engine, blobs, KeyStore.open(keys_dir(settings.home)), settings.issuer_id
     )
@@ -105,7 +108,13 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
     worker = Worker(
         client,
         task_queue=settings.cpu_task_queue,
-        workflows=[IdentityVerification, RetentionSweep, PurgeVerification],
+        workflows=[
+            IdentityVerification,
+            RetentionSweep,
+            PurgeVerification,
+            Backtest,
+            BacktestVerification,
+        ],
         activities=[
             models.resolve_verification_models,
             quality.check_quality,
@@ -113,6 +122,9 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
             records.record_verification,
             retention.find_expired,
             retention.purge_verification,
+            backtest.select_backtest_cases,
+            backtest.load_backtest_inputs,
+            backtest.record_backtest,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.cpu_concurrency,

@@ -371,11 +371,10 @@ class IdentityVerification:
         try:
             return await execute(name, arg, **options)
         except FailureError as err:
-            # A normal activity's failure comes wrapped in ActivityError, a local one's bare.
-            failure = err.cause if isinstance(err, ActivityError) else err
+            failure = activity_failure(err)
             if isinstance(failure, CancelledError):
                 raise
-            reason = _rejection_reason(failure)
+            reason = rejection_reason(failure)
             if reason is not None:
                 raise _Rejected(reason) from None
             raise _ProcessingFailed(self._progress.stage) from None
@@ -414,7 +413,14 @@ def workflow_id(verification_id: str) -> str:
     return WORKFLOW_ID_PREFIX + verification_id
 
 
-def _rejection_reason(failure: BaseException | None) -> ReasonCode | None:
+def activity_failure(err: FailureError) -> BaseException | None:
+    """What an activity failed with: a normal activity's failure comes wrapped in
+    ActivityError, a local one's bare."""
+    return err.cause if isinstance(err, ActivityError) else err
+
+
+def rejection_reason(failure: BaseException | None) -> ReasonCode | None:
+    """The reason code of a final rejection (a non-retryable ApplicationError), else None."""
     if not isinstance(failure, ApplicationError) or not failure.non_retryable:
         return None
     try:

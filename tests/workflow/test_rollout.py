@@ -1,4 +1,4 @@
-"""Shadow and canary versions on live traffic, through the real stack."""
+"""Shadow and canary versions on live traffic, and backtests, through the real stack."""
 
 from __future__ import annotations
 
@@ -10,17 +10,20 @@ import pytest
 
 from cli.main import run as idflow
 from devstack.samples import SamplePair, sample_pairs
-from domain.reasons import Decision
+from domain.contracts import PurgeRequest, PurgeResult
+from domain.reasons import Decision, ReasonCode
 from models.lifecycle.compare import compare
 from models.lifecycle.registry import set_alias
 from models.lifecycle.rollout import set_canary_share
-from store import shadow_scores
+from store import backtests, shadow_scores
 from store.engine import get_engine
 from workflows import search_attributes
+from workflows.retention import PurgeVerification
 
 from ..support.temporal import (
     IdflowStack,
     corrupted_model_pins,
+    grey_zone_pins,
     register_production_copy,
     settings_env,
 )
@@ -118,3 +121,50 @@ def test_a_canary_decides_its_share_and_is_recorded(
 
     result = idflow_stack.verify(same_person.selfie, same_person.document)
     assert result.model_versions["embed"] == "faceplugin-fr-feature@0.0.1" and result.canary == []
+
+
+def test_backtest_reports_decision_changes_and_skips_purged_verifications(
+    idflow_stack: IdflowStack,
+    same_person: SamplePair,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = idflow_stack.settings
+    strict = grey_zone_pins(settings)  # the pair's cosine falls in this version's grey zone
+    uncertain = [
+        idflow_stack.verify(
+            same_person.selfie, same_person.document, model_pins=strict, review_deadline_seconds=1
+        )
+        for _ in range(2)
+    ]
+    for result in uncertain:
+        assert result.decision is Decision.DECLINED
+        assert result.reasons == [ReasonCode.FACE_MATCH_UNCERTAIN, ReasonCode.REVIEW_EXPIRED]
+    kept, purged = (result.verification_id for result in uncertain)
+    purge: PurgeResult = idflow_stack.run(
+        idflow_stack.client.temporal.execute_workflow(
+            PurgeVerification.run,
+            PurgeRequest(purged, "test", "backtest skips purged verifications"),
+            id=f"idflow-purge-{purged}",
+            task_queue=settings.cpu_task_queue,
+        )
+    )
+    assert purge.blobs_deleted == 2
+
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    argv = ["models", "backtest", "--candidate", "embed=faceplugin-fr-feature@0.0.1"]
+    argv += ["--reasons", "FACE_MATCH_UNCERTAIN", "--since", "1h", "--id", "bt-1"]
+    assert idflow([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["selected"], report["rescored"], report["purged"]) == (2, 1, 1)
+    assert report["changes"] == {"declined -> approved": 1}
+    (change,) = report["changed"]
+    assert change["verification_id"] == kept
+    assert change["before"] == "declined (FACE_MATCH_UNCERTAIN, REVIEW_EXPIRED)"
+    assert change["after"] == "approved"
+    assert change["scores_after"]["face_match"] == change["scores_before"]["face_match"]
+    assert backtests.get(get_engine(settings.database_url), "bt-1")
+
+    assert idflow(["models", "backtest", "--candidate", "embed=nope@1"]) == 1
+    assert "model nope@1 is not registered" in capsys.readouterr().err
