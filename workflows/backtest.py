@@ -50,15 +50,15 @@ MAX_CASES = 2000  # one backtest's history stays far below Temporal's event limi
 
 
 def _options(attempts: int, heartbeat: bool = False) -> dict[str, Any]:
-    options: dict[str, Any] = dict(
-        start_to_close_timeout=timedelta(seconds=60),
-        retry_policy=RetryPolicy(
+    options: dict[str, Any] = {
+        "start_to_close_timeout": timedelta(seconds=60),
+        "retry_policy": RetryPolicy(
             initial_interval=timedelta(seconds=1),
             maximum_interval=timedelta(seconds=10),
             maximum_attempts=attempts,
             non_retryable_error_types=sorted(r.value for r in policy.REJECTION_REASONS),
         ),
-    )
+    }
     if heartbeat:
         options["heartbeat_timeout"] = timedelta(seconds=10)
     return options
