@@ -50,6 +50,7 @@ class BacktestActivities:
                 reasons=list(row.reasons),
                 scores=dict(row.scores),
                 purged=_purged(self.engine, row.verification_id),
+                model_versions=dict(row.model_versions),
             )
             for row in rows
         ]

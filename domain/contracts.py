@@ -326,6 +326,7 @@ class BacktestCase:
     reasons: list[str]
     scores: dict[str, float]
     purged: bool  # its images were crypto-shredded: it cannot be re-scored
+    model_versions: dict[str, str] = field(default_factory=dict)  # task -> what decided
 
 
 @dataclass(frozen=True)

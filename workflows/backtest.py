@@ -3,7 +3,7 @@
     select the verifications (decided in a window, with given reasons / decision)
     → re-score each retained one as a child workflow, a bounded number at once:
         find its images and pins in its history → resolve the candidate versions
-        → quality check ×2 → liveness and face match → the automatic decision
+        → quality check → liveness and face match → the automatic decision
     → the report of decision changes (purged and unavailable ones counted) → keep it
 
 The children call the verification's own activities on the same pools, so a
@@ -31,16 +31,14 @@ with workflow.unsafe.imports_passed_through():
         BacktestReport,
         BacktestRequest,
         BacktestSelection,
-        FaceMatchInput,
-        FaceMatchResult,
-        LivenessInput,
-        LivenessResult,
-        ModelChoice,
+        BiometricsInput,
+        BiometricsResult,
         QualityCheckInput,
-        QualityReport,
+        QualityResult,
         Rescore,
         RescoreRequest,
         RescoreStatus,
+        ResolvedModels,
         ResolveModelsInput,
     )
     from domain.reasons import ReasonCode
@@ -49,8 +47,8 @@ with workflow.unsafe.imports_passed_through():
 MAX_CASES = 2000  # one backtest's history stays far below Temporal's event limit
 
 
-def _options(attempts: int, heartbeat: bool = False) -> dict[str, Any]:
-    options: dict[str, Any] = {
+def _options(attempts: int) -> dict[str, Any]:
+    return {
         "start_to_close_timeout": timedelta(seconds=60),
         "retry_policy": RetryPolicy(
             initial_interval=timedelta(seconds=1),
@@ -59,9 +57,6 @@ def _options(attempts: int, heartbeat: bool = False) -> dict[str, Any]:
             non_retryable_error_types=sorted(r.value for r in policy.REJECTION_REASONS),
         ),
     }
-    if heartbeat:
-        options["heartbeat_timeout"] = timedelta(seconds=10)
-    return options
 
 
 @workflow.defn(name="Backtest")
@@ -149,52 +144,39 @@ class BacktestVerification:
             )
             if inputs.selfie is None or inputs.document is None:  # refused at ingest
                 return Rescore(case.verification_id, RescoreStatus.UNAVAILABLE)
-            models: dict[str, ModelChoice] = await self._step(
-                names.RESOLVE_MODELS,
-                ResolveModelsInput(inputs.model_pins | request.candidate),
-                dict[str, ModelChoice],
+            # Every task pinned to what decided the verification, but the candidate's:
+            # no canary share or shadow applies to a re-score.
+            pins = inputs.model_pins | case.model_versions | request.candidate
+            resolved: ResolvedModels = await self._step(
+                names.RESOLVE_VERIFICATION_MODELS,
+                ResolveModelsInput(pins, case.verification_id),
+                ResolvedModels,
                 local=True,
             )
-            selfie, document = await asyncio.gather(
-                *(
-                    self._step(
-                        names.CHECK_QUALITY,
-                        QualityCheckInput(case.verification_id, role, image, models),
-                        QualityReport,
-                    )
-                    for role, image in (("selfie", inputs.selfie), ("document", inputs.document))
-                )
+            models = resolved.deciding
+            quality: QualityResult = await self._step(
+                names.CHECK_QUALITY,
+                QualityCheckInput(case.verification_id, inputs.selfie, inputs.document, models),
+                QualityResult,
             )
-            outcome = policy.quality_outcome([selfie, document])
+            outcome = policy.quality_outcome([quality.selfie, quality.document])
             scores: dict[str, float] = {}
             if outcome is None:
-                assert selfie.face is not None and document.face is not None
-                liveness, match = await asyncio.gather(
-                    self._step(
-                        names.CHECK_LIVENESS,
-                        LivenessInput(
-                            case.verification_id, inputs.selfie, selfie.face, models["liveness"]
-                        ),
-                        LivenessResult,
-                        gpu=True,
+                assert quality.face_crops is not None  # both images show one usable face
+                result: BiometricsResult = await self._step(
+                    names.CHECK_BIOMETRICS,
+                    BiometricsInput(
+                        case.verification_id,
+                        quality.face_crops,
+                        models["liveness"],
+                        models["embed"],
                     ),
-                    self._step(
-                        names.MATCH_FACES,
-                        FaceMatchInput(
-                            case.verification_id,
-                            inputs.selfie,
-                            selfie.face,
-                            inputs.document,
-                            document.face,
-                            models["embed"],
-                        ),
-                        FaceMatchResult,
-                        gpu=True,
-                    ),
+                    BiometricsResult,
+                    gpu=True,
                 )
-                scores = {"liveness": liveness.score, "face_match": match.similarity}
+                scores = {"liveness": result.liveness, "face_match": result.face_match}
                 outcome = policy.biometric_outcome(
-                    liveness.score, models["liveness"], match.similarity, models["embed"]
+                    result.liveness, models["liveness"], result.face_match, models["embed"]
                 )
         except _Stop as stop:
             return stop.rescore
@@ -212,7 +194,7 @@ class BacktestVerification:
     ) -> Any:
         """Run one activity; a purge, a rejection or spent retries end the re-score."""
         request = self._request
-        options = _options(request.processing_attempts, heartbeat=gpu)
+        options = _options(request.processing_attempts)
         if gpu:
             options["task_queue"] = request.gpu_task_queue
         execute = workflow.execute_local_activity if local else workflow.execute_activity

@@ -149,7 +149,7 @@ def test_backtest_reports_decision_changes_and_skips_purged_verifications(
             task_queue=settings.cpu_task_queue,
         )
     )
-    assert purge.blobs_deleted == 2
+    assert purge.blobs_deleted >= 2 and not purge.already_purged  # images (and face crops)
 
     for name, value in settings_env(settings).items():
         monkeypatch.setenv(name, value)
