@@ -26,7 +26,7 @@ from domain.quality_rules import assess_quality
 from models import usage
 from models.face import FaceCrops, FaceModels, decode_image, observe_faces
 from models.face.crops import MEDIA_TYPE as FACE_CROPS
-from models.serving import ModelServer
+from models.serving import ModelServer, required_signature
 from store.blobs import BlobStore
 
 from . import names
@@ -54,7 +54,14 @@ class QualityActivities:
         document_image, document_report = document.result()
         crops = None
         if selfie.face is not None and document_report.face is not None:
-            cut = FaceCrops.cut(selfie_image, selfie.face, document_image, document_report.face)
+            cut = FaceCrops.cut(
+                selfie_image,
+                selfie.face,
+                document_image,
+                document_report.face,
+                required_signature(models["liveness"]),
+                required_signature(models["embed"]),
+            )
             crops = self.blobs.put(vid, cut.to_bytes(), FACE_CROPS)
         return QualityResult(selfie, document_report, crops)
 

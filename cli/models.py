@@ -6,32 +6,45 @@ import argparse
 import getpass
 import json
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cli import backtest
 from cli.main import clear_errors
 from domain.errors import ModelUnavailable
+from domain.signatures import ModelSignature, SignatureError
 from models.errors import PullError
 from models.lifecycle import evaluations, registry, rollout
+from models.lifecycle.cache import sha256_of
 from models.lifecycle.cards import utc_minute, write_cards
+from models.lifecycle.checkpoints import pull_checkpoints
 from models.lifecycle.compare import compare, parse_window
+from models.lifecycle.converters import (
+    ARCHITECTURES,
+    CheckpointError,
+    ConversionError,
+    convert_file,
+)
 from models.lifecycle.evaluate import EVALUATED_TASKS, EvaluationError, evaluate
 from models.lifecycle.labelled_sets import LabelledSetError, write_sample_sets
 from models.lifecycle.pull import pull
 from models.lifecycle.samples import sample_root
-from models.lifecycle.sources import PREPROCESSING, TASKS
+from models.lifecycle.sources import TASKS
 from models.lifecycle.targets import TARGETS
 from settings import Settings
 from store.engine import get_engine
 
-# The typed errors name the file, hash, pin or labelled set.
+# The typed errors name the file, hash, pin, signature or labelled set.
 _clear_errors = clear_errors(
     PullError,
     registry.RegistryError,
     ModelUnavailable,
     LabelledSetError,
     EvaluationError,
+    SignatureError,
+    CheckpointError,
+    ConversionError,
     action="models_command",
 )
 
@@ -65,6 +78,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     pull_cmd = commands.add_parser(
         "pull", help="download and verify the manifest models, register them, write their cards"
+    )
+    pull_cmd.add_argument(
+        "--mirror",
+        type=Path,
+        metavar="DIR",
+        help="take the checkpoints from outside the registries (MiniFASNet) from "
+        "DIR/<source>/<file> instead of their upstream URL (air-gapped installs)",
     )
     pull_cmd.set_defaults(run=run_pull)
 
@@ -109,22 +129,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     backtest.add_parser(commands).set_defaults(run=_clear_errors(backtest.run_backtest))
 
-    imp = commands.add_parser("import", help="register an ONNX file as a new model version")
-    imp.add_argument("file", type=Path)
+    imp = commands.add_parser(
+        "import",
+        help="register an ONNX file (or a converted checkpoint) as a new model version",
+        description="Register a model file as a new version. Its signature (a TOML or JSON "
+        "file: see `idflow models signature NAME@VERSION` for examples) says how its input is "
+        "built and its output read; it is checked against the ONNX graph. With --architecture "
+        "the file is a checkpoint, converted to ONNX here (no PyTorch needed).",
+    )
+    imp.add_argument("file", type=Path, help="the .onnx file, or a checkpoint with --architecture")
     imp.add_argument("--task", required=True, choices=TASKS)
     imp.add_argument("--name", required=True)
     imp.add_argument("--version", required=True)
-    imp.add_argument("--sha256", required=True, help="expected sha256 of the file")
+    imp.add_argument("--sha256", required=True, help="expected sha256 of FILE")
     imp.add_argument("--licence", required=True)
     imp.add_argument("--caveats", default="")
     imp.add_argument("--source", default="", help="where the file came from (URL, package spec)")
-    imp.add_argument("--preprocessing", required=True, choices=sorted(PREPROCESSING))
+    imp.add_argument(
+        "--signature",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="TOML or JSON: [input] crop, size, colour, values, layout; [output] reading",
+    )
+    imp.add_argument(
+        "--architecture",
+        choices=sorted(ARCHITECTURES),
+        help="FILE is a checkpoint of this family, converted to ONNX: "
+        + "; ".join(f"{k}: {v}" for k, v in ARCHITECTURES.items()),
+    )
     imp.add_argument("--accept", type=float, help="score at or above which the check passes")
     imp.add_argument("--reject", type=float, help="score below which the check fails")
     imp.add_argument("--alias", help="alias to point at the new version, e.g. candidate")
     imp.add_argument("--by", default=None, help="who moves the alias (default: the login name)")
     _override_arguments(imp)
     imp.set_defaults(run=run_import)
+
+    signature = commands.add_parser(
+        "signature", help="print the signature of NAME@VERSION (TOML, the form import takes)"
+    )
+    signature.add_argument("ref", metavar="NAME@VERSION")
+    signature.set_defaults(run=run_signature)
 
     # `idflow models evaluate`: models/lifecycle/evaluate.py
     evaluate = commands.add_parser(
@@ -169,8 +214,9 @@ def run_pull(args: argparse.Namespace) -> int:
     report = pull(settings)
     engine = get_engine(settings.database_url)
     added = registry.register_pulled(engine, report.cache_root)
+    converted = pull_checkpoints(engine, report.cache_root, args.mirror)
     cards = write_cards(engine, report.cache_root)
-    print(report.summary())
+    print(f"{report.summary()}; {converted.summary()}")
     print(
         f"registered {len(added)} new model version(s); {len(cards)} card(s) in "
         f"{cards[0].parent if cards else report.cache_root}"
@@ -254,24 +300,34 @@ def run_import(args: argparse.Namespace) -> int:
     thresholds = {
         k: v for k, v in (("accept", args.accept), ("reject", args.reject)) if v is not None
     }
-    choice = registry.register_version(
-        engine,
-        settings.model_cache,
-        args.file,
-        task=args.task,
-        name=args.name,
-        version=args.version,
-        sha256=args.sha256,
-        licence=args.licence,
-        caveats=args.caveats,
-        source=args.source,
-        preprocessing=args.preprocessing,
-        thresholds=thresholds,
-        alias=args.alias,
-        moved_by=args.by or getpass.getuser(),
-        force=args.force,
-        reason=args.reason,
-    )
+    signature = read_signature_file(args.signature)
+    with tempfile.TemporaryDirectory(prefix="idflow-import-") as scratch:
+        file, sha256, source = args.file, args.sha256, args.source
+        if args.architecture:
+            file = convert_file(args.file, args.sha256, args.architecture, Path(scratch))
+            sha256 = sha256_of(file)
+            source = (
+                f"{args.source or args.file.name} (sha256 {args.sha256}), converted by idflow's "
+                f"{args.architecture} converter"
+            )
+        choice = registry.register_version(
+            engine,
+            settings.model_cache,
+            file,
+            task=args.task,
+            name=args.name,
+            version=args.version,
+            sha256=sha256,
+            licence=args.licence,
+            caveats=args.caveats,
+            source=source,
+            signature=signature,
+            thresholds=thresholds,
+            alias=args.alias,
+            moved_by=args.by or getpass.getuser(),
+            force=args.force,
+            reason=args.reason,
+        )
     (card,) = write_cards(engine, settings.model_cache, [choice.ref])
     print(
         f"registered {choice.ref} for {choice.task}"
@@ -279,6 +335,31 @@ def run_import(args: argparse.Namespace) -> int:
         + f"; card {card}"
     )
     return 0
+
+
+@_clear_errors
+def run_signature(args: argparse.Namespace) -> int:
+    engine = get_engine(Settings.from_env().database_url)
+    signature = registry.signature_of(engine, args.ref)
+    if signature is None:
+        print(f"# {args.ref} has no signature recorded")
+        return 1
+    print(signature.to_toml(), end="")
+    return 0
+
+
+def read_signature_file(path: Path) -> ModelSignature:
+    """The signature in a TOML or JSON file (``SignatureError`` naming the file otherwise)."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SignatureError(f"cannot read signature file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise SignatureError(f"signature file {path} is not text") from None
+    try:
+        return ModelSignature.parse(text, path.suffix.lower())
+    except SignatureError as error:
+        raise SignatureError(f"{path}: {error}") from None
 
 
 @_clear_errors

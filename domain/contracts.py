@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from .reasons import Decision, ReasonCode
+from .signatures import ModelSignature
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class ModelChoice:
     accept: float | None = None
     reject: float | None = None
     alias: str | None = None
+    # What the model takes and gives (verification/signatures.py), stored with the version.
+    signature: ModelSignature | None = None
 
     @property
     def ref(self) -> str:

@@ -29,6 +29,8 @@ import numpy as np
 import onnxruntime as ort
 
 from domain.contracts import ModelChoice
+from domain.errors import ModelUnavailable
+from domain.signatures import ModelSignature
 from models.lifecycle.cache import model_file
 
 from . import usage
@@ -72,6 +74,13 @@ def session_options(threads: int) -> ort.SessionOptions:
     return options
 
 
+def required_signature(choice: ModelChoice) -> ModelSignature:
+    """What the model takes and gives; a version registered without one cannot run."""
+    if choice.signature is None:
+        raise ModelUnavailable(f"{choice.ref} has no signature: import it again with --signature")
+    return choice.signature
+
+
 class Runner:
     """One loaded model version. ``run`` takes one item and returns its outputs.
 
@@ -91,6 +100,7 @@ class Runner:
         model_input = session.get_inputs()[0]
         self._input_name = model_input.name
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in model_input.shape[1:])
+        self.output_names: list[str] = [output.name for output in session.get_outputs()]
         self.provider: str = session.get_providers()[0]
         self.batching = "dynamic" if dynamic_batch else "per-item"
         self._batcher = Batcher(self.run_batch, policy, choice.ref) if policy else None
@@ -115,6 +125,14 @@ class Runner:
         with usage.measure(usage.INFERENCE):
             outputs = self._session.run(None, {self._input_name: item[None]})
         return [output[0] for output in outputs]
+
+    @property
+    def signature(self) -> ModelSignature:
+        return required_signature(self.choice)
+
+    def run_named(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """``run``, with each output under its tensor name."""
+        return dict(zip(self.output_names, self.run(x), strict=True))
 
     def run_batch(self, items: np.ndarray) -> list[np.ndarray]:
         """Run N stacked items now (no waiting): one array per output, N rows each."""

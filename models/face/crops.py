@@ -4,8 +4,9 @@ The quality check (CPU pool) decodes both images anyway: it cuts the liveness
 crop of the selfie and the aligned faces of both images right there, and the
 biometric step (GPU pool) reads these few kilobytes back from the encrypted
 blob store instead of fetching, decrypting and decoding both photos again.
-The crops are exactly what ``liveness_input`` and ``embed_input`` would have
-cut from the full images, so scores do not change.
+The crops are cut as the deciding versions' signatures say (models/face/inputs.py),
+exactly what the models would cut from the full images, so scores do not change. A
+shadow version whose signature asks for other crops gets no score (it never decides).
 
 They are biometric data: stored encrypted under the verification's data key
 like the photos (and shredded with them), never sent through Temporal.
@@ -19,19 +20,23 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from domain.contracts import FaceObservation
+from domain.signatures import ModelSignature
 
 from ..usage import FACE_PIPELINE, measure
-from . import stages
+from .inputs import crop, liveness_crops
 
 MEDIA_TYPE = "application/x-idflow-face-crops"  # an uncompressed NumPy .npz archive
+MAX_SIDE = 1024  # no model input is larger
 
 
 @dataclass(frozen=True)
 class FaceCrops:
-    """uint8 RGB pixels: the selfie's liveness crop and both faces aligned for the embedding."""
+    """uint8 RGB pixels, cut as the deciding versions' signatures say: the selfie's liveness
+    crops (one per input of the liveness signature: (K, H, W, 3)) and both faces as the
+    embedding signature cuts them."""
 
-    liveness: np.ndarray  # (128, 128, 3), stages.liveness_crop
-    selfie_aligned: np.ndarray  # (112, 112, 3), stages.aligned_face
+    liveness: np.ndarray  # (K, H, W, 3), inputs.liveness_crops
+    selfie_aligned: np.ndarray  # (H, W, 3), inputs.crop
     document_aligned: np.ndarray
 
     @classmethod
@@ -42,12 +47,13 @@ class FaceCrops:
         selfie_face: FaceObservation,
         document: np.ndarray,
         document_face: FaceObservation,
+        liveness: ModelSignature,
+        embed: ModelSignature,
     ) -> FaceCrops:
-        x1, y1, x2, y2 = selfie_face.box
         return cls(
-            liveness=stages.liveness_crop(selfie, (x1, y1, x2, y2)),
-            selfie_aligned=stages.aligned_face(selfie, np.asarray(selfie_face.landmarks5)),
-            document_aligned=stages.aligned_face(document, np.asarray(document_face.landmarks5)),
+            liveness=liveness_crops(liveness, selfie, selfie_face),
+            selfie_aligned=crop(embed.inputs[0], selfie, selfie_face),
+            document_aligned=crop(embed.inputs[0], document, document_face),
         )
 
     def to_bytes(self) -> bytes:
@@ -58,16 +64,15 @@ class FaceCrops:
     @classmethod
     def from_bytes(cls, data: bytes) -> FaceCrops:
         """Read ``to_bytes`` output back; anything else (wrong arrays, shapes) is refused."""
-        expected = {
-            "liveness": (*stages.LIVENESS_SIZE[::-1], 3),
-            "selfie_aligned": (*stages.ALIGNED_SIZE[::-1], 3),
-            "document_aligned": (*stages.ALIGNED_SIZE[::-1], 3),
-        }
+        dims = {"liveness": 4, "selfie_aligned": 3, "document_aligned": 3}
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-        if set(arrays) != set(expected) or any(
-            arrays[name].shape != shape or arrays[name].dtype != np.uint8
-            for name, shape in expected.items()
+        if set(arrays) != set(dims) or any(
+            arrays[name].ndim != ndim
+            or arrays[name].shape[-1] != 3
+            or max(arrays[name].shape[-3:-1]) > MAX_SIDE
+            or arrays[name].dtype != np.uint8
+            for name, ndim in dims.items()
         ):
             raise ValueError("not a face-crops archive of the expected arrays and shapes")
         return cls(**arrays)

@@ -24,6 +24,7 @@ from ..usage import FACE_PIPELINE, measure
 from . import stages
 from .crops import FaceCrops
 from .geometry import Box, visible_area
+from .inputs import crop, input_from_crops, liveness_crops, read_embedding, read_score
 from .mirror import both_ways
 from .pose import head_pose
 from .quality import exposure, face_view, grey
@@ -130,28 +131,34 @@ def _eye_closed(eye: Runner, image: np.ndarray, box: Box) -> float:
 
 @measure(FACE_PIPELINE)
 def liveness_score(image: np.ndarray, face: FaceObservation, models: FaceModels) -> float:
-    """P(live) of the face: high for a live capture, low for a print or a screen."""
-    return crop_liveness(stages.liveness_crop(image, _box(face)), models)
+    """P(bona fide) of the face: high for a live capture, low for a print or a screen."""
+    runner = models.need("liveness")
+    return crop_liveness(liveness_crops(runner.signature, image, face), models)
 
 
 @measure(FACE_PIPELINE)
-def crop_liveness(crop: np.ndarray, models: FaceModels) -> float:
-    """P(live) from the selfie's liveness crop (``stages.liveness_crop``)."""
+def crop_liveness(crops: np.ndarray, models: FaceModels) -> float:
+    """P(bona fide) from the selfie's liveness crops (``liveness_crops``: one per input of the
+    version's signature)."""
     runner = models.need("liveness")
-    return stages.read_liveness(runner.run(stages.liveness_tensor(crop)))
+    signature = runner.signature
+    return read_score(signature.output, runner.run_named(input_from_crops(signature, crops)))
 
 
 @measure(FACE_PIPELINE)
 def face_embedding(image: np.ndarray, face: FaceObservation, models: FaceModels) -> np.ndarray:
-    """The face's 512-d identity vector, L2-normalised (float32)."""
-    return aligned_embedding(
-        stages.aligned_face(image, np.asarray(face.landmarks5, np.float64)), models
-    )
+    """The face's identity vector, L2-normalised (float32)."""
+    runner = models.need("embed")
+    return aligned_embedding(crop(runner.signature.inputs[0], image, face), models)
 
 
 def aligned_embedding(aligned: np.ndarray, models: FaceModels) -> np.ndarray:
-    """The embedding of a face already aligned to the template (``stages.aligned_face``)."""
-    return stages.read_embedding(models.need("embed").run(stages.embed_tensor(aligned)))
+    """The embedding of a face already cut as the version's signature says (``crop``)."""
+    runner = models.need("embed")
+    signature = runner.signature
+    return read_embedding(
+        signature.output, runner.run_named(input_from_crops(signature, aligned[None]))
+    )
 
 
 @measure(FACE_PIPELINE)

@@ -1,8 +1,10 @@
 """What each face model takes and gives: input tensors and reading of outputs.
 
-One pair of functions per model (``*_input`` builds one item without batch
-axis, ``read_*`` interprets that item's outputs), following the specs in
-models/lifecycle/sources.py PREPROCESSING, which were measured on real photos.
+One pair of functions per stage of the quality check (``*_input`` builds one
+item without batch axis, ``read_*`` interprets that item's outputs), following
+the signatures in models/lifecycle/sources.py SIGNATURES, which were measured on real
+photos. Liveness and embedding inputs are built from the signature of
+whatever version runs (models/face/inputs.py).
 """
 
 from __future__ import annotations
@@ -13,21 +15,15 @@ import numpy as np
 from PIL import Image
 
 from .geometry import (
-    ARCFACE_TEMPLATE,
     Box,
     expand_box,
     resample,
-    similarity_transform,
     square_box,
-    warp_affine,
 )
 
 DETECT_SIZE = (320, 240)
 DETECT_MIN_SCORE = 0.65
 NMS_IOU = 0.4
-LIVENESS_SCALE = 2.7
-LIVENESS_SIZE = (128, 128)
-ALIGNED_SIZE = (112, 112)
 EYE_PADDING = 1.6
 POSE_EXPAND = 0.25
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -131,65 +127,6 @@ def five_points(points68: np.ndarray) -> np.ndarray:
             points68[[54, 64]].mean(axis=0),
         ]
     )
-
-
-# embed: ArcFace-aligned 112x112 -----------------------------------------------------------
-
-
-def aligned_face(image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
-    """The face warped so its five points sit on the ArcFace template: (112, 112, 3) RGB."""
-    matrix = similarity_transform(np.asarray(landmarks5, np.float64), ARCFACE_TEMPLATE)
-    return warp_affine(image, matrix, ALIGNED_SIZE)
-
-
-def embed_input(image: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
-    return embed_tensor(aligned_face(image, landmarks5))
-
-
-def embed_tensor(aligned: np.ndarray) -> np.ndarray:
-    """The model's input from an aligned face (``aligned_face``)."""
-    return (_bgr_planes(aligned) - 127.0) / 128.0
-
-
-def read_embedding(outputs: list[np.ndarray]) -> np.ndarray:
-    """The 512-d embedding, L2-normalised."""
-    vector = outputs[0].astype(np.float32).reshape(-1)
-    return vector / max(float(np.linalg.norm(vector)), 1e-12)
-
-
-# liveness: Silent-Face crop at scale 2.7 ---------------------------------------------------
-
-
-def liveness_box(box: Box, width: int, height: int) -> Box:
-    """The face box scaled by 2.7 about its centre, shrunk to fit and shifted inside the image."""
-    x1, y1, x2, y2 = box
-    box_w, box_h = x2 - x1, y2 - y1
-    scale = min((height - 1) / box_h, (width - 1) / box_w, LIVENESS_SCALE)
-    new_w, new_h = box_w * scale, box_h * scale
-    left, top = (x1 + x2 - new_w) / 2, (y1 + y2 - new_h) / 2
-    left = min(max(left, 0.0), width - 1 - new_w)
-    top = min(max(top, 0.0), height - 1 - new_h)
-    return (left, top, left + new_w, top + new_h)
-
-
-def liveness_crop(image: np.ndarray, box: Box) -> np.ndarray:
-    """The face and its surroundings as the liveness model sees them: (128, 128, 3) RGB."""
-    height, width = image.shape[:2]
-    return resample(image, liveness_box(box, width, height), LIVENESS_SIZE)
-
-
-def liveness_input(image: np.ndarray, box: Box) -> np.ndarray:
-    return liveness_tensor(liveness_crop(image, box))
-
-
-def liveness_tensor(crop: np.ndarray) -> np.ndarray:
-    """The model's input from a liveness crop (``liveness_crop``)."""
-    return _bgr_planes(crop)
-
-
-def read_liveness(outputs: list[np.ndarray]) -> float:
-    """P(live)."""
-    return float(_softmax(outputs[0].astype(np.float64))[0])
 
 
 # eye state ----------------------------------------------------------------------------------

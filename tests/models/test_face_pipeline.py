@@ -150,7 +150,8 @@ def test_face_crops_give_the_scores_of_the_full_images(observe, face_models, emb
     """The GPU pool scores the crops the quality check cut: the same numbers as from the photos."""
     selfie, (selfie_face,), _ = observe(OBAMA[0])
     document, (document_face,), _ = observe(BIDEN)
-    crops = FaceCrops.cut(selfie, selfie_face, document, document_face)
+    signatures = (face_models.liveness.signature, face_models.embed.signature)
+    crops = FaceCrops.cut(selfie, selfie_face, document, document_face, *signatures)
     stored = FaceCrops.from_bytes(crops.to_bytes())  # as the blob store hands them back
     assert all(
         np.array_equal(getattr(stored, name), getattr(crops, name))
@@ -165,10 +166,11 @@ def test_face_crops_give_the_scores_of_the_full_images(observe, face_models, emb
     assert len(crops.to_bytes()) < 128 * 128 * 3 + 2 * 112 * 112 * 3 + 2048
 
 
-def test_face_crops_refuse_anything_else(observe):
+def test_face_crops_refuse_anything_else(observe, face_models):
     image, (face,), _ = observe(OBAMA[0])
-    crops = FaceCrops.cut(image, face, image, face)
-    wrong = FaceCrops(crops.liveness[:64], crops.selfie_aligned, crops.document_aligned)
+    signatures = (face_models.liveness.signature, face_models.embed.signature)
+    crops = FaceCrops.cut(image, face, image, face, *signatures)
+    wrong = FaceCrops(crops.liveness[0], crops.selfie_aligned, crops.document_aligned)
     with pytest.raises(ValueError, match="expected arrays and shapes"):
         FaceCrops.from_bytes(wrong.to_bytes())
     with pytest.raises(ValueError):  # not an archive at all

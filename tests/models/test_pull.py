@@ -37,7 +37,6 @@ SIX_WHEEL = Source(
             "detect",
             "six.py",
             "4ce39f422ee71467ccac8bed76beb05f8c321c7f0ceda9279ae2dfa3670106b3",
-            "none",
             alias=None,
         ),
     ),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ from models.lifecycle.registry import (
     resolve_all,
     set_alias,
 )
-from models.lifecycle.sources import SOURCES, TASKS
+from models.lifecycle.sources import SIGNATURES, SOURCES, TASKS
 from store.engine import get_engine
 
 FACEPLUGIN, BLAZEFACE = SOURCES
@@ -135,7 +137,7 @@ def test_imported_version_can_become_production(
         sha256=LIVENESS.sha256,
         licence="MIT",
         caveats="a copy, for the test",
-        preprocessing="silent-face-crop-2.7-128",
+        signature=SIGNATURES["faceplugin-fr-liveness"],
         thresholds={"accept": 0.9, "reject": 0.6},
         alias="candidate",
         moved_by="carol",
@@ -170,7 +172,7 @@ def test_import_checks_the_file(
 ) -> None:
     engine, cache = model_registry_engine, tmp_path / "cache"
     liveness_file = model_path(model_cache, FACEPLUGIN, LIVENESS)
-    common = dict(task="liveness", licence="MIT", preprocessing="silent-face-crop-2.7-128")
+    common = dict(task="liveness", licence="MIT", signature=SIGNATURES["faceplugin-fr-liveness"])
     with pytest.raises(
         ModelHashMismatch, match=f"has sha256 {LIVENESS.sha256}, expected {'a' * 64}"
     ):
@@ -205,7 +207,16 @@ def test_import_checks_the_file(
         register_version(
             engine, cache, not_onnx, name="live", version="2", sha256=sha256_of(not_onnx), **common
         )
-    with pytest.raises(InvalidRegistration, match="unknown preprocessing"):
+    # An 80x80 signature on the 128x128 model: refused, naming the tensor and both shapes.
+    live = SIGNATURES["faceplugin-fr-liveness"]
+    small = replace(live, inputs=[replace(live.inputs[0], size=[80, 80])])
+    with pytest.raises(
+        InvalidRegistration,
+        match=re.escape(
+            "fr_liveness.onnx: input tensor 'input' has shape [1, 3, 128, 128] in the ONNX "
+            "graph; the signature needs [N, 3, 80, 80]"
+        ),
+    ):
         register_version(
             engine,
             cache,
@@ -215,8 +226,22 @@ def test_import_checks_the_file(
             sha256=LIVENESS.sha256,
             task="liveness",
             licence="MIT",
-            preprocessing="made-up",
+            signature=small,
         )
+    wrong_class = replace(live, output=replace(live.output, positive_class=3))
+    with pytest.raises(InvalidRegistration, match=re.escape("'output' has shape [1, 3]")):
+        register_version(
+            engine,
+            cache,
+            liveness_file,
+            name="live",
+            version="2",
+            sha256=LIVENESS.sha256,
+            task="liveness",
+            licence="MIT",
+            signature=wrong_class,
+        )
+    assert not (cache / "live").exists(), "a refused import must leave no file"
     assert [v.ref for v in list_versions(engine, "liveness")] == ["faceplugin-fr-liveness@0.0.1"]
 
 
@@ -274,7 +299,7 @@ def test_registry_on_postgres(postgres_engine: Engine, model_cache: Path, tmp_pa
         version="0.0.2",
         sha256=LIVENESS.sha256,
         licence="MIT",
-        preprocessing="silent-face-crop-2.7-128",
+        signature=SIGNATURES["faceplugin-fr-liveness"],
         thresholds={"accept": 0.9, "reject": 0.6},
     )
     set_alias(

@@ -43,7 +43,13 @@ from domain.contracts import ModelChoice, VerificationResult
 from mdoc.keystore import ensure_keys, keys_dir
 from models.lifecycle.cache import model_file, version_dir, visible_files
 from models.lifecycle.pull import pull
-from models.lifecycle.registry import PRODUCTION, get_version, register_pulled, register_version
+from models.lifecycle.registry import (
+    PRODUCTION,
+    get_version,
+    register_pulled,
+    register_version,
+    signature_of,
+)
 from models.lifecycle.registry import resolve as registry_resolve
 from settings import Settings
 from starter.client import VerificationClient
@@ -311,7 +317,7 @@ def register_production_copy(
         version=version,
         sha256=base.sha256,
         licence=base.licence,
-        preprocessing=base.preprocessing,
+        signature=signature_of(engine, base.ref),
         caveats=caveats,
         thresholds=thresholds if thresholds is not None else dict(base.thresholds),
     )
