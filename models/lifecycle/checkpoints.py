@@ -224,7 +224,7 @@ def _fuse(
         PRODUCTION,
         ref,
         over=fusion.prefer_over,
-        note=f"manifest: {fusion.name} is preferred over {fusion.prefer_over} (see README)",
+        reason=f"manifest default: {fusion.why}",
     ):
         progress(f"liveness@{PRODUCTION} -> {ref} (preferred over {fusion.prefer_over})")
     return ref

@@ -234,6 +234,7 @@ class Fusion:
     members: tuple[str, ...]  # model names, in the order of their stacked crops
     sha256: str
     prefer_over: str  # the manifest default this replaces as `production` once available
+    why: str  # the measured reason, kept in the alias history
 
 
 _SILENT_FACE = (
@@ -280,6 +281,7 @@ FUSIONS: tuple[Fusion, ...] = (
         ("minifasnet-v2", "minifasnet-v1se"),
         "43904c7939d44e672db3125953e00380ef46ecbc71714ba00811254f3011dd9e",
         prefer_over="faceplugin-fr-liveness",
+        why="see README (liveness evaluation)",
     ),
 )
 

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from cli.main import run as idflow
+from domain.signatures import ModelSignature
 from models.lifecycle.cache import model_file
 from models.lifecycle.cards import card_path
 from models.lifecycle.evaluate import evaluate
@@ -23,6 +24,7 @@ from models.lifecycle.registry import (
     register_version,
     resolve,
     set_alias,
+    signature_of,
 )
 from models.lifecycle.targets import TARGETS, Target, check
 
@@ -50,7 +52,7 @@ def candidate(model_registry_engine: Engine, scratch_cache: Path) -> str:
         version="0.0.2-candidate",
         sha256=base.sha256,
         licence=base.licence,
-        preprocessing=base.preprocessing,
+        signature=signature_of(model_registry_engine, base.ref),
         thresholds=dict(base.thresholds),
     )
     return choice.ref
@@ -178,13 +180,15 @@ def test_cli_refuses_promotion_in_one_line_and_records_an_override(
 
 
 def test_cli_import_as_production_is_refused_before_anything_is_stored(
-    cli_registry: Engine, scratch_cache: Path, capsys: pytest.CaptureFixture[str]
+    cli_registry: Engine, scratch_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = get_version(cli_registry, PRODUCTION_LIVENESS)
     file = model_file(scratch_cache, base.name, base.version, base.sha256)
     argv = ["models", "import", str(file), "--task", "liveness", "--name", base.name]
     argv += ["--version", "9", "--sha256", base.sha256, "--licence", "MIT"]
-    argv += ["--preprocessing", base.preprocessing, "--accept", "0.9", "--reject", "0.5"]
+    signature = tmp_path / "signature.toml"
+    signature.write_text(signature_of(cli_registry, base.ref).to_toml())
+    argv += ["--signature", str(signature), "--accept", "0.9", "--reject", "0.5"]
     assert idflow([*argv, "--alias", "production"]) == 1
     assert "a new version has no evaluation yet" in capsys.readouterr().err
     with pytest.raises(Exception, match="not registered"):
@@ -219,8 +223,14 @@ def test_bad_sets_and_models_give_one_line(
     (only_live / "attack").mkdir(parents=True)
     (only_live / "live").symlink_to(small_liveness_set / "live")
 
-    # The embedding model (112x112 input) registered as a liveness model (128x128 crops).
+    # The embedding model registered as a liveness model whose signature fits its graph but
+    # asks for a crop the liveness stage cannot make (an eye box): it fails when it runs.
     embed = get_version(cli_registry, "faceplugin-fr-feature@0.0.1")
+    eye_crop = ModelSignature.parse(
+        '[input]\ntensor = "input"\nregion = "eye-box"\nsize = [112, 112]\ncolour = "BGR"\n'
+        'mean = 127\nstd = 128\n[output]\ntensor = "output"\nkind = "probabilities"\n'
+        "positive_class = 0\n"
+    )
     wrong = register_version(
         cli_registry,
         scratch_cache,
@@ -230,7 +240,7 @@ def test_bad_sets_and_models_give_one_line(
         version="1",
         sha256=embed.sha256,
         licence="MIT",
-        preprocessing="silent-face-crop-2.7-128",
+        signature=eye_crop,
         thresholds={"accept": 0.9, "reject": 0.5},
     )
     cases = {
