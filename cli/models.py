@@ -27,9 +27,10 @@ from models.lifecycle.converters import (
     convert_file,
 )
 from models.lifecycle.evaluate import EVALUATED_TASKS, EvaluationError, evaluate
-from models.lifecycle.labelled_sets import LabelledSetError, write_sample_sets
+from models.lifecycle.labelled_sets import LabelledSetError, read_presentations, write_sample_sets
+from models.lifecycle.liveness_sets import write_liveness_sets
 from models.lifecycle.pull import pull
-from models.lifecycle.samples import sample_root
+from models.lifecycle.samples import fetch_samples, sample_root
 from models.lifecycle.sources import TASKS
 from models.lifecycle.targets import TARGETS
 from settings import Settings
@@ -170,6 +171,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     signature.add_argument("ref", metavar="NAME@VERSION")
     signature.set_defaults(run=run_signature)
+
+    sets = commands.add_parser(
+        "liveness-sets",
+        help="write the liveness labelled sets (tuning, held-out, stress) from registry photos",
+        description="Write DIR/tuning, DIR/held-out and DIR/stress (models/lifecycle/"
+        "liveness_sets.py says exactly how each image is made). Set thresholds on tuning, "
+        "measure on held-out: idflow models evaluate liveness DIR/held-out --model REF.",
+    )
+    sets.add_argument("dir", type=Path)
+    sets.add_argument(
+        "--mirror", type=Path, metavar="DIR", help="add MiniFASNet's labelled samples from DIR"
+    )
+    sets.set_defaults(run=run_liveness_sets)
 
     # `idflow models evaluate`: models/lifecycle/evaluate.py
     evaluate = commands.add_parser(
@@ -345,6 +359,17 @@ def run_signature(args: argparse.Namespace) -> int:
         print(f"# {args.ref} has no signature recorded")
         return 1
     print(signature.to_toml(), end="")
+    return 0
+
+
+@_clear_errors
+def run_liveness_sets(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    folders = write_liveness_sets(args.dir, fetch_samples(sample_root(settings)), args.mirror)
+    for folder in folders:
+        presentations = read_presentations(folder)
+        live = sum(p.live for p in presentations)
+        print(f"{folder}: {live} bona fide, {len(presentations) - live} attacks")
     return 0
 
 

@@ -146,7 +146,11 @@ def embed_metrics(genuine: np.ndarray, impostor: np.ndarray, model: ModelChoice)
 
 
 def liveness_metrics(
-    bona_fide: np.ndarray, attacks: np.ndarray, attack_kinds: list[str], model: ModelChoice
+    bona_fide: np.ndarray,
+    attacks: np.ndarray,
+    attack_kinds: list[str],
+    model: ModelChoice,
+    bona_fide_kinds: list[str] | None = None,
 ) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "bona_fide": len(bona_fide),
@@ -175,7 +179,53 @@ def liveness_metrics(
             kind: round(float((attacks[kinds == kind] >= model.accept).mean()), 4)
             for kind in sorted(set(attack_kinds))
         }
+    if model.accept is not None and model.reject is not None:
+        metrics["by_kind"] = _by_kind(
+            bona_fide, attacks, bona_fide_kinds or ["live"] * len(bona_fide), attack_kinds, model
+        )
+    metrics["thresholds_this_set_suggests"] = suggested_thresholds(bona_fide, attacks)
     return metrics
+
+
+def _by_kind(
+    bona_fide: np.ndarray,
+    attacks: np.ndarray,
+    bona_fide_kinds: list[str],
+    attack_kinds: list[str],
+    model: ModelChoice,
+) -> dict[str, dict[str, float]]:
+    """The three liveness targets per kind at the version's thresholds: attacks approved per
+    attack group (``print/held-up`` -> ``print``), bona fide declined and bona fide not
+    approved automatically (declined or sent to review) per bona fide kind."""
+
+    def share(values: np.ndarray, labels: np.ndarray, label: str, hit) -> float:
+        return round(float(hit(values[labels == label]).mean()), 4)
+
+    groups = np.asarray([kind.split("/")[0] for kind in attack_kinds])
+    live = np.asarray(bona_fide_kinds)
+    return {
+        "attacks_approved": {
+            g: share(attacks, groups, g, lambda v: v >= model.accept) for g in sorted(set(groups))
+        },
+        "bona_fide_declined": {
+            k: share(bona_fide, live, k, lambda v: v < model.reject) for k in sorted(set(live))
+        },
+        "bona_fide_not_approved": {
+            k: share(bona_fide, live, k, lambda v: v < model.accept) for k in sorted(set(live))
+        },
+    }
+
+
+def suggested_thresholds(bona_fide: np.ndarray, attacks: np.ndarray) -> dict[str, float]:
+    """Thresholds this set would give: ``accept`` approves at most 5 % of its attacks,
+    ``reject`` declines at most 5 % of its bona fide (never above ``accept``). Set them from
+    a tuning set and measure on another."""
+    if len(attacks) == 0 or len(bona_fide) == 0:
+        return {}
+    accept = threshold_at(attacks, APCER_TARGET)
+    ranked = np.sort(bona_fide)
+    reject = float(ranked[int(np.floor(APCER_TARGET * len(ranked) + 1e-9))])
+    return {"accept": round(accept, 4), "reject": round(min(reject, accept), 4)}
 
 
 class _Faces:
@@ -241,8 +291,8 @@ def genuine_quality_retry(faces: _Faces, labelled: Path) -> dict[str, Any]:
 
 def score_presentations(
     faces: _Faces, labelled: Path, progress: Progress
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    bona_fide, attacks, kinds = [], [], []
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    bona_fide, attacks, kinds, live_kinds = [], [], [], []
     for presentation in read_presentations(labelled):
         found = faces.subject(presentation.image)
         if found is None:
@@ -250,6 +300,7 @@ def score_presentations(
         score = liveness_score(*found, faces.models)
         if presentation.live:
             bona_fide.append(score)
+            live_kinds.append(presentation.kind)
         else:
             attacks.append(score)
             kinds.append(presentation.kind)
@@ -257,7 +308,7 @@ def score_presentations(
         f"scored {len(bona_fide) + len(attacks)} presentations "
         f"({faces.failures} without a usable face)"
     )
-    return np.asarray(bona_fide), np.asarray(attacks), kinds
+    return np.asarray(bona_fide), np.asarray(attacks), kinds, live_kinds
 
 
 def evaluate(
@@ -298,7 +349,9 @@ def evaluate(
                 positives, negatives = score_pairs(faces, labelled, progress)
                 classes = ("genuine pairs", "impostor pairs")
             else:
-                positives, negatives, kinds = score_presentations(faces, labelled, progress)
+                positives, negatives, kinds, live_kinds = score_presentations(
+                    faces, labelled, progress
+                )
                 classes = ("bona fide presentations", "attack presentations")
         except (LabelledSetError, EvaluationError):
             raise
@@ -316,7 +369,7 @@ def evaluate(
         metrics["genuine_quality_retry"] = genuine_quality_retry(faces, labelled)
         names, errors = ("genuine", "impostor"), ("FNMR", "FMR")
     else:
-        metrics = liveness_metrics(positives, negatives, kinds, choice)
+        metrics = liveness_metrics(positives, negatives, kinds, choice, live_kinds)
         names, errors = ("bona fide", "attack"), ("BPCER", "APCER")
     dataset = name or labelled.name
     metrics = {

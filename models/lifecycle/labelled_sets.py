@@ -4,7 +4,9 @@ Layouts (a folder or a CSV; image paths in a CSV are relative to the CSV):
 - embed: a folder with one sub-folder per person (every pair inside one folder
   is genuine, every pair across folders an impostor), or a CSV ``a,b,same``
   (``same`` = 1/0, true/false, yes/no).
-- liveness: a folder with ``live/`` and ``attack/`` (any depth below), or a
+- liveness: a folder with ``live/`` and ``attack/`` (any depth below; the
+  sub-folder names the kind, e.g. ``live/photo``, ``attack/print/held-up``, and
+  rates are also reported per kind, attacks per group = first sub-folder), or a
   CSV ``image,label`` (``label`` = live or attack).
 
 ``write_sample_sets`` builds both from the registry sample photos
@@ -50,7 +52,7 @@ class Pair:
 class Presentation:
     image: Path
     live: bool
-    kind: str = "live"  # for attacks: the sub-folder of attack/ (or CSV column "attack")
+    kind: str = "live"  # the sub-folder of live/ or attack/ (or CSV column "attack")
 
 
 def _images(folder: Path) -> list[Path]:
@@ -91,8 +93,8 @@ def read_presentations(source: Path) -> list[Presentation]:
         live, attack = source / "live", source / "attack"
         if not live.is_dir() or not attack.is_dir():
             raise LabelledSetError(f"{source} must hold the folders live/ and attack/")
-        return [Presentation(p, True) for p in _images(live)] + [
-            Presentation(p, False, _attack_kind(attack, p)) for p in _images(attack)
+        return [Presentation(p, True, _kind(live, p, "live")) for p in _images(live)] + [
+            Presentation(p, False, _kind(attack, p, "attack")) for p in _images(attack)
         ]
     presentations = []
     for row in _csv_rows(source, ("image", "label")):
@@ -131,9 +133,10 @@ def presentations_digest(presentations: list[Presentation]) -> str:
     )
 
 
-def _attack_kind(attack_dir: Path, image: Path) -> str:
-    folder = image.parent.relative_to(attack_dir).as_posix()
-    return "attack" if folder == "." else folder
+def _kind(folder: Path, image: Path, default: str) -> str:
+    """The sub-folder of ``live/`` or ``attack/`` the image is in (its kind), or ``default``."""
+    below = image.parent.relative_to(folder).as_posix()
+    return default if below == "." else below
 
 
 # Simulated presentation attacks ---------------------------------------------------------
