@@ -216,7 +216,10 @@ def _fuse(
         source_registry="fusion",
         source_spec=f"mean of the softmax outputs of {', '.join(members)}",
         licence=", ".join(sorted(licence)),
-        caveats="A fusion of the member versions listed in its signature; see their cards.",
+        caveats=(
+            "A fusion of the member versions listed in its signature; see their cards. "
+            f"Production by default when its checkpoints are available, because: {fusion.why}."
+        ),
     )
     if prefer_manifest_alias(
         engine,

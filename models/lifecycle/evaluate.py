@@ -201,8 +201,8 @@ def _by_kind(
     def share(values: np.ndarray, labels: np.ndarray, label: str, hit) -> float:
         return round(float(hit(values[labels == label]).mean()), 4)
 
-    groups = np.asarray([kind.split("/")[0] for kind in attack_kinds])
-    live = np.asarray(bona_fide_kinds)
+    groups = np.asarray([kind.split("/")[0] for kind in attack_kinds], dtype=object)
+    live = np.asarray(bona_fide_kinds, dtype=object)
     return {
         "attacks_approved": {
             g: share(attacks, groups, g, lambda v: v >= model.accept) for g in sorted(set(groups))

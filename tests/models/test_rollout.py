@@ -17,6 +17,7 @@ from models.lifecycle.registry import (
     get_version,
     register_version,
     set_alias,
+    signature_of,
 )
 from models.lifecycle.rollout import in_canary, resolve_verification, set_canary_share
 
@@ -49,7 +50,7 @@ def copy_of(engine: Engine, cache: Path, ref: str, version: str) -> str:
         version=version,
         sha256=base.sha256,
         licence=base.licence,
-        preprocessing=base.preprocessing,
+        signature=signature_of(engine, ref),
         thresholds=dict(base.thresholds),
     ).ref
 
