@@ -84,8 +84,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mirror",
         type=Path,
         metavar="DIR",
-        help="take the checkpoints from outside the registries (MiniFASNet) from "
-        "DIR/<source>/<file> instead of their upstream URL (air-gapped installs)",
+        help="take the checkpoints from outside the package registries (MiniFASNet) from "
+        "DIR/<source>/<file> (air-gapped installs)",
+    )
+    pull_cmd.add_argument(
+        "--upstream",
+        action="store_true",
+        help="download those checkpoints from their pinned upstream URLs (sha256 checked)",
     )
     pull_cmd.set_defaults(run=run_pull)
 
@@ -228,7 +233,7 @@ def run_pull(args: argparse.Namespace) -> int:
     report = pull(settings)
     engine = get_engine(settings.database_url)
     added = registry.register_pulled(engine, report.cache_root)
-    converted = pull_checkpoints(engine, report.cache_root, args.mirror)
+    converted = pull_checkpoints(engine, report.cache_root, args.mirror, args.upstream)
     cards = write_cards(engine, report.cache_root)
     print(f"{report.summary()}; {converted.summary()}")
     print(

@@ -2,7 +2,8 @@
 
 ``pull_checkpoints`` makes each checkpoint of models/sources.py CHECKPOINT_SOURCES
 present: taken from a mirror directory (``<mirror>/<source id>/<file>``, for
-air-gapped installs) or else downloaded from its upstream URL, checked by its
+air-gapped installs) or, only when asked (``upstream``), downloaded from its
+upstream URL -- they are outside the package registries -- checked by its
 sha256, converted to ONNX without PyTorch (models/converters), checked again by
 the sha256 of the conversion, installed in the model cache and registered with
 its signature. Then each fusion (FUSIONS) whose members are all present is
@@ -56,20 +57,22 @@ def pull_checkpoints(
     engine: Engine,
     cache_root: Path,
     mirror: Path | None = None,
+    upstream: bool = False,
     sources: tuple[CheckpointSource, ...] = CHECKPOINT_SOURCES,
     fusions: tuple[Fusion, ...] = FUSIONS,
     progress: Progress = print,
 ) -> CheckpointReport:
     """Fetch, check, convert and register every checkpoint; then build the fusions.
 
-    With ``mirror`` only the mirror is read (no network); without it, the upstream URL.
+    With ``mirror`` only the mirror is read (no network); with ``upstream`` the pinned URLs;
+    with neither, only what an earlier pull kept.
     """
     report = CheckpointReport()
     present: dict[str, tuple[str, Path]] = {}  # model name -> (ref, verified ONNX file)
     for source in sources:
         for checkpoint in source.files:
             try:
-                path = _converted(cache_root, source, checkpoint, mirror, progress)
+                path = _converted(cache_root, source, checkpoint, mirror, upstream, progress)
             except (_Unavailable, CheckpointError, ConversionError, ModelHashMismatch) as why:
                 line = f"{checkpoint.name}: not available ({why})"
                 report.unavailable.append(line)
@@ -116,6 +119,7 @@ def _converted(
     source: CheckpointSource,
     checkpoint: Checkpoint,
     mirror: Path | None,
+    upstream: bool,
     progress: Progress,
 ) -> Path:
     """The verified ONNX conversion of ``checkpoint`` in the cache, made if missing."""
@@ -128,7 +132,7 @@ def _converted(
         pass
     except CachedFileTampered as tampered:
         progress(f"{checkpoint.name}: cached {tampered.path} was modified: converting again")
-    original = _checkpoint_file(cache_root, source, checkpoint, mirror, progress)
+    original = _checkpoint_file(cache_root, source, checkpoint, mirror, upstream, progress)
     with tempfile.TemporaryDirectory(prefix="idflow-convert-") as scratch:
         onnx_file = convert_file(
             original, checkpoint.sha256, checkpoint.architecture, Path(scratch)
@@ -149,6 +153,7 @@ def _checkpoint_file(
     source: CheckpointSource,
     checkpoint: Checkpoint,
     mirror: Path | None,
+    upstream: bool,
     progress: Progress,
 ) -> Path:
     """The checkpoint, verified: kept from an earlier pull, from the mirror, or downloaded."""
@@ -164,6 +169,8 @@ def _checkpoint_file(
         with found.open("rb") as stream:
             install(stream, kept, checkpoint.sha256, what=f"{found}")
         return kept
+    if not upstream:
+        raise _Unavailable("outside the package registries: pull with --mirror DIR or --upstream")
     progress(f"{checkpoint.name}: downloading {checkpoint.url} ...")
     try:
         with urllib.request.urlopen(checkpoint.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
