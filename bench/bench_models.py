@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import median_ms
+from domain.enums import DECIDING_TASKS
 from models.batching import BatchPolicy
 from models.face import (
     FaceModels,
@@ -52,7 +53,6 @@ from store.engine import get_engine
 
 PHOTOS = (*OBAMA, BIDEN, "astronaut.png")
 BATCH_SIZES = (1, 4, 8, 16)
-BATCHED_TASKS = ("embed", "liveness")
 
 
 def stage_latencies(models: FaceModels, photos: dict[str, bytes], repeat: int) -> dict[str, float]:
@@ -130,7 +130,7 @@ def concurrent_rate(run: Callable[[object], object], items, callers: int, per_ca
 def batching_gains(cache: Path, choices: dict, threads: int, repeat: int) -> dict[str, dict]:
     results: dict[str, dict] = {}
     with ModelServer(cache, threads=threads) as plain:
-        for task in BATCHED_TASKS:
+        for task in DECIDING_TASKS:
             single = plain.runner(choices[task])
             items = np.random.default_rng(0).random((16, *single.input_shape), dtype=np.float32)
             rows = {}

@@ -50,6 +50,7 @@ from temporalio.client import WorkflowHistory
 from cli.replay import ReplayFailed, fetch_history, replay, save_history
 from devstack.samples import DEMO_CLAIMS, sample_pairs
 from domain.contracts import PurgeRequest
+from domain.enums import ModelTask
 from mdoc import holder
 from models.lifecycle.samples import fetch_samples
 from tests.support.temporal import (
@@ -148,7 +149,9 @@ class Soak:
             ),
             self.verify("purged", "same person", purge=True),
             self.verify(
-                "model-unavailable", "same person", model_pins={"embed": "no-such-model@9.9.9"}
+                "model-unavailable",
+                "same person",
+                model_pins={ModelTask.EMBED: "no-such-model@9.9.9"},
             ),
             self.verify(
                 "processing-failed",
@@ -221,7 +224,7 @@ def main() -> None:
             threading.Thread(target=chaos, args=(stack, stop), daemon=True).start()
         try:
             strict = grey_zone_pins(stack.settings)
-            with corrupted_model_pins(stack.settings, "embed") as broken:
+            with corrupted_model_pins(stack.settings, ModelTask.EMBED) as broken:
                 for number in range(args.rounds):
                     stack.run(soak.round(strict, broken, approve=bool(number % 2)), timeout=900)
                     replays = sum(count for count, _ in soak.counts.values())

@@ -11,16 +11,17 @@ from pathlib import Path
 
 from cli import backtest
 from cli.main import clear_errors
+from domain.enums import DECIDING_TASKS, ModelTask
 from domain.errors import ModelUnavailable
 from models.errors import PullError
 from models.lifecycle import evaluations, registry, rollout
 from models.lifecycle.cards import utc_minute, write_cards
 from models.lifecycle.compare import compare, parse_window
-from models.lifecycle.evaluate import EVALUATED_TASKS, EvaluationError, evaluate
+from models.lifecycle.evaluate import EvaluationError, evaluate
 from models.lifecycle.labelled_sets import LabelledSetError, write_sample_sets
 from models.lifecycle.pull import pull
 from models.lifecycle.samples import sample_root
-from models.lifecycle.sources import PREPROCESSING, TASKS
+from models.lifecycle.sources import PREPROCESSING
 from models.lifecycle.targets import TARGETS
 from settings import Settings
 from store.engine import get_engine
@@ -69,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pull_cmd.set_defaults(run=run_pull)
 
     list_cmd = commands.add_parser("list", help="registered model versions and their aliases")
-    list_cmd.add_argument("--task", choices=TASKS)
+    list_cmd.add_argument("--task", choices=list(ModelTask))
     list_cmd.set_defaults(run=run_list)
 
     card = commands.add_parser("card", help="render model cards (all versions by default)")
@@ -80,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     alias = commands.add_parser(
         "alias", help="move an alias of a task to NAME@VERSION, or show its history"
     )
-    alias.add_argument("task", choices=TASKS)
+    alias.add_argument("task", choices=list(ModelTask))
     alias.add_argument(
         "alias",
         help="production and canary decide (gated on evaluations); shadow scores every "
@@ -111,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     imp = commands.add_parser("import", help="register an ONNX file as a new model version")
     imp.add_argument("file", type=Path)
-    imp.add_argument("--task", required=True, choices=TASKS)
+    imp.add_argument("--task", required=True, choices=list(ModelTask))
     imp.add_argument("--name", required=True)
     imp.add_argument("--version", required=True)
     imp.add_argument("--sha256", required=True, help="expected sha256 of the file")
@@ -134,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EVALUATE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluate.add_argument("task", choices=EVALUATED_TASKS)
+    evaluate.add_argument("task", choices=DECIDING_TASKS)
     evaluate.add_argument(
         "labelled",
         nargs="?",
@@ -292,7 +293,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 2
     if args.samples:
         identities, liveness = write_sample_sets(sample_root(settings) / "eval")
-        labelled = identities if args.task == "embed" else liveness
+        labelled = identities if args.task == ModelTask.EMBED else liveness
     else:
         labelled = args.labelled
     evaluation = evaluate(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .enums import ImageRole, ModelTask
 from .reasons import Decision, ReasonCode
 
 
@@ -40,7 +41,7 @@ class ModelChoice:
     ``accept`` pass, below ``reject`` fail, anything between goes to review.
     """
 
-    task: str
+    task: ModelTask
     name: str
     version: str
     sha256: str
@@ -84,7 +85,7 @@ class QualityMeasures:
 
 @dataclass(frozen=True)
 class QualityReport:
-    role: str  # "selfie" or "document"
+    role: ImageRole
     measures: QualityMeasures
     face: FaceObservation | None
     reasons: list[ReasonCode] = field(default_factory=list)
@@ -105,7 +106,7 @@ class VerificationRequest:
     # (PROCESSING_FAILED); input no retry can fix is decided on the first attempt.
     processing_attempts: int = 10
     # Images refused at ingest, by role: the verification is decided at once.
-    refused: dict[str, ReasonCode] = field(default_factory=dict)
+    refused: dict[ImageRole, ReasonCode] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,9 @@ class ResolvedModels:
     that scores beside the deciding one and decides nothing.
     """
 
-    deciding: dict[str, ModelChoice]
-    shadow: dict[str, ModelChoice] = field(default_factory=dict)
-    canary: list[str] = field(default_factory=list)
+    deciding: dict[ModelTask, ModelChoice]
+    shadow: dict[ModelTask, ModelChoice] = field(default_factory=dict)
+    canary: list[ModelTask] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class QualityCheckInput:
     verification_id: str
     selfie: BlobRef
     document: BlobRef
-    models: dict[str, ModelChoice]  # the tasks the face observation needs
+    models: dict[ModelTask, ModelChoice]  # the tasks the face observation needs
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ from activities.backtest import BacktestActivities
 from activities.biometrics import BiometricActivities
 from activities.credential import CredentialActivities
 from activities.models import ModelActivities
-from activities.quality import QUALITY_TASKS, QualityActivities
+from activities.quality import QualityActivities
 from activities.records import RecordActivities
 from activities.retention import RetentionActivities
+from domain.enums import DECIDING_TASKS, QUALITY_TASKS, ModelTask
 from mdoc.keystore import KeyStore, keys_dir
 from models.batching import BatchPolicy
 from models.lifecycle.registry import resolve_all
@@ -53,7 +54,6 @@ from .profiling import Profiles, write_usage
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
-GPU_TASKS = ("liveness", "embed")
 # The workflow code's own imports that are deterministic and stdlib-only: shared by every
 # run instead of re-imported into each run's sandbox (about a quarter of the CPU a
 # workflow run costs, measured by replaying a recorded history).
@@ -74,7 +74,7 @@ class Pool:
             close()
 
 
-def _warm_server(settings: Settings, tasks: tuple[str, ...], batching: bool) -> ModelServer:
+def _warm_server(settings: Settings, tasks: tuple[ModelTask, ...], batching: bool) -> ModelServer:
     """A model server with the production models of ``tasks`` loaded and warmed."""
     policy = BatchPolicy(settings.batch_max_size, settings.batch_max_wait_ms) if batching else None
     server = ModelServer(settings.model_cache, batch_policy=policy)
@@ -142,7 +142,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
 
 
 def gpu_pool(client: Client, settings: Settings, profiles: Profiles | None = None) -> Pool:
-    server = _warm_server(settings, GPU_TASKS, batching=True)
+    server = _warm_server(settings, DECIDING_TASKS, batching=True)
     biometrics = BiometricActivities(server, open_blob_store(settings))
     # One thread per concurrent activity: the batcher gathers their requests.
     executor = _executor(profiles, settings.gpu_concurrency, "gpu-activity")

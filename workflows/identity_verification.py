@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         VerificationRequest,
         VerificationResult,
     )
+    from domain.enums import ModelTask
     from domain.reasons import Decision, ReasonCode
     from workflows import search_attributes
 
@@ -159,7 +160,10 @@ class IdentityVerification:
             assert quality.face_crops is not None  # both images show exactly one usable face
             scores = await self._check_biometrics(request, quality.face_crops, resolved)
             return policy.biometric_outcome(
-                scores.liveness, models["liveness"], scores.face_match, models["embed"]
+                scores.liveness,
+                models[ModelTask.LIVENESS],
+                scores.face_match,
+                models[ModelTask.EMBED],
             )
         except _Rejected as rejected:
             return policy.rejection_outcome(rejected.reason)
@@ -220,7 +224,7 @@ class IdentityVerification:
         )
 
     async def _check_quality(
-        self, request: VerificationRequest, models: dict[str, ModelChoice]
+        self, request: VerificationRequest, models: dict[ModelTask, ModelChoice]
     ) -> QualityResult:
         quality: QualityResult = await self._activity(
             names.CHECK_QUALITY,
@@ -235,7 +239,7 @@ class IdentityVerification:
     async def _check_biometrics(
         self, request: VerificationRequest, face_crops: BlobRef, resolved: ResolvedModels
     ) -> BiometricsResult:
-        liveness, embed = resolved.deciding["liveness"], resolved.deciding["embed"]
+        liveness, embed = resolved.deciding[ModelTask.LIVENESS], resolved.deciding[ModelTask.EMBED]
         scores: BiometricsResult = await self._activity(
             names.CHECK_BIOMETRICS,
             BiometricsInput(
@@ -243,8 +247,8 @@ class IdentityVerification:
                 face_crops,
                 liveness,
                 embed,
-                shadow_liveness=resolved.shadow.get("liveness"),
-                shadow_embed=resolved.shadow.get("embed"),
+                shadow_liveness=resolved.shadow.get(ModelTask.LIVENESS),
+                shadow_embed=resolved.shadow.get(ModelTask.EMBED),
             ),
             result_type=BiometricsResult,
             summary=f"Liveness ({liveness.ref}) and face match ({embed.ref})",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from domain.contracts import FaceObservation, ModelChoice, QualityMeasures
+from domain.enums import ModelTask
 
 from ..serving import ModelServer, Runner
 from ..usage import FACE_PIPELINE, measure
@@ -34,7 +35,7 @@ MAX_FACES = 16  # faces observed in full; more are only counted
 
 @dataclass(frozen=True)
 class FaceModels:
-    """The runners a worker serves, by task (models/lifecycle/sources.py TASKS). Unused ones stay None."""
+    """The runners a worker serves, one field per ModelTask. Unused ones stay None."""
 
     detect: Runner | None = None
     landmarks: Runner | None = None
@@ -44,7 +45,7 @@ class FaceModels:
     embed: Runner | None = None
 
     @classmethod
-    def load(cls, server: ModelServer, choices: Mapping[str, ModelChoice]) -> FaceModels:
+    def load(cls, server: ModelServer, choices: Mapping[ModelTask, ModelChoice]) -> FaceModels:
         """One runner per task of ``choices`` (task -> exact model version)."""
         tasks = {f.name for f in fields(cls)}
         unknown = set(choices) - tasks
@@ -52,7 +53,7 @@ class FaceModels:
             raise ValueError(f"no face stage for tasks {sorted(unknown)}; known: {sorted(tasks)}")
         return cls(**{task: server.runner(choice) for task, choice in choices.items()})
 
-    def need(self, task: str) -> Runner:
+    def need(self, task: ModelTask) -> Runner:
         runner = getattr(self, task)
         if runner is None:
             raise ValueError(f"this worker serves no {task!r} model")
@@ -68,12 +69,14 @@ def observe_faces(
     height, width = image.shape[:2]
     view = stages.detector_view(image)
     detections = select_faces(
-        stages.read_detections(models.need("detect").run(stages.detect_input(view)), width, height)
+        stages.read_detections(
+            models.need(ModelTask.DETECT).run(stages.detect_input(view)), width, height
+        )
     )
     faces, points = [], []
     for detection in detections[:MAX_FACES]:
         points68 = stages.read_landmarks(
-            models.need("landmarks").run(stages.landmarks_input(image, detection.box)),
+            models.need(ModelTask.LANDMARKS).run(stages.landmarks_input(image, detection.box)),
             detection.box,
         )
         points.append(points68)
@@ -106,8 +109,10 @@ def _face_measures(
     # nothing to judge: the other eye decides. On the face sets' photos and their mirror images
     # this reads both sides alike (95th percentile gap 0.002).
     eyes = [b for b in stages.eye_boxes(points68) if visible_area(b, width, height) >= 4]
-    eyes_closed = min((_eye_closed(models.need("eye"), image, b) for b in eyes), default=None)
-    pose = head_pose(points68, models.need("pose"), image, box)
+    eyes_closed = min(
+        (_eye_closed(models.need(ModelTask.EYE), image, b) for b in eyes), default=None
+    )
+    pose = head_pose(points68, models.need(ModelTask.POSE), image, box)
     return QualityMeasures(
         width=width,
         height=height,
@@ -137,7 +142,7 @@ def liveness_score(image: np.ndarray, face: FaceObservation, models: FaceModels)
 @measure(FACE_PIPELINE)
 def crop_liveness(crop: np.ndarray, models: FaceModels) -> float:
     """P(live) from the selfie's liveness crop (``stages.liveness_crop``)."""
-    runner = models.need("liveness")
+    runner = models.need(ModelTask.LIVENESS)
     return stages.read_liveness(runner.run(stages.liveness_tensor(crop)))
 
 
@@ -151,7 +156,7 @@ def face_embedding(image: np.ndarray, face: FaceObservation, models: FaceModels)
 
 def aligned_embedding(aligned: np.ndarray, models: FaceModels) -> np.ndarray:
     """The embedding of a face already aligned to the template (``stages.aligned_face``)."""
-    return stages.read_embedding(models.need("embed").run(stages.embed_tensor(aligned)))
+    return stages.read_embedding(models.need(ModelTask.EMBED).run(stages.embed_tensor(aligned)))
 
 
 @measure(FACE_PIPELINE)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# What a model is for; the workflow resolves one model version per task.
-TASKS: tuple[str, ...] = ("detect", "landmarks", "embed", "liveness", "eye", "pose")
+from domain.enums import ModelTask
 
 
 @dataclass(frozen=True)
 class ModelFile:
     name: str  # model name in the registry, e.g. "faceplugin-fr-detect"
-    task: str  # detect, landmarks, embed, liveness, eye, pose
+    task: ModelTask
     member: str  # path inside the archive
     sha256: str
     preprocessing: str  # key of PREPROCESSING
@@ -106,42 +105,42 @@ SOURCES: tuple[Source, ...] = (
         files=(
             ModelFile(
                 "faceplugin-fr-detect",
-                "detect",
+                ModelTask.DETECT,
                 "package/model/fr_detect.onnx",
                 "6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854",
                 "faceplugin-detect-320x240",
             ),
             ModelFile(
                 "faceplugin-fr-landmark",
-                "landmarks",
+                ModelTask.LANDMARKS,
                 "package/model/fr_landmark.onnx",
                 "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
                 "faceplugin-landmark-64",
             ),
             ModelFile(
                 "faceplugin-fr-feature",
-                "embed",
+                ModelTask.EMBED,
                 "package/model/fr_feature.onnx",
                 "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
                 "arcface-align-112",
             ),
             ModelFile(
                 "faceplugin-fr-liveness",
-                "liveness",
+                ModelTask.LIVENESS,
                 "package/model/fr_liveness.onnx",
                 "afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d",
                 "silent-face-crop-2.7-128",
             ),
             ModelFile(
                 "faceplugin-fr-eye",
-                "eye",
+                ModelTask.EYE,
                 "package/model/fr_eye.onnx",
                 "1afcea006abc1ccac3c517022abde0aa092bed74ff3c9fe6878483ef9e6e38de",
                 "faceplugin-eye-24",
             ),
             ModelFile(
                 "faceplugin-fr-pose",
-                "pose",
+                ModelTask.POSE,
                 "package/model/fr_pose.onnx",
                 "72d032ec941b7153bf8d3f2c03a4c165453cc7e63d479041ec7c6ef087e5839d",
                 "faceplugin-pose-224",
@@ -159,7 +158,7 @@ SOURCES: tuple[Source, ...] = (
         files=(
             ModelFile(
                 "blazeface-back-256",
-                "detect",
+                ModelTask.DETECT,
                 "package/ONNX/face_detection_back_256x256_barracuda.onnx",
                 "427cbbe0fc41448d09e1dc9cfabe2423d997cf2faaeab91fadd09a510b63b8e2",
                 "blazeface-back-256",

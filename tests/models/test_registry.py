@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from domain.enums import ModelTask
 from domain.errors import ModelUnavailable
 from domain.reasons import ReasonCode
 from models.errors import ModelHashMismatch
@@ -30,7 +31,7 @@ from models.lifecycle.registry import (
     resolve_all,
     set_alias,
 )
-from models.lifecycle.sources import SOURCES, TASKS
+from models.lifecycle.sources import SOURCES
 from store.engine import get_engine
 
 FACEPLUGIN, BLAZEFACE = SOURCES
@@ -40,7 +41,7 @@ BLAZEFACE_REF = "blazeface-back-256@1.2.0"
 
 def test_pulled_models_get_production_for_every_task(model_registry_engine: Engine) -> None:
     choices = resolve_all(model_registry_engine, {})
-    assert set(choices) == set(TASKS)
+    assert set(choices) == set(ModelTask)
     for model in FACEPLUGIN.files:
         choice = choices[model.task]
         assert (choice.name, choice.version, choice.sha256) == (model.name, "0.0.1", model.sha256)
