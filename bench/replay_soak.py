@@ -48,23 +48,18 @@ os.environ.setdefault("IDFLOW_BLOB_KEYS", f"soak-blob:{new_key()}")
 from temporalio.client import WorkflowHistory
 
 from cli.replay import ReplayFailed, fetch_history, replay, save_history
+from devstack.faults import corrupted_model_pins, grey_zone_pins, take_issuer_keys_away
 from devstack.samples import DEMO_CLAIMS, sample_pairs
+from devstack.scratch import PoolStack, scratch_stack
 from domain.contracts import PurgeRequest
 from domain.enums import ModelTask
 from mdoc import holder
 from models.lifecycle.samples import fetch_samples
-from tests.support.temporal import (
-    IdflowStack,
-    corrupted_model_pins,
-    grey_zone_pins,
-    standalone_stack,
-    take_issuer_keys_away,
-)
 from workflows.retention import PurgeVerification
 
 
 class Soak:
-    def __init__(self, stack: IdflowStack, replays: int, snapshots: bool, out: Path) -> None:
+    def __init__(self, stack: PoolStack, replays: int, snapshots: bool, out: Path) -> None:
         self.stack, self.replays, self.snapshots, self.out = stack, replays, snapshots, out
         self.pairs = sample_pairs(fetch_samples())
         self.counts: dict[str, list[int]] = collections.defaultdict(
@@ -182,7 +177,7 @@ def hold_db_lock(database: Path, seconds: float, stop: threading.Event) -> None:
         connection.close()
 
 
-def chaos(stack: IdflowStack, stop: threading.Event) -> None:
+def chaos(stack: PoolStack, stop: threading.Event) -> None:
     for turn in range(1, sys.maxsize):
         if stop.wait(random.uniform(2, 6)):
             return
@@ -212,7 +207,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.monotonic()
-    with standalone_stack("idflow-soak-") as stack:
+    with scratch_stack("idflow-soak-") as stack:
         soak = Soak(stack, args.replays, args.snapshots, args.out)
         stop = threading.Event()
         if args.db_lock:

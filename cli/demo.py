@@ -105,7 +105,7 @@ async def run_demo() -> int:
             print(f"starting the {what}; logs in {started.log_dir} ...", flush=True)
             await started.start(with_server=not server_up)
             client = client or await VerificationClient.connect(settings)
-            await started.wait_until_polling(client.temporal)
+            await asyncio.to_thread(started.wait_ready)
         assert client is not None
 
         rows = []

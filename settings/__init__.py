@@ -8,7 +8,7 @@ Each setting can be overridden by its own ``IDFLOW_*`` variable.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +60,13 @@ class Settings:
     @property
     def dev_server_db(self) -> Path:
         return self.home / "temporal.db"
+
+    def child_env(self) -> dict[str, str]:
+        """This process's environment plus the ``IDFLOW_*`` variables that make
+        ``from_env()`` in a child process return these settings."""
+        return os.environ | {
+            f"IDFLOW_{field.name.upper()}": str(getattr(self, field.name)) for field in fields(self)
+        }
 
     @classmethod
     def from_env(cls) -> Settings:
