@@ -84,7 +84,7 @@ class Soak:
             binding = holder.device_binding(
                 holder.new_device_key(), draft.nonce, self.stack.settings.issuer_id
             )
-            start |= dict(device=binding, claims=DEMO_CLAIMS)
+            start |= {"device": binding, "claims": DEMO_CLAIMS}
         await client.start(draft, **start)
         snapshots: list[WorkflowHistory] = []
         snapper = asyncio.create_task(self._snapshot(vid, snapshots)) if self.snapshots else None
@@ -226,7 +226,8 @@ def main() -> None:
                     failures = sum(failed for _, failed in soak.counts.values())
                     print(
                         f"round {number + 1}/{args.rounds}: {time.monotonic() - started:.0f} s, "
-                        f"{replays} replays, {failures} failed, {len(soak.errors)} runs not finished",
+                        f"{replays} replays, {failures} failed, "
+                        f"{len(soak.errors)} runs not finished",
                         flush=True,
                     )
         finally:

@@ -73,7 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument(
         "source",
-        help="file (or - for stdin): base64 IssuerSigned, raw CBOR, or `idflow verify --json` output",
+        help=(
+            "file (or - for stdin): base64 IssuerSigned, raw CBOR, or `idflow verify --json` output"
+        ),
     )
     check.add_argument("--iaca", type=Path, required=True, help="trusted IACA certificate (PEM)")
     check.add_argument("--device-key", type=Path, help="require binding to this device key (PEM)")
@@ -138,10 +140,12 @@ def run_verify_credential(args: argparse.Namespace) -> int:
     # Only non-personal facts: the element names, never their values.
     print(f"valid {verified.doc_type}")
     print(
-        f"  signed by      {verified.signer.subject.rfc4514_string()} (serial {certificates.serial_hex(verified.signer)})"
+        f"  signed by      {verified.signer.subject.rfc4514_string()} "
+        f"(serial {certificates.serial_hex(verified.signer)})"
     )
     print(
-        f"  valid          {verified.valid_from:%Y-%m-%dT%H:%M:%SZ} .. {verified.valid_until:%Y-%m-%dT%H:%M:%SZ}"
+        f"  valid          {verified.valid_from:%Y-%m-%dT%H:%M:%SZ} .. "
+        f"{verified.valid_until:%Y-%m-%dT%H:%M:%SZ}"
     )
     print(f"  device key     {jwk.thumbprint(verified.device_key)} (RFC 7638 thumbprint)")
     print(f"  elements       {', '.join(verified.elements)}")
@@ -174,6 +178,7 @@ def _describe(role: str, certificate: x509.Certificate) -> None:
     print(f"{role}: {certificate.subject.rfc4514_string()}")
     print(f"  serial       {certificates.serial_hex(certificate)}")
     print(
-        f"  valid        {certificate.not_valid_before_utc:%Y-%m-%d} .. {certificate.not_valid_after_utc:%Y-%m-%d}"
+        f"  valid        {certificate.not_valid_before_utc:%Y-%m-%d} .. "
+        f"{certificate.not_valid_after_utc:%Y-%m-%d}"
     )
     print(f"  sha256       {fingerprint}")

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from cli.replay import replay
 from devstack.processes import WorkerProcess
-from devstack.stack import DevStack, free_port
+from devstack.stack import DevStack, free_port_settings
 from domain.contracts import VerificationResult
 from mdoc.keystore import ensure_keys, keys_dir
 from models.lifecycle.pull import pull
@@ -76,13 +76,7 @@ def dev_server(
 ) -> DevServer:
     """Start a dev server whose state lives in ``home``, on free ports (or the UI on
     ``ui_port``), its Web UI decoding through ``codec_endpoint`` if given."""
-    settings = dataclasses.replace(
-        Settings.from_env(),
-        home=home,
-        temporal_address=f"127.0.0.1:{free_port()}",
-        temporal_ui_port=ui_port or free_port(),
-    )
-    stack = DevStack(settings, log_dir=home, codec_endpoint=codec_endpoint)
+    stack = DevStack(free_port_settings(home, ui_port), log_dir=home, codec_endpoint=codec_endpoint)
     loop.run(stack.start(with_codec=False, pools=()))
     return DevServer(loop, stack)
 
@@ -90,17 +84,17 @@ def dev_server(
 def stack_settings(home: Path, target: str, model_cache: Path, **overrides: Any) -> Settings:
     """Settings of a private stack: its own data dir, database and task queues."""
     suffix = uuid.uuid4().hex[:8]
-    values: dict[str, Any] = dict(
-        home=home,
-        model_cache=model_cache,
-        blob_dir=home / "blobs",
-        database_url=f"sqlite:///{home / 'idflow.db'}",
-        temporal_address=target,
-        cpu_task_queue=f"idflow-cpu-{suffix}",
-        gpu_task_queue=f"idflow-gpu-{suffix}",
-        cpu_concurrency=2,
-        gpu_concurrency=8,
-    )
+    values: dict[str, Any] = {
+        "home": home,
+        "model_cache": model_cache,
+        "blob_dir": home / "blobs",
+        "database_url": f"sqlite:///{home / 'idflow.db'}",
+        "temporal_address": target,
+        "cpu_task_queue": f"idflow-cpu-{suffix}",
+        "gpu_task_queue": f"idflow-gpu-{suffix}",
+        "cpu_concurrency": 2,
+        "gpu_concurrency": 8,
+    }
     return Settings(**(values | overrides))
 
 
@@ -143,7 +137,8 @@ class PoolStack:
         returns how many replayed.
         """
         query = (
-            f"WorkflowType = 'IdentityVerification' AND TaskQueue = '{self.settings.cpu_task_queue}'"
+            "WorkflowType = 'IdentityVerification'"
+            f" AND TaskQueue = '{self.settings.cpu_task_queue}'"
             " AND ExecutionStatus != 'Running'"
         )
 

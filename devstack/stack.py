@@ -12,6 +12,7 @@ the servers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import subprocess
 import sysconfig
@@ -44,6 +45,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def free_port_settings(home: Path, ui_port: int | None = None) -> Settings:
+    """Settings for a dev server whose state lives in ``home``, on free ports (the Web UI on
+    ``ui_port`` if given)."""
+    return dataclasses.replace(
+        Settings.from_env(),
+        home=home,
+        temporal_address=f"127.0.0.1:{free_port()}",
+        temporal_ui_port=ui_port or free_port(),
+    )
 
 
 def server_command(settings: Settings, codec_endpoint: str | None = None) -> list[str]:

@@ -9,7 +9,7 @@ ever travel inside encrypted payloads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .enums import ImageRole, ModelTask
@@ -146,10 +146,10 @@ class VerificationResult:
     shadow_versions: dict[str, str] = field(default_factory=dict)  # task -> name@version
 
 
-# --- The workflow's stages and activity contracts (workflow engineer) --------
+# --- The workflow's stages and activity contracts -----------------------------
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     """Where a verification stands; also its ``IdflowStatus`` search attribute."""
 
     RESOLVING_MODELS = "resolving_models"
@@ -251,7 +251,7 @@ class VerificationProgress:
     shadow_versions: dict[str, str] = field(default_factory=dict)
 
 
-# --- Credential binding (credential engineer) --------------------------------
+# --- Credential binding -------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ class IssueCredentialInput:
     portrait: BlobRef
 
 
-# --- Retention (security engineer) -------------------------------------------
+# --- Retention ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -347,7 +347,7 @@ class RescoreRequest:
     processing_attempts: int
 
 
-class RescoreStatus(str, Enum):
+class RescoreStatus(StrEnum):
     RESCORED = "rescored"
     PURGED = "purged"  # images crypto-shredded: skipped
     UNAVAILABLE = "unavailable"  # no history or no stored images to re-score

@@ -122,7 +122,8 @@ class KeyStore:
         """Create the IACA root (IssuerAltName ``issuer_url``) and the first document signer."""
         if self.exists():
             raise KeyStoreError(
-                f"keys already exist in {self.root}; `idflow keys rotate` issues a new document signer"
+                f"keys already exist in {self.root}; "
+                "`idflow keys rotate` issues a new document signer"
             )
         if not _COUNTRY.fullmatch(country):
             raise KeyStoreError("country must be an ISO 3166-1 alpha-2 code such as UT or DE")

@@ -92,7 +92,8 @@ def check_freshness(proof: Proof, nonce_issued_at: datetime) -> None:
         raise DeviceProofInvalid("proof JWT iat is stale: older than its nonce")
     if proof.issued_at > nonce_issued_at + PROOF_WINDOW:
         raise DeviceProofInvalid(
-            f"proof JWT iat is stale: made more than {PROOF_WINDOW.seconds // 60} minutes after its nonce"
+            "proof JWT iat is stale: made more than "
+            f"{PROOF_WINDOW.seconds // 60} minutes after its nonce"
         )
 
 

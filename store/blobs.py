@@ -42,7 +42,8 @@ def _safe_component(value: str) -> str:
 
 
 class EncryptedBlobStore:
-    """AES-256-GCM files under ``root/<verification_id>/<blob_id>``, one data key per verification."""
+    """AES-256-GCM files under ``root/<verification_id>/<blob_id>``, one data key per
+    verification."""
 
     def __init__(self, root: Path, keys: DataKeys) -> None:
         self.root = root

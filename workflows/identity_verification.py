@@ -74,10 +74,10 @@ class _Step:
     heartbeat: timedelta | None = None
 
     def options(self, attempts: int) -> dict[str, Any]:
-        options: dict[str, Any] = dict(
-            start_to_close_timeout=self.start_to_close,
-            retry_policy=_retries(self.first_retry, self.longest_retry, attempts),
-        )
+        options: dict[str, Any] = {
+            "start_to_close_timeout": self.start_to_close,
+            "retry_policy": _retries(self.first_retry, self.longest_retry, attempts),
+        }
         if self.heartbeat is not None:
             options["heartbeat_timeout"] = self.heartbeat
         return options
@@ -94,10 +94,10 @@ _GPU = _Step(
     timedelta(seconds=60), timedelta(seconds=1), timedelta(seconds=30), timedelta(seconds=10)
 )
 # Records must land: a database outage delays the verification, never loses it.
-_RECORD = dict(
-    start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=_retries(timedelta(seconds=1), timedelta(minutes=1)),
-)
+_RECORD = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": _retries(timedelta(seconds=1), timedelta(minutes=1)),
+}
 
 
 class _Rejected(Exception):
@@ -157,7 +157,8 @@ class IdentityVerification:
                 return outcome
 
             self._enter(Stage.BIOMETRICS)
-            assert quality.face_crops is not None  # both images show exactly one usable face
+            if quality.face_crops is None:  # usable images have a face; decide, never crash
+                raise _Rejected(ReasonCode.QUALITY_NO_FACE)
             scores = await self._check_biometrics(request, quality.face_crops, resolved)
             return policy.biometric_outcome(
                 scores.liveness,
@@ -370,7 +371,8 @@ class IdentityVerification:
     # --- Plumbing -------------------------------------------------------------
 
     async def _activity(self, name: str, arg: Any, local: bool = False, **options: Any) -> Any:
-        """Run an activity: a rejection becomes ``_Rejected``, spent retries ``_ProcessingFailed``."""
+        """Run an activity: a rejection becomes ``_Rejected``, spent retries
+        ``_ProcessingFailed``."""
         execute = workflow.execute_local_activity if local else workflow.execute_activity
         try:
             return await execute(name, arg, **options)

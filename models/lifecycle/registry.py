@@ -462,7 +462,8 @@ def _check_new_version(
         raise InvalidRegistration(f"unknown task {task!r}; tasks are {_TASK_NAMES}")
     if not _NAME.fullmatch(name) or name in RESERVED_NAMES:
         raise InvalidRegistration(
-            f"model name {name!r} must match {_NAME.pattern} and not be one of {sorted(RESERVED_NAMES)}"
+            f"model name {name!r} must match {_NAME.pattern} "
+            f"and not be one of {sorted(RESERVED_NAMES)}"
         )
     if not _VERSION.fullmatch(version):
         raise InvalidRegistration(f"version {version!r} must match {_VERSION.pattern}")

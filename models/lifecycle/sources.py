@@ -83,7 +83,8 @@ PREPROCESSING: dict[str, str] = {
 # Copied into the registry when a model is first registered; `idflow models evaluate`
 # measures how good they are.
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    # cosine similarity of two embeddings. Calibrated on the sample photos (models/lifecycle/samples.py):
+    # cosine similarity of two embeddings. Calibrated on the sample photos
+    # (models/lifecycle/samples.py):
     # 10 Obama/Obama pairs 0.69..0.90, Obama/Biden pairs -0.00..0.11 (impostors with the
     # astronaut and the cameraman <= 0.13): both thresholds sit in the empty gap between.
     "faceplugin-fr-feature": {"accept": 0.45, "reject": 0.35},

@@ -171,7 +171,7 @@ def test_import_checks_the_file(
 ) -> None:
     engine, cache = model_registry_engine, tmp_path / "cache"
     liveness_file = model_path(model_cache, FACEPLUGIN, LIVENESS)
-    common = dict(task="liveness", licence="MIT", preprocessing="silent-face-crop-2.7-128")
+    common = {"task": "liveness", "licence": "MIT", "preprocessing": "silent-face-crop-2.7-128"}
     with pytest.raises(
         ModelHashMismatch, match=f"has sha256 {LIVENESS.sha256}, expected {'a' * 64}"
     ):
@@ -319,9 +319,11 @@ def test_alias_history_cannot_be_rewritten_through_sql(
     engine = registry_engine
     history = alias_history(engine)
     assert history  # the seeded production aliases
-    with pytest.raises(DBAPIError, match="model_alias_history is append-only"):
-        with engine.begin() as connection:
-            connection.execute(text(statement))
+    with (
+        pytest.raises(DBAPIError, match="model_alias_history is append-only"),
+        engine.begin() as connection,
+    ):
+        connection.execute(text(statement))
     assert alias_history(engine) == history
     set_alias(
         engine, "detect", "production", BLAZEFACE_REF, moved_by="alice"

@@ -118,7 +118,7 @@ def test_delete_shreds_the_key_so_even_saved_copies_stay_unreadable(
 
     (tmp_path / "blobs" / "v-1").mkdir()
     (tmp_path / "blobs" / "v-1" / ref.blob_id).write_bytes(backup)  # a restored backup copy
-    with pytest.raises(BlobPurged, match="purged on .* can never be read again") as purged:
+    with pytest.raises(BlobPurged, match=r"purged on .* can never be read again") as purged:
         store.get("v-1", ref)
     assert purged.value.reason.value == "INPUT_PURGED"
     with pytest.raises(BlobPurged):

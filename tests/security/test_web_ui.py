@@ -95,14 +95,14 @@ def test_web_ui_shows_the_decoded_input_and_result(
     verification_id = stack.run(verify())
 
     async def look() -> tuple[str, bytes]:
-        async with Chromium.launch(stack.settings.home / "chromium-profile") as browser:
-            async with browser.new_page() as page:
-                await page.navigate(
-                    f"{ui}/namespaces/default/workflows/{workflow_id(verification_id)}"
-                )
-                text = await page.wait_for_text(SUBJECT, timeout_s=90)  # the decoded input
-                text = await page.wait_for_text('"approved"', timeout_s=30)  # the decoded result
-                return text, await page.screenshot()
+        async with (
+            Chromium.launch(stack.settings.home / "chromium-profile") as browser,
+            browser.new_page() as page,
+        ):
+            await page.navigate(f"{ui}/namespaces/default/workflows/{workflow_id(verification_id)}")
+            text = await page.wait_for_text(SUBJECT, timeout_s=90)  # the decoded input
+            text = await page.wait_for_text('"approved"', timeout_s=30)  # the decoded result
+            return text, await page.screenshot()
 
     text, png = asyncio.run(look())
     SCREENSHOT.parent.mkdir(exist_ok=True)
