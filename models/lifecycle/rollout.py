@@ -39,7 +39,6 @@ from .registry import (
 from .registry import resolve as resolve_pin
 
 BUCKETS = 10_000  # shares in steps of 0.01 %
-# The tasks whose scores decide, on the GPU pool: only they have shadows and canaries.
 
 
 class CanaryShare(SQLModel, table=True):
