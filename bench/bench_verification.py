@@ -494,7 +494,7 @@ def report(
 async def main(options: argparse.Namespace) -> None:
     home = Path(tempfile.mkdtemp(prefix="idflow-bench-"))
     settings = bench_settings(home)
-    os.environ.update(settings.child_env())  # prepare() reads keys from the environment
+    os.environ.update(settings.to_env())  # prepare() reads keys from the environment
     if options.profile:
         os.environ[PROFILE_DIR_VARIABLE] = str(Path(options.profile).resolve())
     devstack.prepare(settings)

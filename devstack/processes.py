@@ -64,7 +64,9 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.process = spawn(
-            worker_command(self.pool, self.ready_file), self.log_path, self.settings.child_env()
+            worker_command(self.pool, self.ready_file),
+            self.log_path,
+            os.environ | self.settings.to_env(),
         )
         return self
 

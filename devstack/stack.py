@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import socket
 import subprocess
 import sysconfig
@@ -180,7 +181,7 @@ class DevStack:
             self.workers[pool] = WorkerProcess(pool, self.settings, self.log_dir).start()
 
     async def _start_server(self, with_codec: bool, startup_timeout_s: float) -> None:
-        env = self.settings.child_env()
+        env = os.environ | self.settings.to_env()
         if with_codec:
             self.codec = processes.spawn(
                 codec_server.dev_server_command(), self.log_dir / "codec-server.log", env

@@ -61,10 +61,10 @@ class Settings:
     def dev_server_db(self) -> Path:
         return self.home / "temporal.db"
 
-    def child_env(self) -> dict[str, str]:
-        """This process's environment plus the ``IDFLOW_*`` variables that make
-        ``from_env()`` in a child process return these settings."""
-        return os.environ | {
+    def to_env(self) -> dict[str, str]:
+        """The ``IDFLOW_*`` variables that make ``from_env()`` return these settings (for
+        child processes)."""
+        return {
             f"IDFLOW_{field.name.upper()}": str(getattr(self, field.name)) for field in fields(self)
         }
 
