@@ -150,7 +150,7 @@ def test_backtest_reports_decision_changes_and_skips_purged_verifications(
     )
     assert purge.blobs_deleted >= 2 and not purge.already_purged  # images (and face crops)
 
-    for name, value in settings_env(settings).items():
+    for name, value in settings.to_env().items():
         monkeypatch.setenv(name, value)
     argv = ["models", "backtest", "--candidate", "embed=faceplugin-fr-feature@0.0.1"]
     argv += ["--reasons", "FACE_MATCH_UNCERTAIN", "--since", "1h", "--id", "bt-1"]
