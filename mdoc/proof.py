@@ -9,8 +9,9 @@ The device signs a JWT with the key the credential will be bound to::
 then compares ``iat`` with the moment the nonce was handed out, and only a
 fresh proof consumes the nonce (``store.credentials.consume_nonce``): a stale
 proof must not burn the nonce the holder's real proof needs. Freshness is
-measured against the nonce, not the clock at issuance: issuance may follow a review days after the proof was made, and a retried
-activity must reach the same verdict as its first attempt.
+measured against the nonce, not the clock at issuance: issuance may follow
+a review days after the proof was made, and a retried activity must reach the
+same verdict as its first attempt.
 
 Every failure raises ``DeviceProofInvalid`` naming the check that failed,
 never the key or any claim.
