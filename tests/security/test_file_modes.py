@@ -9,7 +9,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from security.envelope import DataKeys
+from store.envelope import DataKeys
 from security.keys import BLOB, new_key, parse_inline
 from settings import PROJECT_ROOT
 from store.blobs import EncryptedBlobStore
@@ -47,14 +47,14 @@ def test_idflow_commands_keep_their_home_private(tmp_path: Path) -> None:
     env.pop("IDFLOW_PAYLOAD_KEYS", None)
     env.pop("IDFLOW_BLOB_KEYS", None)
     subprocess.run(
-        [sys.executable, "-m", "starter", "encryption", "init"],
+        [sys.executable, "-m", "cli", "encryption", "init"],
         cwd=PROJECT_ROOT,
         env=env,
         check=True,
         capture_output=True,
     )
     subprocess.run(
-        [sys.executable, "-m", "starter", "keys", "init"],
+        [sys.executable, "-m", "cli", "keys", "init"],
         cwd=PROJECT_ROOT,
         env=env,
         check=True,
