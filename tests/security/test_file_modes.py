@@ -9,11 +9,11 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from store.envelope import DataKeys
 from security.keys import BLOB, new_key, parse_inline
 from settings import PROJECT_ROOT
 from store.blobs import EncryptedBlobStore
 from store.engine import get_engine
+from store.envelope import DataKeys
 
 
 def shared_with_others(home: Path) -> list[str]:
