@@ -239,11 +239,11 @@ def test_the_iaca_key_can_live_offline_and_sign_new_signers_from_there(issuance,
     issuance.issuer = CredentialIssuer(issuance.engine, issuance.blobs, keys, ISSUER_ID)
     issuance.issuer.issue(issuance.request("while-offline"))
     # ... a new document signer does, and says how to bring it.
-    with pytest.raises(KeyStoreError, match="offline: bring it back .* --iaca-key FILE"):
+    with pytest.raises(KeyStoreError, match=r"offline: bring it back .* --iaca-key FILE"):
         keys.rotate()
     other = tmp_path / "other-iaca.key"
     make_key_store(tmp_path / "other").export_iaca_key(other)
-    with pytest.raises(KeyStoreError, match="cannot decrypt other-iaca.key"):  # another IACA
+    with pytest.raises(KeyStoreError, match=r"cannot decrypt other-iaca\.key"):  # another IACA
         keys.rotate(iaca_key_file=other)
     signer = keys.rotate(iaca_key_file=offline)  # the signing ceremony
     assert not keys.iaca_key_online()  # used, not stored
