@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "cli.credentials",
     "cli.privacy",
     "cli.demo",
+    "cli.api",
 ]
 
 Command = Callable[[argparse.Namespace], int]

@@ -310,6 +310,11 @@ def ensure_keys(root: Path, issuer_url: str, country: str = DEFAULT_COUNTRY) -> 
     return store
 
 
+def issuing_country(root: Path) -> str:
+    """The country the key store's certificates name (public: no passphrase needed)."""
+    return certificates.country(_load_certificate(root / "iaca.pem"))
+
+
 def _passphrase(root: Path, create: bool) -> bytes:
     value = os.environ.get(PASSPHRASE_ENV)
     if value:

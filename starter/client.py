@@ -163,6 +163,23 @@ class VerificationClient:
             refused,
         )
 
+    def draft(self, verification_id: str) -> Draft | None:
+        """The draft ``create`` made for this id (to start it later, e.g. from another process)."""
+        record = drafts.get(self.engine, verification_id)
+        nonce = live_nonce(self.engine, verification_id) if record and record.complete else None
+        if record is None or nonce is None:
+            return None
+        row = verifications.get(self.engine, verification_id)
+        assert row is not None, "a complete draft has its verification row"
+        return Draft(
+            verification_id,
+            row.subject_ref,
+            record.image("selfie"),
+            record.image("document"),
+            nonce,
+            record.refusals(),
+        )
+
     def _ingest(
         self, verification_id: str, uploads: dict[ImageRole, bytes]
     ) -> tuple[dict[ImageRole, BlobRef | None], dict[ImageRole, ReasonCode]]:

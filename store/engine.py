@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
 from settings.files import private_dir
+from store.api_clients import ApiClientRecord, IdempotencyRecord
 from store.audit import AuditEntry
 from store.backtests import BacktestReportRecord
 from store.credentials import CredentialNonce, IssuedCredentialRecord
@@ -40,6 +41,8 @@ _STORE_TABLES = (
     DraftRecord,
     ShadowScore,
     BacktestReportRecord,
+    ApiClientRecord,
+    IdempotencyRecord,
 )
 
 
