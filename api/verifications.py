@@ -89,6 +89,9 @@ class VerificationStatus(BaseModel):
     model_versions: dict[str, str] = Field(default_factory=dict)
     review_deadline: str | None = None
     reviewer: str | None = None
+    details: dict[str, str] = Field(
+        default_factory=dict, description="reason code -> what was refused (element and rule)"
+    )
     credential: IssuedCredential | None = None
 
 
@@ -210,6 +213,7 @@ async def read_verification(
             scores=result.scores,
             model_versions=result.model_versions,
             reviewer=result.reviewer,
+            details=result.details,
             credential=result.credential,
         )
     if state is WorkflowExecutionStatus.RUNNING:

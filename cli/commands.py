@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,7 @@ def format_result(result: VerificationResult, settings: Settings) -> str:
         ("verification", result.verification_id),
         ("decision", result.decision.value),
         ("reasons", ", ".join(reason.value for reason in result.reasons) or "-"),
+        *(("detail", f"{reason}: {detail}") for reason, detail in sorted(result.details.items())),
         ("scores", scores or "-"),
         ("models", models or "-"),
     ]
@@ -254,15 +256,29 @@ async def run_status(args: argparse.Namespace) -> int:
         "shadow_scores",
         "reviewer",
         "review_deadline",
+        "details",
     ):
         if details.get(key) not in (None, [], {}):
-            print(f"{key:<13}{details[key]}")
+            print(f"{key:<13}{plain(details[key])}")
     if report["personal_data"]:
         print(f"{'images':<13}{report['personal_data']}")
     print(f"{'ui':<13}{devstack.ui_url(settings, description.id)}")
     for entry in report["audit"]:
         print(f"  {entry['at']}  {entry['event']:<18} by {entry['actor']}")
     return 0
+
+
+def plain(value: Any) -> str:
+    """A value as a person reads it: enum values, lists joined, scores to three places."""
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list):
+        return ", ".join(plain(item) for item in value)
+    if isinstance(value, dict):
+        return "  ".join(f"{plain(key)} {plain(item)}" for key, item in sorted(value.items()))
+    return str(value)
 
 
 async def run_review(args: argparse.Namespace) -> int:

@@ -14,6 +14,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from starter.connection import ServerUnreachable
+
 COMMAND_MODULES: list[str] = [
     "cli.models",
     "cli.commands",
@@ -60,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except ServerUnreachable as error:  # every command that needs the server: one line
+        print(f"idflow {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 def main() -> None:

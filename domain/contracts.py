@@ -144,6 +144,8 @@ class VerificationResult:
     # What the shadow versions scored (same names as ``scores``); they decided nothing.
     shadow_scores: dict[str, float] = field(default_factory=dict)
     shadow_versions: dict[str, str] = field(default_factory=dict)  # task -> name@version
+    # Reason code -> what was refused, in non-personal words (e.g. the claim and its rule).
+    details: dict[str, str] = field(default_factory=dict)
 
 
 # --- The workflow's stages and activity contracts -----------------------------
@@ -249,6 +251,7 @@ class VerificationProgress:
     canary: list[str] = field(default_factory=list)  # tasks decided by the canary version
     shadow_scores: dict[str, float] = field(default_factory=dict)  # decided nothing
     shadow_versions: dict[str, str] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)  # reason code -> non-personal detail
 
 
 # --- Credential binding -------------------------------------------------------

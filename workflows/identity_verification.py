@@ -350,6 +350,11 @@ class IdentityVerification:
             canary=list(self._progress.canary),
             shadow_scores=dict(self._progress.shadow_scores),
             shadow_versions=dict(self._progress.shadow_versions),
+            details={
+                reason.value: self._progress.details[reason.value]
+                for reason in outcome.reasons
+                if reason.value in self._progress.details
+            },
         )
         self._progress.stage = Stage.RECORDING  # seen by queries; the attributes change once, below
         await self._record(request, Stage.COMPLETED, "decided", result=result)
@@ -382,6 +387,8 @@ class IdentityVerification:
                 raise
             reason = rejection_reason(failure)
             if reason is not None:
+                # The typed error's message names the element and rule, never a value.
+                self._progress.details[reason.value] = failure.message
                 raise _Rejected(reason) from None
             raise _ProcessingFailed(self._progress.stage) from None
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,13 +25,16 @@ from schemathesis.checks import (
 )
 
 from api.app import openapi_document
+from cli.commands import format_result
 from devstack.samples import DEMO_CLAIMS
+from domain.contracts import VerificationResult
+from domain.reasons import ReasonCode
 from mdoc import holder
 from store import api_clients
 from store.engine import get_engine
 
 from ..support.api import ApiServer
-from ..support.temporal import IdflowStack
+from ..support.temporal import IdflowStack, settings_env
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
@@ -247,3 +253,41 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(api_server: ApiS
             case.call_and_validate(base_url=api_server.base_url, headers=auth, checks=checks)
 
         check()
+
+
+def test_a_rejection_carries_its_detail_to_the_result_and_the_cli(
+    idflow_stack: IdflowStack, photo: Any
+) -> None:
+    # A backend on the Python client skips the API's start check: the issuer refuses at the end.
+    settings = idflow_stack.settings
+    client = idflow_stack.client
+
+    async def verify() -> VerificationResult:
+        draft = await client.create(photo("obama.jpg"), photo("obama2.jpg"), "cli-subject")
+        binding = holder.device_binding(holder.new_device_key(), draft.nonce, settings.issuer_id)
+        claims = DEMO_CLAIMS | {"birth_date": "12.08.1964"}
+        await client.start(draft, device=binding, claims=claims)
+        return await client.result(draft.verification_id)
+
+    result = idflow_stack.run(verify())
+    assert ReasonCode.CLAIMS_INVALID in result.reasons
+    detail = result.details["CLAIMS_INVALID"]
+    assert "birth_date" in detail and "YYYY-MM-DD" in detail and "12.08.1964" not in detail
+    assert f"detail       CLAIMS_INVALID: {detail}" in format_result(result, settings)
+
+    status = subprocess.run(
+        [sys.executable, "-m", "cli", "status", result.verification_id],
+        env=os.environ | settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert "workflow     completed" in lines and "decision     declined" in lines
+    assert any(line.startswith("reasons      CLAIMS_INVALID") for line in lines), lines
+    assert any(line.startswith("details      CLAIMS_INVALID claim birth_date") for line in lines)
+    values = "\n".join(line for line in lines if not line.startswith(("ui ", "  ")))
+    for repr_mark in ("ReasonCode.", "Stage.", "Decision.", "<", "{", "["):
+        assert repr_mark not in values, status.stdout

@@ -35,7 +35,7 @@ class ApiServer:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -53,7 +53,7 @@ def api_server(idflow_stack: IdflowStack) -> Iterator[ApiServer]:
         name: api_clients.add_client(engine, name, scopes, rate)[1]
         for name, (scopes, rate) in clients.items()
     }
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(idflow_stack.settings), host="127.0.0.1", port=port, log_level="warning"
     )
