@@ -34,7 +34,7 @@ from store import api_clients
 from store.engine import get_engine
 
 from ..support.api import ApiServer
-from ..support.temporal import IdflowStack, settings_env
+from ..support.temporal import IdflowStack
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
@@ -277,7 +277,7 @@ def test_a_rejection_carries_its_detail_to_the_result_and_the_cli(
 
     status = subprocess.run(
         [sys.executable, "-m", "cli", "status", result.verification_id],
-        env=os.environ | settings_env(settings),
+        env=os.environ | settings.to_env(),
         capture_output=True,
         text=True,
         timeout=120,
