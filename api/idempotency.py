@@ -78,12 +78,13 @@ async def answer_once(
             f"the first request with this {HEADER} is still being answered; retry later",
         )
     try:
-        status, body = await answer()
-    except ProblemError as refusal:
-        if refusal.status >= 500:
-            raise
-        status, body = refusal.status, refusal.body(request)  # the caller's to keep
-    except BaseException:
+        try:
+            status, body = await answer()
+        except ProblemError as refusal:
+            if refusal.status >= 500:
+                raise
+            status, body = refusal.status, refusal.body(request)  # the caller's to keep
+    except BaseException:  # our failure: a retry with this key runs again
         await asyncio.to_thread(api_clients.release_idempotency_key, engine, client.client_id, key)
         raise
     await asyncio.to_thread(api_clients.record_answer, engine, client.client_id, key, status, body)

@@ -8,10 +8,13 @@ route never runs, so nothing is stored.
 
 from __future__ import annotations
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.reasons import ReasonCode
 from imaging.limits import ImageLimits, MiB
+
+from .problems import ProblemError
 
 # Two images at the ingest limit, plus the form's other fields and framing.
 DEFAULT_MAX_BODY_BYTES = 2 * ImageLimits().max_bytes + MiB
@@ -64,10 +67,6 @@ class BodyLimit:
             await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        from starlette.requests import Request
-
-        from .problems import ProblemError
-
         refusal = ProblemError(
             413,
             ReasonCode.INPUT_TOO_LARGE,
