@@ -5,13 +5,19 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install
+.PHONY: demo test lint install
 
 demo: $(STAMP)
 	$(VENV)/bin/idflow demo
 
-test: $(STAMP)
+test: lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Style is checked before the tests run (config in pyproject.toml);
+# `ruff format . && ruff check --fix .` repairs most of what it finds.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 
 install: $(STAMP)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from temporalio import activity
 
 from domain.contracts import BiometricsInput, BiometricsResult, ModelChoice
+from domain.enums import ModelTask
 from models.face import FaceCrops, FaceModels, crop_liveness, crops_similarity
 from models.serving import ModelServer
 from store.blobs import BlobStore
@@ -40,11 +41,11 @@ class BiometricActivities:
         crops = FaceCrops.from_bytes(self.blobs.get(request.verification_id, request.face_crops))
 
         def liveness(model: ModelChoice) -> float:
-            models = FaceModels.load(self.server, {"liveness": model})
+            models = FaceModels.load(self.server, {ModelTask.LIVENESS: model})
             return round(crop_liveness(crops.liveness, models), SCORE_DECIMALS)
 
         def face_match(model: ModelChoice) -> float:
-            models = FaceModels.load(self.server, {"embed": model})
+            models = FaceModels.load(self.server, {ModelTask.EMBED: model})
             return round(crops_similarity(crops, models), SCORE_DECIMALS)
 
         return BiometricsResult(

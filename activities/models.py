@@ -11,13 +11,12 @@ from temporalio import activity
 
 from domain import policy
 from domain.contracts import ModelChoice, ResolvedModels, ResolveModelsInput
+from domain.enums import DECIDING_TASKS, ModelTask
 from domain.errors import ModelUnavailable
 from models.lifecycle.rollout import resolve_verification
 
 from . import names
 from .errors import non_retryable_rejections
-
-DECIDING_TASKS = ("liveness", "embed")  # their thresholds decide: they must have them
 
 
 class ModelActivities:
@@ -32,9 +31,9 @@ class ModelActivities:
         return resolved
 
 
-def _deciding(choices: dict[str, ModelChoice]) -> dict[str, ModelChoice]:
+def _deciding(choices: dict[ModelTask, ModelChoice]) -> dict[ModelTask, ModelChoice]:
     """``choices``, once every deciding task is known to have thresholds."""
-    for task in DECIDING_TASKS:
+    for task in DECIDING_TASKS:  # their thresholds decide: they must have them
         try:
             policy.require_thresholds(choices[task])
         except policy.ThresholdsMissing as missing:

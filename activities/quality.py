@@ -22,6 +22,7 @@ from domain.contracts import (
     QualityReport,
     QualityResult,
 )
+from domain.enums import QUALITY_TASKS, ImageRole, ModelTask
 from domain.quality_rules import assess_quality
 from models import usage
 from models.face import FaceCrops, FaceModels, decode_image, observe_faces
@@ -31,8 +32,6 @@ from store.blobs import BlobStore
 
 from . import names
 from .errors import non_retryable_rejections
-
-QUALITY_TASKS = ("detect", "landmarks", "eye", "pose")
 
 
 class QualityActivities:
@@ -49,8 +48,10 @@ class QualityActivities:
     @non_retryable_rejections
     def check_quality(self, request: QualityCheckInput) -> QualityResult:
         vid, models = request.verification_id, request.models
-        document = self._beside.submit(self._check, vid, "document", request.document, models)
-        selfie_image, selfie = self._check(vid, "selfie", request.selfie, models)
+        document = self._beside.submit(
+            self._check, vid, ImageRole.DOCUMENT, request.document, models
+        )
+        selfie_image, selfie = self._check(vid, ImageRole.SELFIE, request.selfie, models)
         document_image, document_report = document.result()
         crops = None
         if selfie.face is not None and document_report.face is not None:
@@ -66,7 +67,11 @@ class QualityActivities:
         return QualityResult(selfie, document_report, crops)
 
     def _check(
-        self, verification_id: str, role: str, ref: BlobRef, choices: dict[str, ModelChoice]
+        self,
+        verification_id: str,
+        role: ImageRole,
+        ref: BlobRef,
+        choices: dict[ModelTask, ModelChoice],
     ) -> tuple[np.ndarray, QualityReport]:
         data = self.blobs.get(verification_id, ref)
         with usage.measure(usage.DECODE):

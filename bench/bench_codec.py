@@ -19,9 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from datetime import timedelta
@@ -32,12 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.converter import DataConverter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.timing import median_ms
 from devstack.samples import DEMO_CLAIMS
-from devstack.stack import TEMPORAL_BIN
+from devstack.stack import DevStack, free_port_settings
 from domain.contracts import (
     BlobRef,
     DeviceBinding,
@@ -89,12 +91,16 @@ def per_payload(repeat: int) -> None:
     ):
         [payload] = converter.to_payloads([value])
         sealed = codec.encrypt(payload)
-        to_json = 1000 * median_ms(lambda: converter.to_payloads([value]), repeat)
-        round_trip = 1000 * median_ms(lambda: codec.decrypt(codec.encrypt(payload)), repeat)
+        to_json = 1000 * median_ms(functools.partial(converter.to_payloads, [value]), repeat)
+        round_trip = 1000 * median_ms(functools.partial(_round_trip, codec, payload), repeat)
         print(
             f"{name:<34}{payload.ByteSize():>8}{sealed.ByteSize():>8}{to_json:>8.0f}us"
             f"{round_trip:>8.0f}us{round_trip / to_json:>12.2f}"
         )
+
+
+def _round_trip(codec: PayloadEncryptionCodec, payload):
+    return codec.decrypt(codec.encrypt(payload))
 
 
 @activity.defn
@@ -123,9 +129,11 @@ async def end_to_end(count: int) -> None:
         "default": DataConverter.default,
         "idflow (encrypted)": data_converter(Settings.from_env()),
     }
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(TEMPORAL_BIN))
+    home = Path(tempfile.mkdtemp(prefix="idflow-bench-codec-"))
+    server = DevStack(free_port_settings(home), log_dir=home)
+    await server.start(with_codec=False, pools=())
     try:
-        target = env.client.service_client.config.target_host
+        target = server.settings.temporal_address
         clients = {
             name: await Client.connect(target, data_converter=converter)
             for name, converter in converters.items()
@@ -141,8 +149,7 @@ async def end_to_end(count: int) -> None:
             )
             for name, client in clients.items()
         ]
-        for worker in workers:
-            asyncio.create_task(worker.run())
+        running = [asyncio.create_task(worker.run()) for worker in workers]
         times: dict[str, list[float]] = {name: [] for name in clients}
         for round_ in range(count + 1):  # round 0 warms up
             for name, client in clients.items():
@@ -154,12 +161,14 @@ async def end_to_end(count: int) -> None:
                     times[name].append((time.perf_counter() - start) * 1000)
         for worker in workers:
             await worker.shutdown()
+        await asyncio.gather(*running)
         medians = {name: statistics.median(values) for name, values in times.items()}
         for name, value in medians.items():
             print(f"  {name:<22}{value:8.1f} ms per workflow (median of {count})")
         print(f"  encrypted / default: {medians['idflow (encrypted)'] / medians['default']:.2f}")
     finally:
-        await env.shutdown()
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:

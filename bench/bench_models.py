@@ -18,6 +18,7 @@ Numbers on a shared machine are noisy: the load average is printed with them.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -33,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import median_ms
+from domain.enums import DECIDING_TASKS
 from models.batching import BatchPolicy
 from models.face import (
     FaceModels,
@@ -52,42 +54,47 @@ from store.engine import get_engine
 
 PHOTOS = (*OBAMA, BIDEN, "astronaut.png")
 BATCH_SIZES = (1, 4, 8, 16)
-BATCHED_TASKS = ("embed", "liveness")
 
 
 def stage_latencies(models: FaceModels, photos: dict[str, bytes], repeat: int) -> dict[str, float]:
     """Median ms of each stage, averaged over the photos."""
     per_stage: dict[str, list[float]] = {}
     for data in photos.values():
-        image = decode_image(data)
-        height, width = image.shape[:2]
-        faces, _ = observe_faces(image, models)
-        face = faces[0]
-        box = tuple(face.box)
-        view = stages.detector_view(image)
-        points68 = stages.read_landmarks(
-            models.landmarks.run(stages.landmarks_input(image, box)), box
-        )
-        measured = {
-            "decode": lambda: decode_image(data),
-            "detect": lambda: stages.read_detections(
-                models.detect.run(stages.detect_input(stages.detector_view(image))), width, height
-            ),
-            "landmarks": lambda: stages.read_landmarks(
-                models.landmarks.run(stages.landmarks_input(image, box)), box
-            ),
-            "align+embed": lambda: face_embedding(image, face, models),
-            "liveness": lambda: liveness_score(image, face, models),
-            "eye (both)": lambda: [
-                models.eye.run(stages.eye_input(image, b)) for b in stages.eye_boxes(points68)
-            ],
-            "pose": lambda: stages.read_pose(models.pose.run(stages.pose_input(image, box))),
-            "quality measures": lambda: (exposure(face_view(image, box)), exposure(view)),
-            "whole chain": lambda: _chain(data, models),
-        }
-        for stage, run in measured.items():
+        for stage, run in _stages(models, data).items():
             per_stage.setdefault(stage, []).append(median_ms(run, repeat, warm_up=True))
     return {stage: round(statistics.mean(values), 2) for stage, values in per_stage.items()}
+
+
+def _stages(models: FaceModels, data: bytes) -> dict[str, Callable[[], object]]:
+    """Each stage of the chain on one photo, as a call to time."""
+    image = decode_image(data)
+    height, width = image.shape[:2]
+    faces, _ = observe_faces(image, models)
+    face = faces[0]
+    box = tuple(face.box)
+    view = stages.detector_view(image)
+    points68 = stages.read_landmarks(models.landmarks.run(stages.landmarks_input(image, box)), box)
+    return {
+        "decode": lambda: decode_image(data),
+        "detect": lambda: stages.read_detections(
+            models.detect.run(stages.detect_input(stages.detector_view(image))), width, height
+        ),
+        "landmarks": lambda: stages.read_landmarks(
+            models.landmarks.run(stages.landmarks_input(image, box)), box
+        ),
+        "align+embed": lambda: face_embedding(image, face, models),
+        "liveness": lambda: liveness_score(image, face, models),
+        "eye (both)": lambda: [
+            models.eye.run(stages.eye_input(image, b)) for b in stages.eye_boxes(points68)
+        ],
+        "pose": lambda: stages.read_pose(models.pose.run(stages.pose_input(image, box))),
+        "quality measures": lambda: (exposure(face_view(image, box)), exposure(view)),
+        "whole chain": lambda: _chain(data, models),
+    }
+
+
+def _one_by_one(runner, items) -> list:
+    return [runner.run(x) for x in items]
 
 
 def _chain(data: bytes, models: FaceModels) -> float:
@@ -130,7 +137,7 @@ def concurrent_rate(run: Callable[[object], object], items, callers: int, per_ca
 def batching_gains(cache: Path, choices: dict, threads: int, repeat: int) -> dict[str, dict]:
     results: dict[str, dict] = {}
     with ModelServer(cache, threads=threads) as plain:
-        for task in BATCHED_TASKS:
+        for task in DECIDING_TASKS:
             single = plain.runner(choices[task])
             items = np.random.default_rng(0).random((16, *single.input_shape), dtype=np.float32)
             rows = {}
@@ -140,10 +147,10 @@ def batching_gains(cache: Path, choices: dict, threads: int, repeat: int) -> dic
                 with ModelServer(cache, batch_policy=policy, threads=threads) as batching:
                     batched = batching.runner(choices[task])
                     one_by_one = median_ms(
-                        lambda: [single.run(x) for x in items[:size]], repeat, warm_up=True
+                        functools.partial(_one_by_one, single, items[:size]), repeat, warm_up=True
                     )
                     as_batch = median_ms(
-                        lambda: batched.run_batch(items[:size]), repeat, warm_up=True
+                        functools.partial(batched.run_batch, items[:size]), repeat, warm_up=True
                     )
                     per_caller = max(4, repeat * 2 // size)
                     unbatched_rate = concurrent_rate(single.run, items, size, per_caller)

@@ -95,18 +95,6 @@ def bench_settings(home: Path) -> Settings:
     )
 
 
-def devstack_env(settings: Settings) -> dict[str, str]:
-    """The worker processes read their settings from the environment."""
-    return {
-        "IDFLOW_HOME": str(settings.home),
-        "IDFLOW_BLOB_DIR": str(settings.blob_dir),
-        "IDFLOW_DATABASE_URL": settings.database_url,
-        "IDFLOW_MODEL_CACHE": str(settings.model_cache),
-        "IDFLOW_TEMPORAL_ADDRESS": settings.temporal_address,
-        "IDFLOW_TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
-    }
-
-
 # --- Processes, from /proc ----------------------------------------------------------
 
 
@@ -367,7 +355,7 @@ async def run_stack(
     await stack.start()
     try:
         client = await VerificationClient.connect(settings)
-        await stack.wait_until_polling(client.temporal)
+        await asyncio.to_thread(stack.wait_ready)
         for pair in cases * 2:  # warm-up: first runs pay for connections and caches
             await verify(client, pair)
 
@@ -506,7 +494,7 @@ def report(
 async def main(options: argparse.Namespace) -> None:
     home = Path(tempfile.mkdtemp(prefix="idflow-bench-"))
     settings = bench_settings(home)
-    os.environ.update(devstack_env(settings))
+    os.environ.update(settings.to_env())  # prepare() reads keys from the environment
     if options.profile:
         os.environ[PROFILE_DIR_VARIABLE] = str(Path(options.profile).resolve())
     devstack.prepare(settings)

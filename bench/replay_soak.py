@@ -48,22 +48,18 @@ os.environ.setdefault("IDFLOW_BLOB_KEYS", f"soak-blob:{new_key()}")
 from temporalio.client import WorkflowHistory
 
 from cli.replay import ReplayFailed, fetch_history, replay, save_history
+from devstack.faults import corrupted_model_pins, grey_zone_pins, take_issuer_keys_away
 from devstack.samples import DEMO_CLAIMS, sample_pairs
+from devstack.scratch import PoolStack, scratch_stack
 from domain.contracts import PurgeRequest
+from domain.enums import ModelTask
 from mdoc import holder
 from models.lifecycle.samples import fetch_samples
-from tests.support.temporal import (
-    IdflowStack,
-    corrupted_model_pins,
-    grey_zone_pins,
-    standalone_stack,
-    take_issuer_keys_away,
-)
 from workflows.retention import PurgeVerification
 
 
 class Soak:
-    def __init__(self, stack: IdflowStack, replays: int, snapshots: bool, out: Path) -> None:
+    def __init__(self, stack: PoolStack, replays: int, snapshots: bool, out: Path) -> None:
         self.stack, self.replays, self.snapshots, self.out = stack, replays, snapshots, out
         self.pairs = sample_pairs(fetch_samples())
         self.counts: dict[str, list[int]] = collections.defaultdict(
@@ -88,7 +84,7 @@ class Soak:
             binding = holder.device_binding(
                 holder.new_device_key(), draft.nonce, self.stack.settings.issuer_id
             )
-            start |= dict(device=binding, claims=DEMO_CLAIMS)
+            start |= {"device": binding, "claims": DEMO_CLAIMS}
         await client.start(draft, **start)
         snapshots: list[WorkflowHistory] = []
         snapper = asyncio.create_task(self._snapshot(vid, snapshots)) if self.snapshots else None
@@ -148,7 +144,9 @@ class Soak:
             ),
             self.verify("purged", "same person", purge=True),
             self.verify(
-                "model-unavailable", "same person", model_pins={"embed": "no-such-model@9.9.9"}
+                "model-unavailable",
+                "same person",
+                model_pins={ModelTask.EMBED: "no-such-model@9.9.9"},
             ),
             self.verify(
                 "processing-failed",
@@ -179,7 +177,7 @@ def hold_db_lock(database: Path, seconds: float, stop: threading.Event) -> None:
         connection.close()
 
 
-def chaos(stack: IdflowStack, stop: threading.Event) -> None:
+def chaos(stack: PoolStack, stop: threading.Event) -> None:
     for turn in range(1, sys.maxsize):
         if stop.wait(random.uniform(2, 6)):
             return
@@ -209,7 +207,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.monotonic()
-    with standalone_stack("idflow-soak-") as stack:
+    with scratch_stack("idflow-soak-") as stack:
         soak = Soak(stack, args.replays, args.snapshots, args.out)
         stop = threading.Event()
         if args.db_lock:
@@ -221,14 +219,15 @@ def main() -> None:
             threading.Thread(target=chaos, args=(stack, stop), daemon=True).start()
         try:
             strict = grey_zone_pins(stack.settings)
-            with corrupted_model_pins(stack.settings, "embed") as broken:
+            with corrupted_model_pins(stack.settings, ModelTask.EMBED) as broken:
                 for number in range(args.rounds):
                     stack.run(soak.round(strict, broken, approve=bool(number % 2)), timeout=900)
                     replays = sum(count for count, _ in soak.counts.values())
                     failures = sum(failed for _, failed in soak.counts.values())
                     print(
                         f"round {number + 1}/{args.rounds}: {time.monotonic() - started:.0f} s, "
-                        f"{replays} replays, {failures} failed, {len(soak.errors)} runs not finished",
+                        f"{replays} replays, {failures} failed, "
+                        f"{len(soak.errors)} runs not finished",
                         flush=True,
                     )
         finally:

@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import signal
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,12 @@ from temporalio.service import RPCError
 from cli.main import clear_errors
 from cli.replay import ReplayFailed, fetch_history, load_history, replay, save_history
 from devstack import stack as devstack
+from devstack.processes import POOLS
 from domain.contracts import VerificationResult
 from mdoc.holder import device_binding_from_pem
 from security.log_policy import configure_logging
 from settings import Settings
 from starter.client import InvalidVerificationId, VerificationClient, VerificationIdInUse
-from starter.connection import connect
 from store import audit, verifications
 from store.retention import personal_data_status
 from workflows.identity_verification import workflow_id
@@ -33,10 +35,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dev = subparsers.add_parser(
         "dev", help="run the dev stack: Temporal server + UI + both worker pools"
     )
-    dev.set_defaults(run=lambda args: asyncio.run(run_dev()))
+    dev.add_argument(
+        "--ready-file",
+        type=Path,
+        help="create this file once the server answers and both pools poll",
+    )
+    dev.set_defaults(run=lambda args: asyncio.run(run_dev(args.ready_file)))
 
     worker = subparsers.add_parser("worker", help="run one worker pool until SIGTERM/Ctrl-C")
-    worker.add_argument("--pool", choices=("cpu", "gpu"), required=True)
+    worker.add_argument("--pool", choices=POOLS, required=True)
+    worker.add_argument(
+        "--ready-file",
+        type=Path,
+        help="create this file once the pool polls all its queues (for process managers)",
+    )
     worker.set_defaults(run=run_worker)
 
     verify = subparsers.add_parser("verify", help="verify a selfie against a document portrait")
@@ -90,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # --- dev and worker -------------------------------------------------------------
 
 
-async def run_dev() -> int:
+async def run_dev(ready_file: Path | None = None) -> int:
     settings = Settings.from_env()
     if await devstack.server_answers(settings):
         print(
@@ -113,12 +125,14 @@ async def run_dev() -> int:
     try:
         await stack.start()
         print("loading models in the worker pools ...", flush=True)
-        await stack.wait_until_polling(await connect(settings))
+        await asyncio.to_thread(stack.wait_ready)
         print(f"Web UI:  {devstack.ui_url(settings)}")
         print(f"codec:   {devstack.codec_server.describe_dev(settings)}")
         print(f"workers: cpu on {settings.cpu_task_queue}, gpu on {settings.gpu_task_queue}")
         print(f"logs:    {stack.log_dir}")
         print("Ctrl-C stops everything.", flush=True)
+        if ready_file is not None:
+            ready_file.write_text(f"{os.getpid()}\n")
         while not stopping.is_set():
             died = stack.check()
             if died:
@@ -139,7 +153,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from workers.pools import run_pool
 
     configure_logging()  # the no-personal-data log policy
-    asyncio.run(run_pool(args.pool, Settings.from_env()))
+    asyncio.run(run_pool(args.pool, Settings.from_env(), args.ready_file))
     return 0
 
 
@@ -181,6 +195,7 @@ def format_result(result: VerificationResult, settings: Settings) -> str:
         ("verification", result.verification_id),
         ("decision", result.decision.value),
         ("reasons", ", ".join(reason.value for reason in result.reasons) or "-"),
+        *(("detail", f"{reason}: {detail}") for reason, detail in sorted(result.details.items())),
         ("scores", scores or "-"),
         ("models", models or "-"),
     ]
@@ -241,15 +256,29 @@ async def run_status(args: argparse.Namespace) -> int:
         "shadow_scores",
         "reviewer",
         "review_deadline",
+        "details",
     ):
         if details.get(key) not in (None, [], {}):
-            print(f"{key:<13}{details[key]}")
+            print(f"{key:<13}{plain(details[key])}")
     if report["personal_data"]:
         print(f"{'images':<13}{report['personal_data']}")
     print(f"{'ui':<13}{devstack.ui_url(settings, description.id)}")
     for entry in report["audit"]:
         print(f"  {entry['at']}  {entry['event']:<18} by {entry['actor']}")
     return 0
+
+
+def plain(value: Any) -> str:
+    """A value as a person reads it: enum values, lists joined, scores to three places."""
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list):
+        return ", ".join(plain(item) for item in value)
+    if isinstance(value, dict):
+        return "  ".join(f"{plain(key)} {plain(item)}" for key, item in sorted(value.items()))
+    return str(value)
 
 
 async def run_review(args: argparse.Namespace) -> int:

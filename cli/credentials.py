@@ -52,11 +52,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--issuer-url", help="IssuerAltName URI (default: IDFLOW_ISSUER_ID)")
     init.add_argument("--iaca-validity-days", type=int, default=3650)
     init.add_argument("--validity-days", type=int, default=365, help="document signer validity")
+    init.add_argument(
+        "--iaca-key-out",
+        type=Path,
+        help="write the IACA private key here (offline storage), never into the key directory",
+    )
     init.set_defaults(run=run_init)
 
     rotate = with_dir(commands.add_parser("rotate", help="issue a new document signer"))
     rotate.add_argument("--validity-days", type=int, default=365)
+    rotate.add_argument(
+        "--iaca-key", type=Path, help="the offline IACA private key, used for this signing only"
+    )
     rotate.set_defaults(run=run_rotate)
+
+    offline = with_dir(
+        commands.add_parser(
+            "export-iaca-key", help="move the IACA private key out of the key directory"
+        )
+    )
+    offline.add_argument("dest", type=Path, help="file on offline storage (written 0600)")
+    offline.set_defaults(run=run_export_iaca_key)
 
     show = with_dir(commands.add_parser("show", help="the IACA and document signer certificates"))
     show.set_defaults(run=run_show)
@@ -73,7 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument(
         "source",
-        help="file (or - for stdin): base64 IssuerSigned, raw CBOR, or `idflow verify --json` output",
+        help=(
+            "file (or - for stdin): base64 IssuerSigned, raw CBOR, or `idflow verify --json` output"
+        ),
     )
     check.add_argument("--iaca", type=Path, required=True, help="trusted IACA certificate (PEM)")
     check.add_argument("--device-key", type=Path, help="require binding to this device key (PEM)")
@@ -94,8 +112,11 @@ def run_init(args: argparse.Namespace) -> int:
         issuer_url=args.issuer_url or Settings.from_env().issuer_id,
         iaca_validity=timedelta(days=args.iaca_validity_days),
         signer_validity=timedelta(days=args.validity_days),
+        iaca_key_out=args.iaca_key_out,
     )
     print(f"created keys in {store.root}")
+    if args.iaca_key_out:
+        print(f"IACA private key written to {args.iaca_key_out}: keep it offline")
     _describe("IACA", signer.iaca)
     _describe("document signer", signer.certificate)
     return 0
@@ -104,9 +125,20 @@ def run_init(args: argparse.Namespace) -> int:
 @_clear_errors
 def run_rotate(args: argparse.Namespace) -> int:
     store = _store(args)
-    signer = store.rotate(timedelta(days=args.validity_days))
+    signer = store.rotate(timedelta(days=args.validity_days), iaca_key_file=args.iaca_key)
     print("new document signer; credentials signed before keep verifying against the IACA")
     _describe("document signer", signer.certificate)
+    return 0
+
+
+@_clear_errors
+def run_export_iaca_key(args: argparse.Namespace) -> int:
+    store = _store(args)
+    store.export_iaca_key(args.dest)
+    print(
+        f"IACA private key moved to {args.dest}; {store.root} no longer holds it. "
+        f"Keep the file offline; `idflow keys rotate --iaca-key FILE` uses it to sign"
+    )
     return 0
 
 
@@ -138,10 +170,12 @@ def run_verify_credential(args: argparse.Namespace) -> int:
     # Only non-personal facts: the element names, never their values.
     print(f"valid {verified.doc_type}")
     print(
-        f"  signed by      {verified.signer.subject.rfc4514_string()} (serial {certificates.serial_hex(verified.signer)})"
+        f"  signed by      {verified.signer.subject.rfc4514_string()} "
+        f"(serial {certificates.serial_hex(verified.signer)})"
     )
     print(
-        f"  valid          {verified.valid_from:%Y-%m-%dT%H:%M:%SZ} .. {verified.valid_until:%Y-%m-%dT%H:%M:%SZ}"
+        f"  valid          {verified.valid_from:%Y-%m-%dT%H:%M:%SZ} .. "
+        f"{verified.valid_until:%Y-%m-%dT%H:%M:%SZ}"
     )
     print(f"  device key     {jwk.thumbprint(verified.device_key)} (RFC 7638 thumbprint)")
     print(f"  elements       {', '.join(verified.elements)}")
@@ -174,6 +208,7 @@ def _describe(role: str, certificate: x509.Certificate) -> None:
     print(f"{role}: {certificate.subject.rfc4514_string()}")
     print(f"  serial       {certificates.serial_hex(certificate)}")
     print(
-        f"  valid        {certificate.not_valid_before_utc:%Y-%m-%d} .. {certificate.not_valid_after_utc:%Y-%m-%d}"
+        f"  valid        {certificate.not_valid_before_utc:%Y-%m-%d} .. "
+        f"{certificate.not_valid_after_utc:%Y-%m-%d}"
     )
     print(f"  sha256       {fingerprint}")

@@ -50,10 +50,10 @@ async def verify(
     options: dict[str, Any] = {}
     if bind_device:  # play the holder's wallet: a device key and its proof over the nonce
         key = holder.new_device_key()
-        options = dict(
-            device=holder.device_binding(key, draft.nonce, client.settings.issuer_id),
-            claims=DEMO_CLAIMS,
-        )
+        options = {
+            "device": holder.device_binding(key, draft.nonce, client.settings.issuer_id),
+            "claims": DEMO_CLAIMS,
+        }
     await client.start(draft, **options)
     result = await client.result(draft.verification_id)
     return result, (time.perf_counter() - started) * 1000
@@ -84,9 +84,9 @@ def print_table(rows: list[Row]) -> None:
         )
         for r in rows
     ]
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *cells)]
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *cells, strict=True)]
     for line in (headers, tuple("-" * w for w in widths), *cells):
-        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
 
 async def run_demo() -> int:
@@ -105,7 +105,7 @@ async def run_demo() -> int:
             print(f"starting the {what}; logs in {started.log_dir} ...", flush=True)
             await started.start(with_server=not server_up)
             client = client or await VerificationClient.connect(settings)
-            await started.wait_until_polling(client.temporal)
+            await asyncio.to_thread(started.wait_ready)
         assert client is not None
 
         rows = []

@@ -14,12 +14,15 @@ import os
 import sys
 from collections.abc import Callable
 
+from starter.connection import ServerUnreachable
+
 COMMAND_MODULES: list[str] = [
     "cli.models",
     "cli.commands",
     "cli.credentials",
     "cli.privacy",
     "cli.demo",
+    "cli.api",
 ]
 
 Command = Callable[[argparse.Namespace], int]
@@ -59,10 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except ServerUnreachable as error:  # every command that needs the server: one line
+        print(f"idflow {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 def main() -> None:
+    # Whatever idflow (and the Temporal dev server it starts) writes under
+    # $IDFLOW_HOME: keys, databases, blobs, logs, models is its owner's only.
+    os.umask(0o077)
     try:
         rc = run()
     except KeyboardInterrupt:

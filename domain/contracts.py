@@ -9,9 +9,10 @@ ever travel inside encrypted payloads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
+from .enums import ImageRole, ModelTask
 from .reasons import Decision, ReasonCode
 from .signatures import ModelSignature
 
@@ -41,7 +42,7 @@ class ModelChoice:
     ``accept`` pass, below ``reject`` fail, anything between goes to review.
     """
 
-    task: str
+    task: ModelTask
     name: str
     version: str
     sha256: str
@@ -87,7 +88,7 @@ class QualityMeasures:
 
 @dataclass(frozen=True)
 class QualityReport:
-    role: str  # "selfie" or "document"
+    role: ImageRole
     measures: QualityMeasures
     face: FaceObservation | None
     reasons: list[ReasonCode] = field(default_factory=list)
@@ -108,7 +109,7 @@ class VerificationRequest:
     # (PROCESSING_FAILED); input no retry can fix is decided on the first attempt.
     processing_attempts: int = 10
     # Images refused at ingest, by role: the verification is decided at once.
-    refused: dict[str, ReasonCode] = field(default_factory=dict)
+    refused: dict[ImageRole, ReasonCode] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,12 +147,14 @@ class VerificationResult:
     # What the shadow versions scored (same names as ``scores``); they decided nothing.
     shadow_scores: dict[str, float] = field(default_factory=dict)
     shadow_versions: dict[str, str] = field(default_factory=dict)  # task -> name@version
+    # Reason code -> what was refused, in non-personal words (e.g. the claim and its rule).
+    details: dict[str, str] = field(default_factory=dict)
 
 
-# --- The workflow's stages and activity contracts (workflow engineer) --------
+# --- The workflow's stages and activity contracts -----------------------------
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     """Where a verification stands; also its ``IdflowStatus`` search attribute."""
 
     RESOLVING_MODELS = "resolving_models"
@@ -178,9 +181,9 @@ class ResolvedModels:
     that scores beside the deciding one and decides nothing.
     """
 
-    deciding: dict[str, ModelChoice]
-    shadow: dict[str, ModelChoice] = field(default_factory=dict)
-    canary: list[str] = field(default_factory=list)
+    deciding: dict[ModelTask, ModelChoice]
+    shadow: dict[ModelTask, ModelChoice] = field(default_factory=dict)
+    canary: list[ModelTask] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ class QualityCheckInput:
     verification_id: str
     selfie: BlobRef
     document: BlobRef
-    models: dict[str, ModelChoice]  # the tasks the face observation needs
+    models: dict[ModelTask, ModelChoice]  # the tasks the face observation needs
 
 
 @dataclass(frozen=True)
@@ -251,9 +254,10 @@ class VerificationProgress:
     canary: list[str] = field(default_factory=list)  # tasks decided by the canary version
     shadow_scores: dict[str, float] = field(default_factory=dict)  # decided nothing
     shadow_versions: dict[str, str] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)  # reason code -> non-personal detail
 
 
-# --- Credential binding (credential engineer) --------------------------------
+# --- Credential binding -------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -270,7 +274,7 @@ class IssueCredentialInput:
     portrait: BlobRef
 
 
-# --- Retention (security engineer) -------------------------------------------
+# --- Retention ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -349,7 +353,7 @@ class RescoreRequest:
     processing_attempts: int
 
 
-class RescoreStatus(str, Enum):
+class RescoreStatus(StrEnum):
     RESCORED = "rescored"
     PURGED = "purged"  # images crypto-shredded: skipped
     UNAVAILABLE = "unavailable"  # no history or no stored images to re-score

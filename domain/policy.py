@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from .contracts import ModelChoice, QualityReport, ReviewDecision, Stage
 from .reasons import INPUT_REASONS, QUALITY_REASONS, Decision, ReasonCode
@@ -40,7 +40,7 @@ class Outcome:
     reasons: tuple[ReasonCode, ...] = ()
 
 
-class Band(str, Enum):
+class Band(StrEnum):
     PASS = "pass"
     UNCERTAIN = "uncertain"
     FAIL = "fail"
@@ -123,7 +123,7 @@ def processing_failed_outcome(stage: Stage, approved: Outcome | None = None) -> 
     if stage is Stage.BINDING_CREDENTIAL:
         if approved is None or approved.decision is not Decision.APPROVED:
             raise ValueError("credential binding only follows an approval")
-        return Outcome(Decision.REVIEW, approved.reasons + (ReasonCode.PROCESSING_FAILED,))
+        return Outcome(Decision.REVIEW, (*approved.reasons, ReasonCode.PROCESSING_FAILED))
     raise ValueError(f"no step of stage {stage.value} gives up: its retries never run out")
 
 
@@ -133,10 +133,10 @@ def review_outcome(grey_zone: Outcome, review: ReviewDecision | None) -> Outcome
     The grey-zone reasons are kept so that the record shows why it was reviewed.
     """
     if review is None:
-        return Outcome(Decision.DECLINED, grey_zone.reasons + (ReasonCode.REVIEW_EXPIRED,))
+        return Outcome(Decision.DECLINED, (*grey_zone.reasons, ReasonCode.REVIEW_EXPIRED))
     if review.approve:
-        return Outcome(Decision.APPROVED, grey_zone.reasons + (ReasonCode.REVIEW_APPROVED,))
-    return Outcome(Decision.DECLINED, grey_zone.reasons + (ReasonCode.REVIEW_DECLINED,))
+        return Outcome(Decision.APPROVED, (*grey_zone.reasons, ReasonCode.REVIEW_APPROVED))
+    return Outcome(Decision.DECLINED, (*grey_zone.reasons, ReasonCode.REVIEW_DECLINED))
 
 
 def _unique(reasons: Iterable[ReasonCode]) -> tuple[ReasonCode, ...]:

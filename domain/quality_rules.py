@@ -24,11 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .contracts import QualityMeasures
+from .enums import ImageRole
 from .reasons import ReasonCode
-
-SELFIE = "selfie"
-DOCUMENT = "document"
-ROLES = (SELFIE, DOCUMENT)
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ class QualityLimits:
 
 
 def assess_quality(
-    role: str, measures: QualityMeasures, limits: QualityLimits = QualityLimits()
+    role: ImageRole, measures: QualityMeasures, limits: QualityLimits = QualityLimits()
 ) -> list[ReasonCode]:
     """Every quality problem of one photo, in a fixed order; empty when it is usable.
 
@@ -79,8 +76,7 @@ def assess_quality(
     Without a face, the exposure of the whole image is still reported, so
     that "no face, too dark" tells the user what to fix.
     """
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    role = ImageRole(role)  # ValueError for a role that is neither
     faces_count = measures.face_count
     reasons: list[ReasonCode] = []
     # NO_FACE: no box at the detector's floor P(face) >= 0.65 (finds 93 % of the LFW
@@ -89,7 +85,7 @@ def assess_quality(
     # not counted, so they never send a selfie back.
     if faces_count == 0:
         reasons.append(ReasonCode.QUALITY_NO_FACE)
-    elif faces_count > 1 and role == SELFIE:
+    elif faces_count > 1 and role is ImageRole.SELFIE:
         reasons.append(ReasonCode.QUALITY_MULTIPLE_FACES)
     if faces_count > 0:
         if (measures.face_size_px or 0.0) < limits.min_face_px or (

@@ -17,17 +17,17 @@ Every verification ends in one of the decisions below, whatever fails:
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Decision(str, Enum):
+class Decision(StrEnum):
     APPROVED = "approved"
     DECLINED = "declined"
     RETRY = "retry"  # the user should recapture: a quality problem
     REVIEW = "review"  # a person decides (grey zone)
 
 
-class ReasonCode(str, Enum):
+class ReasonCode(StrEnum):
     # Image quality: the user should recapture (decision RETRY).
     QUALITY_NO_FACE = "QUALITY_NO_FACE"
     QUALITY_MULTIPLE_FACES = "QUALITY_MULTIPLE_FACES"

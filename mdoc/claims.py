@@ -176,6 +176,11 @@ def mdl_claims(
     return MdlClaims(elements, expiry)
 
 
+def check_claims(claims: Mapping[str, Any], signer_country: str, today: date) -> None:
+    """Refuse claims the issuer would refuse (``ClaimsInvalid``), before any biometrics run."""
+    mdl_claims(claims, b"", signer_country, today)
+
+
 def _age(birth: date, today: date) -> int:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 

@@ -1,6 +1,6 @@
 """Issue the mdoc of an approved verification, exactly once.
 
-    check the proof of possession → consume the verification's nonce
+    check the proof of possession and its freshness → consume the verification's nonce
     → already issued? return the stored credential
     → else: portrait from the verified selfie, claims checked, MSO signed,
       IssuerSigned stored in the blob store, non-personal facts recorded
@@ -55,10 +55,13 @@ class CredentialIssuer:
         """The verification's credential: signed now, or the one signed before."""
         now = (now or datetime.now(UTC)).replace(microsecond=0)
         checked = proof.check_proof(request.device, self.issuer_id, now)
-        nonce_issued_at = credentials.consume_nonce(
+        proof.check_freshness(
+            checked,
+            credentials.nonce_issued_at(self.engine, request.verification_id, checked.nonce),
+        )
+        credentials.consume_nonce(
             self.engine, request.verification_id, checked.nonce, checked.digest
         )
-        proof.check_freshness(checked, nonce_issued_at)
 
         record = credentials.find_issued(self.engine, request.verification_id)
         if record is None:

@@ -4,7 +4,7 @@ Layout of the keys directory (default ``<IDFLOW_HOME>/keys``)::
 
     keystore.json          KDF salt and parameters, serial of the current signer (no secrets)
     iaca.pem               IACA root certificate (public: ``idflow keys export-iaca``)
-    iaca.key               IACA private key, encrypted PKCS#8
+    iaca.key               IACA private key, encrypted PKCS#8 — only while it is online
     signers/<serial>.pem   every document signer certificate ever issued
     signers/<serial>.key   the current document signer's private key, encrypted PKCS#8
     passphrase             dev stack only: a generated passphrase, mode 0600
@@ -22,6 +22,14 @@ PBKDF2 with only 2048 rounds, too few for a human-chosen passphrase.
 Rotation issues a new document signer and retires the old one's private key;
 its certificate stays, and credentials it signed keep verifying against the
 IACA because each carries its signer certificate (x5chain).
+
+The IACA private key is needed only to sign a new document signer, so in
+production it lives offline: ``keys init --iaca-key-out FILE`` never puts it
+in the directory, ``keys export-iaca-key FILE`` moves it out of an existing
+one, and ``keys rotate --iaca-key FILE`` uses the offline copy for one
+signing without storing it. Issuance never reads it. (The dev stack keeps it
+online for convenience.) The exported file is the same encrypted PKCS#8: it
+opens only with this store's passphrase and salt.
 """
 
 from __future__ import annotations
@@ -118,11 +126,17 @@ class KeyStore:
         iaca_validity: timedelta = DEFAULT_IACA_VALIDITY,
         signer_validity: timedelta = DEFAULT_SIGNER_VALIDITY,
         now: datetime | None = None,
+        iaca_key_out: Path | None = None,
     ) -> DocumentSigner:
-        """Create the IACA root (IssuerAltName ``issuer_url``) and the first document signer."""
+        """Create the IACA root (IssuerAltName ``issuer_url``) and the first document signer.
+
+        With ``iaca_key_out`` the IACA private key is written there (offline
+        storage) and never into the key directory.
+        """
         if self.exists():
             raise KeyStoreError(
-                f"keys already exist in {self.root}; `idflow keys rotate` issues a new document signer"
+                f"keys already exist in {self.root}; "
+                "`idflow keys rotate` issues a new document signer"
             )
         if not _COUNTRY.fullmatch(country):
             raise KeyStoreError("country must be an ISO 3166-1 alpha-2 code such as UT or DE")
@@ -135,22 +149,59 @@ class KeyStore:
         (self.root / "signers").mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)
         _write(self.root / "iaca.pem", iaca.public_bytes(serialization.Encoding.PEM), 0o644)
-        _write(self.root / "iaca.key", self._encrypt(iaca_key), 0o600)
+        _write(iaca_key_out or self.root / "iaca.key", self._encrypt(iaca_key), 0o600)
         kdf = {"scrypt": _SCRYPT, "salt": base64.b64encode(self._kdf_salt()).decode()}
         self._save_signer(signer, {"kdf": kdf})
         return signer
 
     def rotate(
-        self, signer_validity: timedelta = DEFAULT_SIGNER_VALIDITY, now: datetime | None = None
+        self,
+        signer_validity: timedelta = DEFAULT_SIGNER_VALIDITY,
+        now: datetime | None = None,
+        iaca_key_file: Path | None = None,
     ) -> DocumentSigner:
-        """Issue a new document signer and retire the current one's private key."""
+        """Issue a new document signer and retire the current one's private key.
+
+        The IACA key comes from ``iaca_key_file`` (brought from offline storage,
+        used, not stored) or else from the key directory, if it is online.
+        """
         state = self._state()
         retired = state["current_signer"]
-        iaca_key = self._load_key(self.root / "iaca.key")
+        iaca_key = self._iaca_key(iaca_key_file)
         signer = _new_signer(self.iaca(), iaca_key, signer_validity, _now(now))
         self._save_signer(signer, state)
         (self.root / "signers" / f"{retired}.key").unlink(missing_ok=True)
         return signer
+
+    def iaca_key_online(self) -> bool:
+        return (self.root / "iaca.key").exists()
+
+    def export_iaca_key(self, dest: Path) -> None:
+        """Move the IACA private key out of the key directory to ``dest`` (offline storage)."""
+        online = self.root / "iaca.key"
+        if not online.exists():
+            raise KeyStoreError(
+                f"the IACA private key is not in {self.root}: it is offline already"
+            )
+        if dest.exists():
+            raise KeyStoreError(f"{dest} exists; refusing to overwrite it")
+        self._iaca_key(online)  # decrypts and belongs to iaca.pem, or raises
+        _write(dest, online.read_bytes(), 0o600)
+        if dest.read_bytes() != online.read_bytes():
+            raise KeyStoreError(f"{dest} does not hold what was written; the key stays online")
+        online.unlink()
+
+    def _iaca_key(self, path: Path | None) -> ec.EllipticCurvePrivateKey:
+        path = path or self.root / "iaca.key"
+        if not path.exists():
+            raise KeyStoreError(
+                f"the IACA private key is offline: bring it back for this signing with "
+                f"--iaca-key FILE (it is not stored in {self.root})"
+            )
+        key = self._load_key(path)
+        if key.public_key() != self.iaca().public_key():
+            raise KeyStoreError(f"{path.name} is not the private key of {self.root / 'iaca.pem'}")
+        return key
 
     def _save_signer(self, signer: DocumentSigner, state: dict[str, Any]) -> None:
         pem = signer.certificate.public_bytes(serialization.Encoding.PEM)
@@ -257,6 +308,11 @@ def ensure_keys(root: Path, issuer_url: str, country: str = DEFAULT_COUNTRY) -> 
     if not store.exists():
         store.init(country=country, issuer_url=issuer_url)
     return store
+
+
+def issuing_country(root: Path) -> str:
+    """The country the key store's certificates name (public: no passphrase needed)."""
+    return certificates.country(_load_certificate(root / "iaca.pem"))
 
 
 def _passphrase(root: Path, create: bool) -> bytes:

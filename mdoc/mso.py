@@ -73,7 +73,7 @@ def sign_mdoc(
 
     digest_ids = secrets.SystemRandom().sample(range(_DIGEST_ID_LIMIT), len(elements))
     items, digests = [], {}
-    for digest_id, (identifier, value) in zip(digest_ids, elements.items()):
+    for digest_id, (identifier, value) in zip(digest_ids, elements.items(), strict=True):
         item = cbor.embed(
             {
                 "digestID": digest_id,

@@ -5,12 +5,13 @@ The device signs a JWT with the key the credential will be bound to::
     header  {"typ": "openid4vci-proof+jwt", "alg": "ES256", "jwk": <device public key>}
     payload {"aud": <our issuer id>, "iat": <seconds>, "nonce": <our one-time nonce>}
 
-``check_proof`` does every check that needs no state; the nonce is then
-consumed in the store (``store.credentials.consume_nonce``) and
-``check_freshness`` compares ``iat`` with the moment that nonce was handed
-out. Freshness is measured against the nonce, not the clock at issuance:
-issuance may follow a review days after the proof was made, and a retried
-activity must reach the same verdict as its first attempt.
+``check_proof`` does every check that needs no state; ``check_freshness``
+then compares ``iat`` with the moment the nonce was handed out, and only a
+fresh proof consumes the nonce (``store.credentials.consume_nonce``): a stale
+proof must not burn the nonce the holder's real proof needs. Freshness is
+measured against the nonce, not the clock at issuance: issuance may follow
+a review days after the proof was made, and a retried activity must reach the
+same verdict as its first attempt.
 
 Every failure raises ``DeviceProofInvalid`` naming the check that failed,
 never the key or any claim.
@@ -44,7 +45,10 @@ class Proof:
     device_key: ec.EllipticCurvePublicKey
     nonce: str
     issued_at: datetime
-    digest: str  # sha256 of the compact JWT: tells an identical retry from another proof
+    # sha256 of the signed header and payload, not of the signature: ECDSA
+    # signatures are malleable ((r, s) and (r, n - s) both verify), so a copy with
+    # the other s is the same proof, and must not lock the holder's own out.
+    digest: str
 
 
 def check_proof(binding: DeviceBinding | None, issuer_id: str, now: datetime) -> Proof:
@@ -60,6 +64,8 @@ def check_proof(binding: DeviceBinding | None, issuer_id: str, now: datetime) ->
         raise DeviceProofInvalid(f"proof JWT typ must be {PROOF_TYP}")
     if header.get("alg") != PROOF_ALG:
         raise DeviceProofInvalid(f"proof JWT alg must be {PROOF_ALG}")
+    if "crit" in header:  # RFC 7515 4.1.11: we understand no extension, so none may be critical
+        raise DeviceProofInvalid("proof JWT names critical header extensions this issuer lacks")
     try:
         proof_key = jwk.from_jwk(header.get("jwk"))
     except jwk.JwkError as err:
@@ -82,7 +88,7 @@ def check_proof(binding: DeviceBinding | None, issuer_id: str, now: datetime) ->
         raise DeviceProofInvalid("proof JWT iat is out of range") from None
     if issued_at > now + CLOCK_SKEW:
         raise DeviceProofInvalid("proof JWT iat is in the future")
-    digest = hashlib.sha256(binding.proof_jwt.encode()).hexdigest()
+    digest = hashlib.sha256(signing_input).hexdigest()
     return Proof(proof_key, nonce, issued_at, digest)
 
 
@@ -92,7 +98,8 @@ def check_freshness(proof: Proof, nonce_issued_at: datetime) -> None:
         raise DeviceProofInvalid("proof JWT iat is stale: older than its nonce")
     if proof.issued_at > nonce_issued_at + PROOF_WINDOW:
         raise DeviceProofInvalid(
-            f"proof JWT iat is stale: made more than {PROOF_WINDOW.seconds // 60} minutes after its nonce"
+            "proof JWT iat is stale: made more than "
+            f"{PROOF_WINDOW.seconds // 60} minutes after its nonce"
         )
 
 

@@ -140,7 +140,7 @@ class Runner:
             if self.batching == "dynamic":
                 return self._session.run(None, {self._input_name: items})
             rows = [self._session.run(None, {self._input_name: item[None]}) for item in items]
-        return [np.concatenate(outputs) for outputs in zip(*rows)]
+        return [np.concatenate(outputs) for outputs in zip(*rows, strict=True)]
 
     def close(self) -> None:
         if self._batcher is not None:

@@ -7,10 +7,10 @@
 | ``IDFLOW_CODEC_HOST``            | 127.0.0.1                                    |
 | ``IDFLOW_CODEC_PORT``            | Web UI port + 1 (8234)                       |
 | ``IDFLOW_CODEC_ALLOWED_ORIGINS`` | the dev Web UI: http://localhost:8233,http://127.0.0.1:8233 |
-| ``IDFLOW_CODEC_PATH_TOKENS``     | 0; 1 lets a token ride in the URL path (dev Web UI only, see ``security.codec_server``) |
+| ``IDFLOW_CODEC_PATH_TOKENS``     | 0; 1 lets a token ride in the URL path (dev Web UI only) |
 
-Keys and codec-server tokens have their own loaders (``security.keys``,
-``security.codec_auth``).
+Path tokens are explained in ``security.codec_server``. Keys and codec-server
+tokens have their own loaders (``security.keys``, ``security.staff_tokens``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from settings import Settings
-from settings import _env_int as _int  # the one integer-variable parser
+from settings import Settings, env_int
 
 
 @dataclass(frozen=True)
@@ -40,10 +39,10 @@ class SecurityConfig:
         ui = settings.temporal_ui_port
         origins = os.environ.get("IDFLOW_CODEC_ALLOWED_ORIGINS")
         return cls(
-            retention_days=_int("IDFLOW_RETENTION_DAYS", 30),
-            retention_sweep_seconds=_int("IDFLOW_RETENTION_SWEEP_SECONDS", 3600),
+            retention_days=env_int("IDFLOW_RETENTION_DAYS", 30),
+            retention_sweep_seconds=env_int("IDFLOW_RETENTION_SWEEP_SECONDS", 3600),
             codec_host=os.environ.get("IDFLOW_CODEC_HOST", "127.0.0.1"),
-            codec_port=_int("IDFLOW_CODEC_PORT", ui + 1),
+            codec_port=env_int("IDFLOW_CODEC_PORT", ui + 1),
             codec_allowed_origins=tuple(
                 origin.strip().rstrip("/") for origin in origins.split(",") if origin.strip()
             )

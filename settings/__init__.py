@@ -8,7 +8,7 @@ Each setting can be overridden by its own ``IDFLOW_*`` variable.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +19,7 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value).expanduser() if value else default
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if not value:
         return default
@@ -61,6 +61,13 @@ class Settings:
     def dev_server_db(self) -> Path:
         return self.home / "temporal.db"
 
+    def to_env(self) -> dict[str, str]:
+        """The ``IDFLOW_*`` variables that make ``from_env()`` return these settings (for
+        child processes)."""
+        return {
+            f"IDFLOW_{field.name.upper()}": str(getattr(self, field.name)) for field in fields(self)
+        }
+
     @classmethod
     def from_env(cls) -> Settings:
         home = _env_path("IDFLOW_HOME", PROJECT_ROOT / ".idflow")
@@ -71,13 +78,13 @@ class Settings:
             database_url=os.environ.get("IDFLOW_DATABASE_URL") or f"sqlite:///{home / 'idflow.db'}",
             temporal_address=os.environ.get("IDFLOW_TEMPORAL_ADDRESS", "localhost:7233"),
             temporal_namespace=os.environ.get("IDFLOW_TEMPORAL_NAMESPACE", "default"),
-            temporal_ui_port=_env_int("IDFLOW_TEMPORAL_UI_PORT", 8233),
+            temporal_ui_port=env_int("IDFLOW_TEMPORAL_UI_PORT", 8233),
             cpu_task_queue=os.environ.get("IDFLOW_CPU_TASK_QUEUE", "idflow-cpu"),
             gpu_task_queue=os.environ.get("IDFLOW_GPU_TASK_QUEUE", "idflow-gpu"),
-            cpu_concurrency=_env_int("IDFLOW_CPU_CONCURRENCY", 4),
-            gpu_concurrency=_env_int("IDFLOW_GPU_CONCURRENCY", 16),
-            batch_max_size=_env_int("IDFLOW_BATCH_MAX_SIZE", 16),
+            cpu_concurrency=env_int("IDFLOW_CPU_CONCURRENCY", 4),
+            gpu_concurrency=env_int("IDFLOW_GPU_CONCURRENCY", 16),
+            batch_max_size=env_int("IDFLOW_BATCH_MAX_SIZE", 16),
             batch_max_wait_ms=_env_float("IDFLOW_BATCH_MAX_WAIT_MS", 5.0),
-            review_deadline_seconds=_env_int("IDFLOW_REVIEW_DEADLINE_SECONDS", 72 * 3600),
+            review_deadline_seconds=env_int("IDFLOW_REVIEW_DEADLINE_SECONDS", 72 * 3600),
             issuer_id=os.environ.get("IDFLOW_ISSUER_ID", "https://issuer.idflow.invalid"),
         )

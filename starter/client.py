@@ -36,6 +36,7 @@ from domain.contracts import (
     VerificationRequest,
     VerificationResult,
 )
+from domain.enums import ImageRole
 from domain.errors import InputRejected
 from domain.reasons import Decision, ReasonCode
 from imaging.ingest import sanitize_image
@@ -69,9 +70,9 @@ class Draft:
     selfie: BlobRef | None  # None when refused at ingest (nothing stored)
     document: BlobRef | None
     nonce: str  # the device signs its proof of possession over this
-    # Images refused at ingest, by role ("selfie", "document"): the verification
-    # is decided at once with these reason codes when it starts.
-    refused: dict[str, ReasonCode] = field(default_factory=dict)
+    # Images refused at ingest, by role: the verification is decided at once
+    # with these reason codes when it starts.
+    refused: dict[ImageRole, ReasonCode] = field(default_factory=dict)
 
 
 class VerificationClient:
@@ -140,27 +141,51 @@ class VerificationClient:
             return Draft(
                 verification_id,
                 subject_ref,
-                claimed.image("selfie"),
-                claimed.image("document"),
+                claimed.image(ImageRole.SELFIE),
+                claimed.image(ImageRole.DOCUMENT),
                 nonce,
                 claimed.refusals(),
             )
-        images, refused = self._ingest(verification_id, {"selfie": selfie, "document": document})
+        images, refused = self._ingest(
+            verification_id, {ImageRole.SELFIE: selfie, ImageRole.DOCUMENT: document}
+        )
         verifications.create(
             self.engine, verification_id, workflow_id(verification_id), subject_ref
         )
         nonce = create_nonce(self.engine, verification_id)
         drafts.complete(self.engine, verification_id, images, refused)
         return Draft(
-            verification_id, subject_ref, images["selfie"], images["document"], nonce, refused
+            verification_id,
+            subject_ref,
+            images[ImageRole.SELFIE],
+            images[ImageRole.DOCUMENT],
+            nonce,
+            refused,
+        )
+
+    def draft(self, verification_id: str) -> Draft | None:
+        """The draft ``create`` made for this id (to start it later, e.g. from another process)."""
+        record = drafts.get(self.engine, verification_id)
+        nonce = live_nonce(self.engine, verification_id) if record and record.complete else None
+        if record is None or nonce is None:
+            return None
+        row = verifications.get(self.engine, verification_id)
+        assert row is not None, "a complete draft has its verification row"
+        return Draft(
+            verification_id,
+            row.subject_ref,
+            record.image("selfie"),
+            record.image("document"),
+            nonce,
+            record.refusals(),
         )
 
     def _ingest(
-        self, verification_id: str, uploads: dict[str, bytes]
-    ) -> tuple[dict[str, BlobRef | None], dict[str, ReasonCode]]:
+        self, verification_id: str, uploads: dict[ImageRole, bytes]
+    ) -> tuple[dict[ImageRole, BlobRef | None], dict[ImageRole, ReasonCode]]:
         """Sanitise every upload; store them all, or none when any is refused."""
-        clean: dict[str, tuple[bytes, str]] = {}
-        refused: dict[str, ReasonCode] = {}
+        clean: dict[ImageRole, tuple[bytes, str]] = {}
+        refused: dict[ImageRole, ReasonCode] = {}
         for role, data in uploads.items():
             try:
                 clean[role] = sanitize_image(data)

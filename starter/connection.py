@@ -11,13 +11,26 @@ from temporalio.client import Client
 from security.payload_codec import data_converter
 from settings import Settings
 
-__all__ = ["connect", "data_converter"]
+__all__ = ["ServerUnreachable", "connect", "data_converter"]
+
+
+class ServerUnreachable(RuntimeError):
+    """No Temporal server answers at the address: the message says where and how to start one."""
 
 
 async def connect(settings: Settings, target: str | None = None) -> Client:
     """A client for ``target`` (default: the configured Temporal address)."""
-    return await Client.connect(
-        target or settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
-    )
+    address = target or settings.temporal_address
+    try:
+        return await Client.connect(
+            address,
+            namespace=settings.temporal_namespace,
+            data_converter=data_converter(settings),
+        )
+    except RuntimeError as error:
+        if not str(error).startswith("Failed client connect"):
+            raise
+        raise ServerUnreachable(
+            f"no Temporal server answers at {address} (IDFLOW_TEMPORAL_ADDRESS); "
+            "start the stack with `idflow dev` (or `make demo`)"
+        ) from None

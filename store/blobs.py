@@ -21,6 +21,7 @@ from typing import Protocol
 from domain.contracts import BlobRef
 from domain.errors import BlobIntegrityError, ImageUnreadable
 from settings import Settings
+from settings.files import private_dir, write_private
 from store.envelope import DataKeys, blob_aad, open_data_keys, open_sealed, seal
 
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
@@ -42,7 +43,8 @@ def _safe_component(value: str) -> str:
 
 
 class EncryptedBlobStore:
-    """AES-256-GCM files under ``root/<verification_id>/<blob_id>``, one data key per verification."""
+    """AES-256-GCM files under ``root/<verification_id>/<blob_id>``, one data key per
+    verification."""
 
     def __init__(self, root: Path, keys: DataKeys) -> None:
         self.root = root
@@ -59,9 +61,9 @@ class EncryptedBlobStore:
         ref = BlobRef(
             blob_id=path.name, sha256=hashlib.sha256(data).hexdigest(), media_type=media_type
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(seal(key, data, blob_aad(verification_id, ref.blob_id, media_type)))
+        write_private(tmp, seal(key, data, blob_aad(verification_id, ref.blob_id, media_type)))
         os.replace(tmp, path)  # readers never see a half-written blob
         return ref
 

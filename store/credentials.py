@@ -101,6 +101,18 @@ def create_nonce(engine: Engine, verification_id: str) -> str:
     return nonce
 
 
+def nonce_issued_at(engine: Engine, verification_id: str, nonce: str) -> datetime:
+    """When the verification's live nonce was handed out, consumed or not (to judge freshness).
+
+    Raises ``DeviceProofInvalid`` for a nonce this verification was not given.
+    """
+    with Session(engine) as session:
+        row = session.get(CredentialNonce, verification_id)
+    if row is None or not hmac.compare_digest(row.nonce, nonce):
+        raise DeviceProofInvalid("proof nonce was not issued for this verification")
+    return _utc(row.issued_at)
+
+
 def consume_nonce(engine: Engine, verification_id: str, nonce: str, proof_digest: str) -> datetime:
     """Bind the verification's nonce to the proof that carries it; returns when it was issued.
 

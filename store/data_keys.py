@@ -15,9 +15,10 @@ retention deadline that the retention sweep queries.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
-from sqlalchemy import Column, LargeBinary, text, update
+from sqlalchemy import Column, LargeBinary, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -58,9 +59,6 @@ def destroy(engine: Engine, verification_id: str, reason: str, retain_until: dat
         engine, DataKeyRecord(verification_id=verification_id, retain_until=retain_until)
     )
     with Session(engine) as session:
-        if engine.dialect.name == "sqlite":
-            # Overwrite freed bytes instead of leaving the old key in free pages.
-            session.connection().execute(text("PRAGMA secure_delete=ON"))
         changed = (
             session.connection()
             .execute(
@@ -72,7 +70,31 @@ def destroy(engine: Engine, verification_id: str, reason: str, retain_until: dat
             .rowcount
         )
         session.commit()
+    _wipe_old_copies(engine)  # no copy of the wrapped key left in -wal or free space
     return bool(changed)
+
+
+def _wipe_old_copies(engine: Engine, attempts: int = 50) -> bool:
+    """Make overwritten rows unrecoverable from the database files; True when done.
+
+    SQLite (WAL mode) keeps earlier versions of changed pages in ``-wal`` until
+    a checkpoint copies the newest into the database; ``secure_delete`` (set on
+    every connection, ``store.engine``) zeroes freed bytes there, and
+    ``wal_checkpoint(TRUNCATE)`` empties the WAL file. A reader still inside a
+    transaction makes the checkpoint busy: retried for up to ``attempts`` × 0.1 s.
+    PostgreSQL keeps dead row versions until vacuum and WAL segments until
+    recycled: there, rotating the blob master key (and dropping the old one)
+    is what makes lingering wrapped keys useless.
+    """
+    if engine.dialect.name != "sqlite":
+        return False
+    with engine.connect() as connection:
+        for _ in range(attempts):
+            busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()[0]
+            if not busy:
+                return True
+            time.sleep(0.1)
+    return False
 
 
 def set_retain_until(engine: Engine, verification_id: str, retain_until: datetime) -> bool:

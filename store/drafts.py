@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel
 
 from domain.contracts import BlobRef
+from domain.enums import ImageRole
 from domain.reasons import ReasonCode
 
 from .audit import utcnow
@@ -38,12 +39,12 @@ class DraftRecord(SQLModel, table=True):
     refused: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
 
-    def image(self, role: str) -> BlobRef | None:
-        ref = self.selfie if role == "selfie" else self.document
+    def image(self, role: ImageRole) -> BlobRef | None:
+        ref = self.selfie if role == ImageRole.SELFIE else self.document
         return BlobRef(**ref) if ref else None
 
-    def refusals(self) -> dict[str, ReasonCode]:
-        return {role: ReasonCode(reason) for role, reason in self.refused.items()}
+    def refusals(self) -> dict[ImageRole, ReasonCode]:
+        return {ImageRole(role): ReasonCode(reason) for role, reason in self.refused.items()}
 
 
 def request_digest(selfie: bytes, document: bytes, subject_ref: str) -> str:
@@ -73,13 +74,16 @@ def get(engine: Engine, verification_id: str) -> DraftRecord | None:
 def complete(
     engine: Engine,
     verification_id: str,
-    images: dict[str, BlobRef | None],
-    refused: dict[str, ReasonCode],
+    images: dict[ImageRole, BlobRef | None],
+    refused: dict[ImageRole, ReasonCode],
 ) -> None:
     with Session(engine) as session:
         row = session.get(DraftRecord, verification_id)
         assert row is not None, "complete() follows claim()"
-        row.selfie, row.document = (_as_json(images["selfie"]), _as_json(images["document"]))
+        row.selfie, row.document = (
+            _as_json(images[ImageRole.SELFIE]),
+            _as_json(images[ImageRole.DOCUMENT]),
+        )
         row.refused = {role: reason.value for role, reason in refused.items()}
         row.complete = True
         session.add(row)

@@ -7,12 +7,15 @@ SQLite is the embedded default; any SQLAlchemy URL (e.g.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
+from settings.files import private_dir
+from store.api_clients import ApiClientRecord, IdempotencyRecord
 from store.audit import AuditEntry
 from store.backtests import BacktestReportRecord
 from store.credentials import CredentialNonce, IssuedCredentialRecord
@@ -38,6 +41,8 @@ _STORE_TABLES = (
     DraftRecord,
     ShadowScore,
     BacktestReportRecord,
+    ApiClientRecord,
+    IdempotencyRecord,
 )
 
 
@@ -46,7 +51,9 @@ def get_engine(url: str) -> Engine:
     """The engine for ``url``, its tables created on first use."""
     sqlite_file = _sqlite_path(url)
     if sqlite_file is not None:
-        sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(sqlite_file.parent)
+        # SQLite creates -wal and -shm with the database file's mode: the owner's only.
+        os.close(os.open(sqlite_file, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         # WAL lets workers in several processes read while one writes.
@@ -56,6 +63,9 @@ def get_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # Deleted or overwritten content is zeroed, not left in free space: a
+            # shredded data key must leave no copy in the file (store.data_keys.destroy).
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
     else:
         engine = create_engine(url, pool_pre_ping=True)

@@ -3,7 +3,8 @@
 Each verification's images and issued credential are kept for
 ``IDFLOW_RETENTION_DAYS`` (default 30) from its first stored blob, or for a
 per-verification period set with ``set_retention``. Then the retention
-schedule (``workers.schedules`` starts ``workflows.retention``) purges them; ``idflow purge ID`` does so at
+schedule (``workers.schedules`` starts ``workflows.retention``) purges them;
+``idflow purge ID`` does so at
 once. A purge destroys the verification's data key (crypto-shredding), deletes
 its blob files and appends a ``purged`` audit entry. What stays: the
 verification's record (decision, reason codes, scores, model versions), its

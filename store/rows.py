@@ -1,4 +1,5 @@
-"""Insert a row once: the first writer wins, a repeated or concurrent insert gets the row that holds."""
+"""Insert a row once: the first writer wins; a repeated or concurrent insert gets the row
+that holds."""
 
 from __future__ import annotations
 

@@ -14,11 +14,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
 from domain.contracts import VerificationResult
+from domain.enums import ModelTask
 
 from .audit import utcnow
 
 # Which model task produced each score name of a result.
-SCORE_TASKS = {"liveness": "liveness", "face_match": "embed"}
+SCORE_TASKS = {"liveness": ModelTask.LIVENESS, "face_match": ModelTask.EMBED}
 
 
 class ShadowScore(SQLModel, table=True):

@@ -15,7 +15,7 @@ from sqlalchemy import JSON, Column
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
-from domain.contracts import RecordInput, Stage
+from domain.contracts import RecordInput
 
 from . import audit, shadow_scores
 from .audit import utcnow
@@ -98,16 +98,6 @@ def record(engine: Engine, entry: RecordInput, key: str) -> None:
 def get(engine: Engine, verification_id: str) -> VerificationRecord | None:
     with Session(engine) as session:
         return session.get(VerificationRecord, verification_id)
-
-
-def list_recent(
-    engine: Engine, limit: int = 20, status: Stage | None = None
-) -> list[VerificationRecord]:
-    with Session(engine) as session:
-        query = select(VerificationRecord).order_by(VerificationRecord.created_at.desc())  # type: ignore[attr-defined]
-        if status is not None:
-            query = query.where(VerificationRecord.status == status.value)
-        return list(session.exec(query.limit(limit)))
 
 
 def decided_after(

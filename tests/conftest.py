@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.temporal",
     "tests.support.mdoc",
     "tests.support.security",
+    "tests.support.api",
 ]

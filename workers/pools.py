@@ -8,7 +8,9 @@
   ``session.run``).
 
 Each pool loads and warms its production models before it polls, so the
-first verification does not pay for loading. On SIGTERM or SIGINT a pool stops
+first verification does not pay for loading; ``--ready-file`` is created once
+Temporal lists the pool's pollers on all its queues (what ``devstack`` waits
+for). On SIGTERM or SIGINT a pool stops
 polling, lets in-flight activities finish for ``GRACEFUL_SHUTDOWN`` and then
 cancels them; Temporal retries whatever did not finish on another worker.
 """
@@ -17,12 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -31,9 +38,10 @@ from activities.backtest import BacktestActivities
 from activities.biometrics import BiometricActivities
 from activities.credential import CredentialActivities
 from activities.models import ModelActivities
-from activities.quality import QUALITY_TASKS, QualityActivities
+from activities.quality import QualityActivities
 from activities.records import RecordActivities
 from activities.retention import RetentionActivities
+from domain.enums import DECIDING_TASKS, QUALITY_TASKS, ModelTask
 from mdoc.keystore import KeyStore, keys_dir
 from models.batching import BatchPolicy
 from models.lifecycle.registry import resolve_all
@@ -53,7 +61,6 @@ from .profiling import Profiles, write_usage
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
-GPU_TASKS = ("liveness", "embed")
 # The workflow code's own imports that are deterministic and stdlib-only: shared by every
 # run instead of re-imported into each run's sandbox (about a quarter of the CPU a
 # workflow run costs, measured by replaying a recorded history).
@@ -67,6 +74,7 @@ class Pool:
 
     worker: Worker
     description: str
+    queues: list[tuple[str, TaskQueueType.ValueType]]  # what it polls: (queue, kind)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -74,7 +82,7 @@ class Pool:
             close()
 
 
-def _warm_server(settings: Settings, tasks: tuple[str, ...], batching: bool) -> ModelServer:
+def _warm_server(settings: Settings, tasks: tuple[ModelTask, ...], batching: bool) -> ModelServer:
     """A model server with the production models of ``tasks`` loaded and warmed."""
     policy = BatchPolicy(settings.batch_max_size, settings.batch_max_wait_ms) if batching else None
     server = ModelServer(settings.model_cache, batch_policy=policy)
@@ -137,12 +145,16 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
     return Pool(
         worker,
         f"cpu pool on {settings.cpu_task_queue} ({server.provider})",
+        [
+            (settings.cpu_task_queue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+            (settings.cpu_task_queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
+        ],
         [executor.shutdown, quality.close, server.close],
     )
 
 
 def gpu_pool(client: Client, settings: Settings, profiles: Profiles | None = None) -> Pool:
-    server = _warm_server(settings, GPU_TASKS, batching=True)
+    server = _warm_server(settings, DECIDING_TASKS, batching=True)
     biometrics = BiometricActivities(server, open_blob_store(settings))
     # One thread per concurrent activity: the batcher gathers their requests.
     executor = _executor(profiles, settings.gpu_concurrency, "gpu-activity")
@@ -162,6 +174,7 @@ def gpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
     return Pool(
         worker,
         f"gpu pool on {settings.gpu_task_queue} ({server.provider}, {batching})",
+        [(settings.gpu_task_queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)],
         [executor.shutdown, server.close],
     )
 
@@ -169,8 +182,11 @@ def gpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
 POOLS = {"cpu": cpu_pool, "gpu": gpu_pool}
 
 
-async def run_pool(name: str, settings: Settings) -> None:
-    """Run one pool until SIGTERM or SIGINT, then shut it down gracefully."""
+async def run_pool(name: str, settings: Settings, ready_file: Path | None = None) -> None:
+    """Run one pool until SIGTERM or SIGINT, then shut it down gracefully.
+
+    ``ready_file`` is created once the pool polls all its queues.
+    """
     client = await connect(settings)
     profiles = Profiles.from_env(name)
     pool = POOLS[name](client, settings, profiles)
@@ -187,8 +203,11 @@ async def run_pool(name: str, settings: Settings) -> None:
         profiles.start()
     running = asyncio.create_task(pool.worker.run())
     stopping = asyncio.create_task(stop.wait())
-    print(f"ready: {pool.description}", flush=True)
     try:
+        if await _until_polling(client, settings, pool.queues, running, stop):
+            if ready_file is not None:
+                _create_ready_file(ready_file)
+            print(f"ready: {pool.description}", flush=True)
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not running.done():
             print(f"stopping: {pool.description}", flush=True)
@@ -200,3 +219,36 @@ async def run_pool(name: str, settings: Settings) -> None:
         if profiles is not None:
             print(f"profile: {profiles.write()}", flush=True)
     print("stopped", flush=True)
+
+
+async def _until_polling(
+    client: Client,
+    settings: Settings,
+    queues: list[tuple[str, TaskQueueType.ValueType]],
+    running: asyncio.Task,
+    stop: asyncio.Event,
+) -> bool:
+    """Until Temporal lists this process's pollers on every queue; False if it stopped first."""
+    waiting = list(queues)
+    while waiting and not running.done() and not stop.is_set():
+        name, kind = waiting[0]
+        described = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=settings.temporal_namespace,
+                task_queue=TaskQueue(name=name),
+                task_queue_type=kind,
+            )
+        )
+        if any(poller.identity == client.identity for poller in described.pollers):
+            waiting.pop(0)
+        else:
+            await asyncio.sleep(0.1)
+    return not waiting
+
+
+def _create_ready_file(path: Path) -> None:
+    """Atomically, so a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(f"{os.getpid()}\n")
+    os.replace(partial, path)

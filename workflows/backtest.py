@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         ResolvedModels,
         ResolveModelsInput,
     )
+    from domain.enums import ModelTask
     from domain.reasons import ReasonCode
     from workflows.identity_verification import activity_failure, rejection_reason
 
@@ -168,15 +169,18 @@ class BacktestVerification:
                     BiometricsInput(
                         case.verification_id,
                         quality.face_crops,
-                        models["liveness"],
-                        models["embed"],
+                        models[ModelTask.LIVENESS],
+                        models[ModelTask.EMBED],
                     ),
                     BiometricsResult,
                     gpu=True,
                 )
                 scores = {"liveness": result.liveness, "face_match": result.face_match}
                 outcome = policy.biometric_outcome(
-                    result.liveness, models["liveness"], result.face_match, models["embed"]
+                    result.liveness,
+                    models[ModelTask.LIVENESS],
+                    result.face_match,
+                    models[ModelTask.EMBED],
                 )
         except _Stop as stop:
             return stop.rescore

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         VerificationRequest,
         VerificationResult,
     )
+    from domain.enums import ModelTask
     from domain.reasons import Decision, ReasonCode
     from workflows import search_attributes
 
@@ -73,10 +74,10 @@ class _Step:
     heartbeat: timedelta | None = None
 
     def options(self, attempts: int) -> dict[str, Any]:
-        options: dict[str, Any] = dict(
-            start_to_close_timeout=self.start_to_close,
-            retry_policy=_retries(self.first_retry, self.longest_retry, attempts),
-        )
+        options: dict[str, Any] = {
+            "start_to_close_timeout": self.start_to_close,
+            "retry_policy": _retries(self.first_retry, self.longest_retry, attempts),
+        }
         if self.heartbeat is not None:
             options["heartbeat_timeout"] = self.heartbeat
         return options
@@ -93,10 +94,10 @@ _GPU = _Step(
     timedelta(seconds=60), timedelta(seconds=1), timedelta(seconds=30), timedelta(seconds=10)
 )
 # Records must land: a database outage delays the verification, never loses it.
-_RECORD = dict(
-    start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=_retries(timedelta(seconds=1), timedelta(minutes=1)),
-)
+_RECORD = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": _retries(timedelta(seconds=1), timedelta(minutes=1)),
+}
 
 
 class _Rejected(Exception):
@@ -156,10 +157,14 @@ class IdentityVerification:
                 return outcome
 
             self._enter(Stage.BIOMETRICS)
-            assert quality.face_crops is not None  # both images show exactly one usable face
+            if quality.face_crops is None:  # usable images have a face; decide, never crash
+                raise _Rejected(ReasonCode.QUALITY_NO_FACE)
             scores = await self._check_biometrics(request, quality.face_crops, resolved)
             return policy.biometric_outcome(
-                scores.liveness, models["liveness"], scores.face_match, models["embed"]
+                scores.liveness,
+                models[ModelTask.LIVENESS],
+                scores.face_match,
+                models[ModelTask.EMBED],
             )
         except _Rejected as rejected:
             return policy.rejection_outcome(rejected.reason)
@@ -220,7 +225,7 @@ class IdentityVerification:
         )
 
     async def _check_quality(
-        self, request: VerificationRequest, models: dict[str, ModelChoice]
+        self, request: VerificationRequest, models: dict[ModelTask, ModelChoice]
     ) -> QualityResult:
         quality: QualityResult = await self._activity(
             names.CHECK_QUALITY,
@@ -235,7 +240,7 @@ class IdentityVerification:
     async def _check_biometrics(
         self, request: VerificationRequest, face_crops: BlobRef, resolved: ResolvedModels
     ) -> BiometricsResult:
-        liveness, embed = resolved.deciding["liveness"], resolved.deciding["embed"]
+        liveness, embed = resolved.deciding[ModelTask.LIVENESS], resolved.deciding[ModelTask.EMBED]
         scores: BiometricsResult = await self._activity(
             names.CHECK_BIOMETRICS,
             BiometricsInput(
@@ -243,8 +248,8 @@ class IdentityVerification:
                 face_crops,
                 liveness,
                 embed,
-                shadow_liveness=resolved.shadow.get("liveness"),
-                shadow_embed=resolved.shadow.get("embed"),
+                shadow_liveness=resolved.shadow.get(ModelTask.LIVENESS),
+                shadow_embed=resolved.shadow.get(ModelTask.EMBED),
             ),
             result_type=BiometricsResult,
             summary=f"Liveness ({liveness.ref}) and face match ({embed.ref})",
@@ -345,6 +350,11 @@ class IdentityVerification:
             canary=list(self._progress.canary),
             shadow_scores=dict(self._progress.shadow_scores),
             shadow_versions=dict(self._progress.shadow_versions),
+            details={
+                reason.value: self._progress.details[reason.value]
+                for reason in outcome.reasons
+                if reason.value in self._progress.details
+            },
         )
         self._progress.stage = Stage.RECORDING  # seen by queries; the attributes change once, below
         await self._record(request, Stage.COMPLETED, "decided", result=result)
@@ -366,7 +376,8 @@ class IdentityVerification:
     # --- Plumbing -------------------------------------------------------------
 
     async def _activity(self, name: str, arg: Any, local: bool = False, **options: Any) -> Any:
-        """Run an activity: a rejection becomes ``_Rejected``, spent retries ``_ProcessingFailed``."""
+        """Run an activity: a rejection becomes ``_Rejected``, spent retries
+        ``_ProcessingFailed``."""
         execute = workflow.execute_local_activity if local else workflow.execute_activity
         try:
             return await execute(name, arg, **options)
@@ -376,6 +387,8 @@ class IdentityVerification:
                 raise
             reason = rejection_reason(failure)
             if reason is not None:
+                # The typed error's message names the element and rule, never a value.
+                self._progress.details[reason.value] = failure.message
                 raise _Rejected(reason) from None
             raise _ProcessingFailed(self._progress.stage) from None
 

@@ -25,12 +25,12 @@ SWEEP_BATCH = 100
 RETENTION_ACTOR = "retention"
 
 # A purge must happen: retry (with backoff) until the database and blob store answer.
-_PURGE = dict(
-    start_to_close_timeout=timedelta(minutes=1),
-    retry_policy=RetryPolicy(
+_PURGE = {
+    "start_to_close_timeout": timedelta(minutes=1),
+    "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
     ),
-)
+}
 
 
 async def _purge(request: PurgeRequest) -> PurgeResult:

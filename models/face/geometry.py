@@ -64,8 +64,8 @@ def resample(image: np.ndarray, box: Box, size: tuple[int, int], grey: bool = Fa
     x1, y1, x2, y2 = clip_box(box, width, height)
     if x2 - x1 < 1 or y2 - y1 < 1:
         raise ValueError(f"crop box {box} is empty inside a {width}x{height} image")
-    left, top = int(math.floor(x1)), int(math.floor(y1))
-    right, bottom = int(math.ceil(x2)), int(math.ceil(y2))
+    left, top = math.floor(x1), math.floor(y1)
+    right, bottom = math.ceil(x2), math.ceil(y2)
     patch = Image.fromarray(image[top:bottom, left:right])
     if grey:
         patch = patch.convert("L")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from domain.contracts import FaceObservation, ModelChoice, QualityMeasures
+from domain.enums import ModelTask
 
 from ..serving import ModelServer, Runner
 from ..usage import FACE_PIPELINE, measure
@@ -35,7 +36,7 @@ MAX_FACES = 16  # faces observed in full; more are only counted
 
 @dataclass(frozen=True)
 class FaceModels:
-    """The runners a worker serves, by task (models/lifecycle/sources.py TASKS). Unused ones stay None."""
+    """The runners a worker serves, one field per ModelTask. Unused ones stay None."""
 
     detect: Runner | None = None
     landmarks: Runner | None = None
@@ -45,7 +46,7 @@ class FaceModels:
     embed: Runner | None = None
 
     @classmethod
-    def load(cls, server: ModelServer, choices: Mapping[str, ModelChoice]) -> FaceModels:
+    def load(cls, server: ModelServer, choices: Mapping[ModelTask, ModelChoice]) -> FaceModels:
         """One runner per task of ``choices`` (task -> exact model version)."""
         tasks = {f.name for f in fields(cls)}
         unknown = set(choices) - tasks
@@ -53,7 +54,7 @@ class FaceModels:
             raise ValueError(f"no face stage for tasks {sorted(unknown)}; known: {sorted(tasks)}")
         return cls(**{task: server.runner(choice) for task, choice in choices.items()})
 
-    def need(self, task: str) -> Runner:
+    def need(self, task: ModelTask) -> Runner:
         runner = getattr(self, task)
         if runner is None:
             raise ValueError(f"this worker serves no {task!r} model")
@@ -69,12 +70,14 @@ def observe_faces(
     height, width = image.shape[:2]
     view = stages.detector_view(image)
     detections = select_faces(
-        stages.read_detections(models.need("detect").run(stages.detect_input(view)), width, height)
+        stages.read_detections(
+            models.need(ModelTask.DETECT).run(stages.detect_input(view)), width, height
+        )
     )
     faces, points = [], []
     for detection in detections[:MAX_FACES]:
         points68 = stages.read_landmarks(
-            models.need("landmarks").run(stages.landmarks_input(image, detection.box)),
+            models.need(ModelTask.LANDMARKS).run(stages.landmarks_input(image, detection.box)),
             detection.box,
         )
         points.append(points68)
@@ -107,8 +110,10 @@ def _face_measures(
     # nothing to judge: the other eye decides. On the face sets' photos and their mirror images
     # this reads both sides alike (95th percentile gap 0.002).
     eyes = [b for b in stages.eye_boxes(points68) if visible_area(b, width, height) >= 4]
-    eyes_closed = min((_eye_closed(models.need("eye"), image, b) for b in eyes), default=None)
-    pose = head_pose(points68, models.need("pose"), image, box)
+    eyes_closed = min(
+        (_eye_closed(models.need(ModelTask.EYE), image, b) for b in eyes), default=None
+    )
+    pose = head_pose(points68, models.need(ModelTask.POSE), image, box)
     return QualityMeasures(
         width=width,
         height=height,
@@ -132,7 +137,7 @@ def _eye_closed(eye: Runner, image: np.ndarray, box: Box) -> float:
 @measure(FACE_PIPELINE)
 def liveness_score(image: np.ndarray, face: FaceObservation, models: FaceModels) -> float:
     """P(bona fide) of the face: high for a live capture, low for a print or a screen."""
-    runner = models.need("liveness")
+    runner = models.need(ModelTask.LIVENESS)
     return crop_liveness(liveness_crops(runner.signature, image, face), models)
 
 
@@ -140,7 +145,7 @@ def liveness_score(image: np.ndarray, face: FaceObservation, models: FaceModels)
 def crop_liveness(crops: np.ndarray, models: FaceModels) -> float:
     """P(bona fide) from the selfie's liveness crops (``liveness_crops``: one per input of the
     version's signature)."""
-    runner = models.need("liveness")
+    runner = models.need(ModelTask.LIVENESS)
     signature = runner.signature
     return read_score(signature.output, runner.run_named(input_from_crops(signature, crops)))
 
@@ -148,13 +153,13 @@ def crop_liveness(crops: np.ndarray, models: FaceModels) -> float:
 @measure(FACE_PIPELINE)
 def face_embedding(image: np.ndarray, face: FaceObservation, models: FaceModels) -> np.ndarray:
     """The face's identity vector, L2-normalised (float32)."""
-    runner = models.need("embed")
+    runner = models.need(ModelTask.EMBED)
     return aligned_embedding(crop(runner.signature.inputs[0], image, face), models)
 
 
 def aligned_embedding(aligned: np.ndarray, models: FaceModels) -> np.ndarray:
     """The embedding of a face already cut as the version's signature says (``crop``)."""
-    runner = models.need("embed")
+    runner = models.need(ModelTask.EMBED)
     signature = runner.signature
     return read_embedding(
         signature.output, runner.run_named(input_from_crops(signature, aligned[None]))

@@ -97,7 +97,7 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou: float) -> li
             np.minimum(rest[:, 3], boxes[best, 3]) - np.maximum(rest[:, 1], boxes[best, 1]), 0, None
         )
         overlap = w * h / (areas[order] + areas[best] - w * h + 1e-9)
-        order = [i for i, o in zip(order, overlap) if o <= iou]
+        order = [i for i, o in zip(order, overlap, strict=True) if o <= iou]
     return kept
 
 

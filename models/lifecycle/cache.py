@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from models.errors import CachedFileTampered, ModelHashMismatch, ModelNotPulled
 
-from .sources import SOURCES, ModelFile, Source
+from .sources import ModelFile, Source
 
 DOWNLOADS = "downloads"
 CARDS = "cards"
@@ -44,16 +44,6 @@ def model_path(cache_root: Path, source: Source, model: ModelFile) -> Path:
 
 def downloads_dir(cache_root: Path) -> Path:
     return cache_root / DOWNLOADS
-
-
-def find_model(name: str, version: str | None = None) -> tuple[Source, ModelFile]:
-    """The manifest entry for a model name (and version, if given)."""
-    for source in SOURCES:
-        for model in source.files:
-            if model.name == name and (version is None or source.version == version):
-                return source, model
-    wanted = f"{name}@{version}" if version else name
-    raise KeyError(f"model {wanted} is not in the manifest (models/lifecycle/sources.py)")
 
 
 def model_file(cache_root: Path, name: str, version: str, sha256: str) -> Path:

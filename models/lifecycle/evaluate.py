@@ -34,8 +34,9 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from domain.contracts import FaceObservation, ModelChoice, QualityMeasures
+from domain.enums import DECIDING_TASKS, QUALITY_TASKS, ImageRole, ModelTask
 from domain.errors import InputRejected
-from domain.quality_rules import DOCUMENT, SELFIE, assess_quality
+from domain.quality_rules import assess_quality
 from models.face import FaceModels, decode_image, face_embedding, liveness_score, observe_faces
 from models.face.pipeline import cosine_similarity
 from models.serving import ModelServer
@@ -56,8 +57,6 @@ from .targets import TARGETS, TargetResult, TaskTargets, as_record, check
 
 FMR_TARGETS = (0.0, 1e-2, 1e-3)
 APCER_TARGET = 0.05
-EVALUATED_TASKS = ("embed", "liveness")
-FACE_TASKS = ("detect", "landmarks", "eye", "pose")
 Progress = Callable[[str], None]
 
 
@@ -275,8 +274,8 @@ def genuine_quality_retry(faces: _Faces, labelled: Path) -> dict[str, Any]:
         if not pair.same or pair.a not in faces.measures or pair.b not in faces.measures:
             continue
         found = [
-            *assess_quality(SELFIE, faces.measures[pair.a]),
-            *assess_quality(DOCUMENT, faces.measures[pair.b]),
+            *assess_quality(ImageRole.SELFIE, faces.measures[pair.a]),
+            *assess_quality(ImageRole.DOCUMENT, faces.measures[pair.b]),
         ]
         pairs += 1
         retried += bool(found)
@@ -314,7 +313,7 @@ def score_presentations(
 def evaluate(
     engine: Engine,
     cache_root: Path,
-    task: str,
+    task: ModelTask,
     labelled: Path,
     model: str | None = None,
     record: bool = True,
@@ -329,11 +328,11 @@ def evaluate(
     name) and check the task's targets. Unless ``record`` is False, the
     evaluation is added to the version's history with its plot, and the card is
     rendered again."""
-    if task not in EVALUATED_TASKS:
-        raise ValueError(f"evaluation covers the tasks {EVALUATED_TASKS}, not {task!r}")
+    if task not in DECIDING_TASKS:
+        raise ValueError(f"evaluation covers the tasks {', '.join(DECIDING_TASKS)}, not {task!r}")
     choices = resolve_all(engine, {task: model} if model else {})
     choice = choices[task]
-    if task == "embed":
+    if task == ModelTask.EMBED:
         items: list = read_pairs(labelled)
         digest = pairs_digest(items)
     else:
@@ -343,9 +342,9 @@ def evaluate(
         raise LabelledSetError(f"labelled set {labelled} holds no images")
     progress(f"evaluating {choice.ref} ({task}) on {labelled} ({len(items)} items)")
     with ModelServer(cache_root) as server:
-        faces = _Faces(FaceModels.load(server, {t: choices[t] for t in (*FACE_TASKS, task)}))
+        faces = _Faces(FaceModels.load(server, {t: choices[t] for t in (*QUALITY_TASKS, task)}))
         try:
-            if task == "embed":
+            if task == ModelTask.EMBED:
                 positives, negatives = score_pairs(faces, labelled, progress)
                 classes = ("genuine pairs", "impostor pairs")
             else:
@@ -364,7 +363,7 @@ def evaluate(
                 f"labelled set {labelled} has no {what} with a usable face "
                 f"({faces.failures} images without one)"
             )
-    if task == "embed":
+    if task == ModelTask.EMBED:
         metrics = embed_metrics(positives, negatives, choice)
         metrics["genuine_quality_retry"] = genuine_quality_retry(faces, labelled)
         names, errors = ("genuine", "impostor"), ("FNMR", "FMR")

@@ -62,7 +62,7 @@ def _histogram(draw, font, box, positives, negatives, names, thresholds) -> None
     low, high = min(0.0, float(scores.min())), max(1.0, float(scores.max()))
     bins = np.linspace(low, high, 41)
     counts = [np.histogram(values, bins)[0] for values in (positives, negatives)]
-    tallest = max(1, max(int(c.max()) for c in counts))
+    tallest = max(1, *(int(c.max()) for c in counts))
 
     def x_of(score: float) -> float:
         return left + (score - low) / (high - low) * (right - left)

@@ -230,7 +230,7 @@ def _run_client(source: Source, into: Path) -> Path:
         raise ValueError(f"source {source.id!r}: unknown registry {source.registry!r}")
     try:
         result = subprocess.run(
-            command, cwd=into, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S
+            command, cwd=into, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S, check=False
         )
     except subprocess.TimeoutExpired:
         raise RegistryUnreachable(

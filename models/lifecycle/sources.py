@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain.enums import ModelTask
 from domain.signatures import InputSignature, ModelSignature, OutputSignature
-
-# What a model is for; the workflow resolves one model version per task.
-TASKS: tuple[str, ...] = ("detect", "landmarks", "embed", "liveness", "eye", "pose")
 
 
 @dataclass(frozen=True)
 class ModelFile:
     name: str  # model name in the registry, e.g. "faceplugin-fr-detect"
-    task: str  # detect, landmarks, embed, liveness, eye, pose
+    task: ModelTask
     member: str  # path inside the archive
     sha256: str
     alias: str | None = "production"  # alias it gets on first registration, if the task has none
@@ -115,7 +113,8 @@ SIGNATURES: dict[str, ModelSignature] = {
 # Copied into the registry when a model is first registered; `idflow models evaluate`
 # measures how good they are.
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    # cosine similarity of two embeddings. Calibrated on the sample photos (models/lifecycle/samples.py):
+    # cosine similarity of two embeddings. Calibrated on the sample photos
+    # (models/lifecycle/samples.py):
     # 10 Obama/Obama pairs 0.69..0.90, Obama/Biden pairs -0.00..0.11 (impostors with the
     # astronaut and the cameraman <= 0.13): both thresholds sit in the empty gap between.
     "faceplugin-fr-feature": {"accept": 0.45, "reject": 0.35},
@@ -143,37 +142,37 @@ SOURCES: tuple[Source, ...] = (
         files=(
             ModelFile(
                 "faceplugin-fr-detect",
-                "detect",
+                ModelTask.DETECT,
                 "package/model/fr_detect.onnx",
                 "6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854",
             ),
             ModelFile(
                 "faceplugin-fr-landmark",
-                "landmarks",
+                ModelTask.LANDMARKS,
                 "package/model/fr_landmark.onnx",
                 "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
             ),
             ModelFile(
                 "faceplugin-fr-feature",
-                "embed",
+                ModelTask.EMBED,
                 "package/model/fr_feature.onnx",
                 "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
             ),
             ModelFile(
                 "faceplugin-fr-liveness",
-                "liveness",
+                ModelTask.LIVENESS,
                 "package/model/fr_liveness.onnx",
                 "afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d",
             ),
             ModelFile(
                 "faceplugin-fr-eye",
-                "eye",
+                ModelTask.EYE,
                 "package/model/fr_eye.onnx",
                 "1afcea006abc1ccac3c517022abde0aa092bed74ff3c9fe6878483ef9e6e38de",
             ),
             ModelFile(
                 "faceplugin-fr-pose",
-                "pose",
+                ModelTask.POSE,
                 "package/model/fr_pose.onnx",
                 "72d032ec941b7153bf8d3f2c03a4c165453cc7e63d479041ec7c6ef087e5839d",
             ),
@@ -190,7 +189,7 @@ SOURCES: tuple[Source, ...] = (
         files=(
             ModelFile(
                 "blazeface-back-256",
-                "detect",
+                ModelTask.DETECT,
                 "package/ONNX/face_detection_back_256x256_barracuda.onnx",
                 "427cbbe0fc41448d09e1dc9cfabe2423d997cf2faaeab91fadd09a510b63b8e2",
                 alias=None,
@@ -206,7 +205,7 @@ SOURCES: tuple[Source, ...] = (
 @dataclass(frozen=True)
 class Checkpoint:
     name: str  # model name in the registry
-    task: str
+    task: ModelTask
     url: str  # upstream download (a mirror directory holds it as <mirror>/<source id>/<file>)
     sha256: str  # of the checkpoint file
     architecture: str  # converter family (models/converters)
@@ -262,7 +261,7 @@ CHECKPOINT_SOURCES: tuple[CheckpointSource, ...] = (
         files=(
             Checkpoint(
                 "minifasnet-v2",
-                "liveness",
+                ModelTask.LIVENESS,
                 _SILENT_FACE + "2.7_80x80_MiniFASNetV2.pth",
                 "a5eb02e1843f19b5386b953cc4c9f011c3f985d0ee2bb9819eea9a142099bec0",
                 "minifasnet",
@@ -270,7 +269,7 @@ CHECKPOINT_SOURCES: tuple[CheckpointSource, ...] = (
             ),
             Checkpoint(
                 "minifasnet-v1se",
-                "liveness",
+                ModelTask.LIVENESS,
                 _SILENT_FACE + "4_0_0_80x80_MiniFASNetV1SE.pth",
                 "84ee1d37d96894d5e82de5a57df044ef80a58be2b218b5ed7cdfd875ec2f5990",
                 "minifasnet",

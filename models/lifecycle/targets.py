@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from domain.enums import ModelTask
+
 
 @dataclass(frozen=True)
 class Target:
@@ -47,8 +49,8 @@ class TargetResult:
 TaskTargets = tuple[Target, ...]
 
 # The targets of issue 9, per task. A task without targets is not gated.
-TARGETS: dict[str, TaskTargets] = {
-    "liveness": (
+TARGETS: dict[ModelTask, TaskTargets] = {
+    ModelTask.LIVENESS: (
         Target("attacks approved (APCER at accept)", ("at_accept", "apcer"), 0.05, "attacks", 20),
         Target(
             "bona fide declined (BPCER at reject)", ("at_reject", "bpcer"), 0.05, "bona_fide", 20
@@ -61,7 +63,7 @@ TARGETS: dict[str, TaskTargets] = {
             7,
         ),
     ),
-    "embed": (
+    ModelTask.EMBED: (
         Target("FNMR at FMR 0.1%", ("fnmr_at_fmr", "0.001", "fnmr"), 0.01, "impostor_pairs", 1000),
         Target(
             "impostors accepted (FMR at accept)",

@@ -28,18 +28,14 @@ def main() -> None:
     os.environ.setdefault("IDFLOW_BLOB_KEYS", f"histories-blob:{new_key()}")
 
     from cli.replay import fetch_history, save_history
+    from devstack.faults import corrupted_model_pins, grey_zone_pins, take_issuer_keys_away
     from devstack.samples import DEMO_CLAIMS, sample_pairs
+    from devstack.scratch import scratch_stack
     from mdoc import holder
     from models.lifecycle.samples import fetch_samples
-    from tests.support.temporal import (
-        corrupted_model_pins,
-        grey_zone_pins,
-        standalone_stack,
-        take_issuer_keys_away,
-    )
 
     pairs = sample_pairs(fetch_samples())
-    with standalone_stack("idflow-histories-") as stack:
+    with scratch_stack("idflow-histories-") as stack:
         client = stack.client
 
         async def record(

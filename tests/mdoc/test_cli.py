@@ -111,6 +111,7 @@ def test_the_idflow_entry_point_exports_the_iaca(home):
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert run("keys", "init").returncode == 0
     exported = run("keys", "export-iaca")

@@ -223,3 +223,38 @@ def test_signer_validity_is_limited_to_457_days(tmp_path):
             ISSUER_ID, signer_validity=timedelta(days=500)
         )
     assert not (tmp_path / "keys").exists()  # nothing half-written
+
+
+def test_the_iaca_key_can_live_offline_and_sign_new_signers_from_there(issuance, tmp_path):
+    keys = make_key_store(tmp_path / "keys")
+    offline = tmp_path / "usb-stick" / "iaca.key"
+    offline.parent.mkdir()
+    keys.export_iaca_key(offline)
+    assert not keys.iaca_key_online() and not (keys.root / "iaca.key").exists()
+    assert stat.S_IMODE(offline.stat().st_mode) == 0o600
+    # The only private key left online is the document signer's.
+    assert [p.name for p in keys.root.rglob("*.key")] == [f"{keys.current_signer().serial}.key"]
+
+    # Issuance never needs it ...
+    issuance.issuer = CredentialIssuer(issuance.engine, issuance.blobs, keys, ISSUER_ID)
+    issuance.issuer.issue(issuance.request("while-offline"))
+    # ... a new document signer does, and says how to bring it.
+    with pytest.raises(KeyStoreError, match=r"offline: bring it back .* --iaca-key FILE"):
+        keys.rotate()
+    other = tmp_path / "other-iaca.key"
+    make_key_store(tmp_path / "other").export_iaca_key(other)
+    with pytest.raises(KeyStoreError, match=r"cannot decrypt other-iaca\.key"):  # another IACA
+        keys.rotate(iaca_key_file=other)
+    signer = keys.rotate(iaca_key_file=offline)  # the signing ceremony
+    assert not keys.iaca_key_online()  # used, not stored
+    certificates.check_chain(signer.certificate, keys.iaca(), datetime.now(UTC))
+    with pytest.raises(KeyStoreError, match="offline already"):
+        keys.export_iaca_key(tmp_path / "again.key")
+
+
+def test_keys_init_can_write_the_iaca_key_straight_to_offline_storage(tmp_path):
+    offline = tmp_path / "offline-iaca.key"
+    keys = KeyStore(tmp_path / "keys", TEST_PASSPHRASE)
+    keys.init(country="UT", issuer_url=ISSUER_ID, iaca_key_out=offline)
+    assert offline.exists() and not keys.iaca_key_online()
+    assert keys.rotate(iaca_key_file=offline).serial != ""

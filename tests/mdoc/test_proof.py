@@ -217,3 +217,46 @@ def test_request_without_device_key(issuance):
     request = dataclasses.replace(issuance.request("v-1"), device=None)
     with pytest.raises(DeviceProofInvalid, match="no device key to bind the credential to"):
         issuance.issuer.issue(request)
+
+
+def test_unknown_critical_header_is_refused(issuance):
+    request = issuance.request("v-1")
+    nonce = _nonce(issuance, "v-1")
+    critical = _proof(issuance.device_keys["v-1"], nonce, header={"crit": ["exp-policy"]})
+    _refused(issuance, _with_proof(request, critical), "critical header extensions")
+    # Refused before the nonce: the holder's proof without it still issues.
+    issuance.issuer.issue(request)
+
+
+def _malleated(token: str) -> str:
+    """The same JWT with the ECDSA signature's other valid s (n - s): it verifies too."""
+    signing_input, _, signature_b64 = token.rpartition(".")
+    signature = jwk.b64url_decode(signature_b64)
+    r, s = signature[:32], int.from_bytes(signature[32:], "big")
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    return f"{signing_input}.{jwk.b64url_encode(r + (order - s).to_bytes(32, 'big'))}"
+
+
+def test_malleated_signature_does_not_lock_out_the_holders_proof(issuance):
+    request = issuance.request("v-1")
+    stolen = _with_proof(request, _malleated(request.device.proof_jwt))
+    assert stolen.device.proof_jwt != request.device.proof_jwt
+
+    # An attacker who saw the proof sends the malleated copy first: it is the same
+    # proof (same header and payload, same device key), so it binds nothing else ...
+    first = issuance.issuer.issue(stolen)
+    # ... and the holder's own proof is not refused as "another proof".
+    assert issuance.issuer.issue(request) == first
+
+
+def test_stale_proof_does_not_burn_the_nonce(issuance):
+    request = issuance.request("v-1")
+    nonce = _nonce(issuance, "v-1")
+    stale = int((datetime.now(UTC) - timedelta(hours=1)).timestamp())
+    old = _proof(issuance.device_keys["v-1"], nonce, payload={"iat": stale})
+    _refused(issuance, _with_proof(request, old), "iat is stale")
+
+    with Session(issuance.engine) as session:
+        assert session.get(credentials.CredentialNonce, "v-1").proof_digest is None
+    # The holder's fresh proof over the same nonce still issues.
+    assert issuance.issuer.issue(request).device_key_thumbprint

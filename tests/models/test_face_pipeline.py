@@ -57,7 +57,7 @@ def test_no_obama_biden_pair_matches(embeddings, production_models):
 
 
 def test_astronaut_has_exactly_one_face(observe):
-    image, faces, measures = observe("astronaut.png")
+    _image, faces, measures = observe("astronaut.png")
     assert len(faces) == 1 and measures.face_count == 1
     x1, y1, x2, y2 = faces[0].box
     # Eileen Collins' face is in the upper middle of the 512x512 picture.

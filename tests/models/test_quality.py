@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from domain.quality_rules import DOCUMENT, SELFIE, assess_quality
+from domain.enums import ImageRole
+from domain.quality_rules import assess_quality
 from domain.reasons import ReasonCode as R
 from models.face import observe_faces
 from models.lifecycle.samples import BIDEN, OBAMA
@@ -40,7 +41,11 @@ def test_real_photos_pass(observe, face_models, name, variant):
     image, _, _ = observe(name)
     faces, measures = observe_faces(VARIANTS[variant](image), face_models)
     assert len(faces) == 1
-    assert assess_quality(SELFIE, measures) == [] == assess_quality(DOCUMENT, measures), measures
+    assert (
+        assess_quality(ImageRole.SELFIE, measures)
+        == []
+        == assess_quality(ImageRole.DOCUMENT, measures)
+    ), measures
 
 
 def shrink(factor: float):
@@ -71,7 +76,7 @@ def test_degraded_copy_is_sent_back_with_its_reason(observe, face_models, kind, 
     image, _, _ = observe("obama.jpg")
     faces, measures = observe_faces(VARIANTS[variant](change(image)), face_models)
     assert len(faces) == 1
-    assert reason in assess_quality(SELFIE, measures), measures
+    assert reason in assess_quality(ImageRole.SELFIE, measures), measures
 
 
 def test_two_faces_fail_a_selfie_but_not_a_document(observe, face_models):
@@ -81,15 +86,15 @@ def test_two_faces_fail_a_selfie_but_not_a_document(observe, face_models):
     pair = np.hstack([obama[:h], biden[:h]])
     faces, measures = observe_faces(pair, face_models)
     assert len(faces) == 2
-    assert assess_quality(SELFIE, measures) == [R.QUALITY_MULTIPLE_FACES]
-    assert assess_quality(DOCUMENT, measures) == []
+    assert assess_quality(ImageRole.SELFIE, measures) == [R.QUALITY_MULTIPLE_FACES]
+    assert assess_quality(ImageRole.DOCUMENT, measures) == []
 
 
 def test_no_face_reports_it_and_the_exposure(observe, face_models):
     image, _, _ = observe("camera.png")
     dark_grass = np.asarray(ImageEnhance.Brightness(Image.fromarray(image[300:])).enhance(0.2))
     faces, measures = observe_faces(np.ascontiguousarray(dark_grass), face_models)
-    reasons = assess_quality(DOCUMENT, measures)
+    reasons = assess_quality(ImageRole.DOCUMENT, measures)
     assert faces == [] and reasons[0] is R.QUALITY_NO_FACE
     assert R.QUALITY_TOO_DARK in reasons
 

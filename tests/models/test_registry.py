@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from domain.enums import ModelTask
 from domain.errors import ModelUnavailable
 from domain.reasons import ReasonCode
 from models.errors import ModelHashMismatch
@@ -32,7 +33,7 @@ from models.lifecycle.registry import (
     resolve_all,
     set_alias,
 )
-from models.lifecycle.sources import SIGNATURES, SOURCES, TASKS
+from models.lifecycle.sources import SIGNATURES, SOURCES
 from store.engine import get_engine
 
 FACEPLUGIN, BLAZEFACE = SOURCES
@@ -42,7 +43,7 @@ BLAZEFACE_REF = "blazeface-back-256@1.2.0"
 
 def test_pulled_models_get_production_for_every_task(model_registry_engine: Engine) -> None:
     choices = resolve_all(model_registry_engine, {})
-    assert set(choices) == set(TASKS)
+    assert set(choices) == set(ModelTask)
     for model in FACEPLUGIN.files:
         choice = choices[model.task]
         assert (choice.name, choice.version, choice.sha256) == (model.name, "0.0.1", model.sha256)
@@ -172,7 +173,11 @@ def test_import_checks_the_file(
 ) -> None:
     engine, cache = model_registry_engine, tmp_path / "cache"
     liveness_file = model_path(model_cache, FACEPLUGIN, LIVENESS)
-    common = dict(task="liveness", licence="MIT", signature=SIGNATURES["faceplugin-fr-liveness"])
+    common = {
+        "task": "liveness",
+        "licence": "MIT",
+        "signature": SIGNATURES["faceplugin-fr-liveness"],
+    }
     with pytest.raises(
         ModelHashMismatch, match=f"has sha256 {LIVENESS.sha256}, expected {'a' * 64}"
     ):
@@ -343,9 +348,11 @@ def test_alias_history_cannot_be_rewritten_through_sql(
     engine = registry_engine
     history = alias_history(engine)
     assert history  # the seeded production aliases
-    with pytest.raises(DBAPIError, match="model_alias_history is append-only"):
-        with engine.begin() as connection:
-            connection.execute(text(statement))
+    with (
+        pytest.raises(DBAPIError, match="model_alias_history is append-only"),
+        engine.begin() as connection,
+    ):
+        connection.execute(text(statement))
     assert alias_history(engine) == history
     set_alias(
         engine, "detect", "production", BLAZEFACE_REF, moved_by="alice"

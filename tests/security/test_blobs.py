@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -118,13 +119,34 @@ def test_delete_shreds_the_key_so_even_saved_copies_stay_unreadable(
 
     (tmp_path / "blobs" / "v-1").mkdir()
     (tmp_path / "blobs" / "v-1" / ref.blob_id).write_bytes(backup)  # a restored backup copy
-    with pytest.raises(BlobPurged, match="purged on .* can never be read again") as purged:
+    with pytest.raises(BlobPurged, match=r"purged on .* can never be read again") as purged:
         store.get("v-1", ref)
     assert purged.value.reason.value == "INPUT_PURGED"
     with pytest.raises(BlobPurged):
         store.put("v-1", b"new personal data after purge", "image/jpeg")
     assert store.delete_verification("v-1") == 1  # idempotent: removes the restored copy
     assert data_keys.get(engine, "v-1").purge_reason == "retention period ended"  # type: ignore[union-attr]
+
+
+def test_a_shredded_key_leaves_no_copy_in_the_database_files(
+    tmp_path: Path, engine: Engine
+) -> None:
+    store = _store(tmp_path, engine)
+    store.put("v-1", b"portrait", "image/jpeg")
+    store.put("v-2", b"someone else's portrait", "image/jpeg")
+    wrapped = data_keys.get(engine, "v-1").wrapped_key  # type: ignore[union-attr]
+    assert wrapped is not None
+    idle_reader = sqlite3.connect(tmp_path / "idflow.db")  # another process's idle connection
+    files = [tmp_path / "idflow.db", tmp_path / "idflow.db-wal"]
+    assert any(wrapped in path.read_bytes() for path in files if path.exists())
+
+    store.delete_verification("v-1", reason="purged on request")
+
+    for path in files:
+        if path.exists():
+            assert wrapped not in path.read_bytes(), f"{path.name} still holds the shredded key"
+    assert data_keys.get(engine, "v-2").wrapped_key is not None  # type: ignore[union-attr]
+    idle_reader.close()
 
 
 def test_purging_an_unknown_verification_leaves_a_tombstone(tmp_path: Path, engine: Engine) -> None:

@@ -46,7 +46,7 @@ def _no_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_no_configured_key_is_an_error_that_says_how_to_configure(tmp_path: Path) -> None:
-    with pytest.raises(KeyConfigError, match="IDFLOW_PAYLOAD_KEYS.*idflow encryption init"):
+    with pytest.raises(KeyConfigError, match=r"IDFLOW_PAYLOAD_KEYS.*idflow encryption init"):
         keys.load_key_ring(_settings(tmp_path), keys.PAYLOAD)
 
 
@@ -109,7 +109,8 @@ def test_codec_round_trip_hides_data_and_marks_key_and_compression(tmp_path: Pat
     small = _payload(b'{"given_name":"Erika"}')
     big = _payload(json.dumps({"family_name": "Mustermann" * 200}).encode())
     encoded = asyncio.run(codec.encode([small, big]))
-    for original, sealed in zip([small, big], encoded):
+    assert len(encoded) == 2
+    for sealed in encoded:
         assert sealed.metadata["encoding"] == ENCODING
         assert sealed.metadata[META_KEY_ID] == b"dev-payload-1"
         assert b"Erika" not in sealed.SerializeToString()

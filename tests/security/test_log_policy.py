@@ -83,3 +83,40 @@ def test_install_is_idempotent() -> None:
     install(logger)
     install(logger)
     assert sum(isinstance(f, RedactPersonalData) for f in logger.handlers[0].filters) == 1
+
+
+def test_numpy_reprs_and_strs_are_redacted() -> None:
+    np = pytest.importorskip("numpy")
+    embedding = np.linspace(-0.2, 0.3, 512).astype("float32")
+    landmarks = np.arange(136, dtype="float64").reshape(68, 2) + 0.25
+    for rendering in (repr(embedding), str(embedding), repr(landmarks), str(landmarks)):
+        out = _logged("face of v-5: %s done", rendering)
+        assert "v-5" in out and "done" in out and "redacted" in out
+        assert "0.2001" not in out and "67.25" not in out and "dtype" not in out, out
+
+
+def test_wrapped_base64_is_redacted() -> None:
+    data = base64.b64encode(os.urandom(300)).decode()
+    mime = "\n".join(data[at : at + 48] for at in range(0, len(data), 48))
+    json_escaped = "\\n".join(data[at : at + 40] for at in range(0, len(data), 40))
+    for rendering in (mime, json_escaped, f'{{"jpeg": "{json_escaped}"}}'):
+        out = _logged("payload %s", rendering)
+        assert not [data[at : at + 16] for at in range(0, 384, 16) if data[at : at + 16] in out]
+        assert "base64 chars]" in out
+
+
+def test_tokens_in_url_paths_and_parameters_are_redacted() -> None:
+    token = "kT3v9QyQm7n2bR8sW4xZ0aLp5cD6eF1g"
+    for rendering in (f"POST /t/{token}/decode", f"GET /decode?token={token}&x=1"):
+        out = _logged("refused %s", rendering)
+        assert token not in out and "[redacted]" in out
+
+
+def test_camel_case_and_other_case_claim_keys_are_redacted() -> None:
+    rendering = (
+        '{"familyName": "Mustermann", "GivenName": "Erika", "birthDate": "1964-08-12", '
+        '"documentNumber": "UT-9912-4471", "subjectRef": "cust-8812", "proofJwt": "eyJ0"}'
+    )
+    out = _logged("claims %s", rendering)
+    assert not [secret for secret in [*SECRETS[:4], "cust-8812", "eyJ0"] if secret in out]
+    assert "familyName" in out  # the names stay: they say what was there

@@ -331,7 +331,7 @@ def test_purge_makes_blobs_unreadable_keeps_record_audit_and_replay(
     assert (purged.blobs_deleted, purged.already_purged) == (3, False)
     assert again.already_purged
 
-    with pytest.raises(BlobPurged, match="purged on .* can never be read again"):
+    with pytest.raises(BlobPurged, match=r"purged on .* can never be read again"):
         client.blobs.get(draft.verification_id, draft.selfie)
     row = verifications.get(client.engine, draft.verification_id)
     assert row is not None and row.decision == "approved" and row.scores == result.scores

@@ -17,19 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from devstack.samples import sample_pairs
-from devstack.stack import TEMPORAL_BIN
+from devstack.scratch import dev_server
 from security.codec_server import start_codec_server
 from security.config import SecurityConfig
 from security.staff_tokens import DEV_WEB_UI, ensure_dev_tokens
 from settings import PROJECT_ROOT
-from workflows import search_attributes
 from workflows.identity_verification import workflow_id
 
 from ..support.browser import INSTALL_HINT, Chromium, chromium_path
-from ..support.temporal import IdflowStack, LoopThread, TemporalServer, stack_settings, start_stack
+from ..support.temporal import IdflowStack, LoopThread, stack_settings, start_stack
 
 pytestmark = [
     pytest.mark.temporal,
@@ -65,22 +63,18 @@ def ui_stack(
     token = ensure_dev_tokens(settings)[DEV_WEB_UI]
     loop = LoopThread()
     runner, codec_url = loop.run(start_codec_server(settings, config))
-    env = loop.run(
-        WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(TEMPORAL_BIN),
-            search_attributes=search_attributes.ALL,
-            ui=True,
-            ui_port=ui_port,
-            dev_server_extra_args=["--ui-codec-endpoint", f"{codec_url}/t/{token}"],
-        )
+    server = dev_server(
+        tmp_path_factory.mktemp("temporal-ui"),
+        loop,
+        ui_port=ui_port,
+        codec_endpoint=f"{codec_url}/t/{token}",
     )
-    server = TemporalServer(loop, env)
     stack = start_stack(server, dataclasses.replace(settings, temporal_address=server.target))
     try:
         yield stack, ui
     finally:
         stack.stop()
-        loop.run(env.shutdown())
+        server.stop()
         loop.run(runner.cleanup())
         loop.close()
 
@@ -101,14 +95,14 @@ def test_web_ui_shows_the_decoded_input_and_result(
     verification_id = stack.run(verify())
 
     async def look() -> tuple[str, bytes]:
-        async with Chromium.launch(stack.settings.home / "chromium-profile") as browser:
-            async with browser.new_page() as page:
-                await page.navigate(
-                    f"{ui}/namespaces/default/workflows/{workflow_id(verification_id)}"
-                )
-                text = await page.wait_for_text(SUBJECT, timeout_s=90)  # the decoded input
-                text = await page.wait_for_text('"approved"', timeout_s=30)  # the decoded result
-                return text, await page.screenshot()
+        async with (
+            Chromium.launch(stack.settings.home / "chromium-profile") as browser,
+            browser.new_page() as page,
+        ):
+            await page.navigate(f"{ui}/namespaces/default/workflows/{workflow_id(verification_id)}")
+            text = await page.wait_for_text(SUBJECT, timeout_s=90)  # the decoded input
+            text = await page.wait_for_text('"approved"', timeout_s=30)  # the decoded result
+            return text, await page.screenshot()
 
     text, png = asyncio.run(look())
     SCREENSHOT.parent.mkdir(exist_ok=True)

@@ -88,8 +88,10 @@ class Page:
     async def click_text(self, text: str) -> bool:
         """Click the first button or link whose text contains ``text``; False if none."""
         script = (
-            "(() => { const el = [...document.querySelectorAll('button, a, summary, [role=button]')]"
-            f".find(e => e.innerText && e.innerText.includes({text!r})); if (el) el.click(); return !!el; }})()"
+            "(() => { const el = "
+            "[...document.querySelectorAll('button, a, summary, [role=button]')]"
+            f".find(e => e.innerText && e.innerText.includes({text!r})); "
+            "if (el) el.click(); return !!el; })()"
         )
         result = await self.send("Runtime.evaluate", expression=script, returnByValue=True)
         return bool(result.get("result", {}).get("value"))

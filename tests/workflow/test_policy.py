@@ -120,7 +120,7 @@ def test_a_binding_that_gives_up_keeps_the_approval_for_the_reviewer() -> None:
     )
     pending = policy.processing_failed_outcome(Stage.BINDING_CREDENTIAL, approved)
     assert pending == policy.Outcome(
-        Decision.REVIEW, approved.reasons + (ReasonCode.PROCESSING_FAILED,)
+        Decision.REVIEW, (*approved.reasons, ReasonCode.PROCESSING_FAILED)
     )
     # The reviewer's approval binds again; a decline or the deadline ends without a credential.
     again = policy.review_outcome(pending, ReviewDecision("staff-7", True, "issuer keys restored"))

@@ -75,6 +75,7 @@ def test_replay_command_reports_determinism(history_keys: Settings) -> None:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert ok.returncode == 0, ok.stderr
     assert "replays deterministically" in ok.stdout
@@ -90,6 +91,7 @@ def test_replay_command_fails_loudly_on_a_history_the_code_cannot_reproduce(
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert failed.returncode == 1
     assert "NON-DETERMINISTIC" in failed.stderr and "idv-history-" in failed.stderr

@@ -25,7 +25,6 @@ from ..support.temporal import (
     corrupted_model_pins,
     grey_zone_pins,
     register_production_copy,
-    settings_env,
 )
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
@@ -83,7 +82,7 @@ def test_shadow_versions_score_every_verification_and_decide_nothing(
     assert match.count >= 1 and match.band_flips["pass -> uncertain"] >= 1
     assert match.decision_flips["approved -> review"] >= 1
 
-    for name, value in settings_env(settings).items():
+    for name, value in settings.to_env().items():
         monkeypatch.setenv(name, value)
     assert idflow(["models", "compare", "--since", "1h"]) == 0
     out = capsys.readouterr().out
@@ -151,7 +150,7 @@ def test_backtest_reports_decision_changes_and_skips_purged_verifications(
     )
     assert purge.blobs_deleted >= 2 and not purge.already_purged  # images (and face crops)
 
-    for name, value in settings_env(settings).items():
+    for name, value in settings.to_env().items():
         monkeypatch.setenv(name, value)
     argv = ["models", "backtest", "--candidate", "embed=faceplugin-fr-feature@0.0.1"]
     argv += ["--reasons", "FACE_MATCH_UNCERTAIN", "--since", "1h", "--id", "bt-1"]
