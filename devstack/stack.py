@@ -122,6 +122,7 @@ def prepare(settings: Settings) -> None:
     from models.lifecycle.pull import pull
     from models.lifecycle.registry import register_pulled
     from security.keys import ensure_dev_keys
+    from security.staff_tokens import ensure_dev_tokens
     from store.engine import get_engine
 
     print("checking models ...", flush=True)
@@ -129,6 +130,7 @@ def prepare(settings: Settings) -> None:
     if added:
         print(f"registered {len(added)} model versions", flush=True)
     ensure_dev_keys(settings)
+    ensure_dev_tokens(settings)  # dev-staff: decodes (CLI) and reviews
     ensure_keys(keys_dir(settings.home), settings.issuer_id)
 
 

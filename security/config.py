@@ -7,9 +7,9 @@
 | ``IDFLOW_CODEC_HOST``            | 127.0.0.1                                    |
 | ``IDFLOW_CODEC_PORT``            | Web UI port + 1 (8234)                       |
 | ``IDFLOW_CODEC_ALLOWED_ORIGINS`` | the dev Web UI: http://localhost:8233,http://127.0.0.1:8233 |
-| ``IDFLOW_CODEC_PATH_TOKENS``     | 0; 1 lets a token ride in the URL path (dev Web UI only) |
+| ``IDFLOW_CODEC_SAME_USER``       | 0; 1: token-less requests of this OS user's sockets (dev UI) |
 
-Path tokens are explained in ``security.codec_server``. Keys and codec-server
+Same-user access is explained in ``security.codec_server``. Keys and staff
 tokens have their own loaders (``security.keys``, ``security.staff_tokens``).
 """
 
@@ -28,7 +28,7 @@ class SecurityConfig:
     codec_host: str = "127.0.0.1"
     codec_port: int = 8234
     codec_allowed_origins: tuple[str, ...] = ()
-    codec_path_tokens: bool = False
+    codec_same_user: bool = False
 
     @property
     def codec_url(self) -> str:
@@ -48,5 +48,5 @@ class SecurityConfig:
             )
             if origins
             else (f"http://localhost:{ui}", f"http://127.0.0.1:{ui}"),
-            codec_path_tokens=os.environ.get("IDFLOW_CODEC_PATH_TOKENS", "0") == "1",
+            codec_same_user=os.environ.get("IDFLOW_CODEC_SAME_USER", "0") == "1",
         )

@@ -20,7 +20,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
 from security.keys import PAYLOAD, parse_inline
-from security.payload_codec import PayloadEncryptionCodec
+from security.payload_codec import Binding, PayloadEncryptionCodec
 
 from ..support.output import ProcessOutput
 
@@ -98,28 +98,52 @@ def dev_stack(
         socket.create_connection(("127.0.0.1", codec_port), 1)
 
 
+def _readable(path: Path) -> bool:
+    try:
+        path.read_bytes()
+    except OSError:  # the process ended meanwhile
+        return False
+    return True
+
+
 def test_dev_stack_serves_the_codec_to_its_web_ui(
     dev_stack: DevStackRun, test_keys: dict[str, str]
 ) -> None:
     codec_url, ui = dev_stack.codec_url, dev_stack.ui
     tokens = json.loads((dev_stack.home / "keys" / "codec-tokens.json").read_text())
     assert any(line.startswith(f"codec:   {codec_url}") for line in dev_stack.output)
-    assert not any(token in "".join(dev_stack.output) for token in tokens.values())
+    assert not any(entry["token"] in "".join(dev_stack.output) for entry in tokens.values())
 
+    # No staff token where other local users can read it: the UI's unauthenticated
+    # settings, any process's argv, the stack's logs.
     _, _, body = _http(f"{ui}/api/v1/settings", method="GET")
-    assert json.loads(body)["Codec"]["Endpoint"] == f"{codec_url}/t/{tokens['dev-web-ui']}"
+    assert json.loads(body)["Codec"]["Endpoint"] == codec_url
+    secrets = [entry["token"].encode() for entry in tokens.values()]
+    argv = [path.read_bytes() for path in Path("/proc").glob("[0-9]*/cmdline") if _readable(path)]
+    assert any(f"--ui-codec-endpoint={codec_url}".encode() in args for args in argv)
+    assert not [args for args in argv for secret in secrets if secret in args]
+    logs = [path.read_bytes() for path in (dev_stack.home / "logs").iterdir()]
+    assert logs and not [log for log in logs for secret in secrets if secret in log]
 
-    codec = PayloadEncryptionCodec(parse_inline(PAYLOAD, test_keys["IDFLOW_PAYLOAD_KEYS"], "test"))
+    codec = PayloadEncryptionCodec(
+        parse_inline(PAYLOAD, test_keys["IDFLOW_PAYLOAD_KEYS"], "test"), Binding.ANY_WORKFLOW
+    )
     sealed = json_format.MessageToJson(
         Payloads(payloads=[codec.encrypt(Payload(data=b'"x"'))])
     ).encode()
-    assert _http(f"{codec_url}/decode", sealed)[0] == 401
+    assert (
+        _http(f"{codec_url}/decode", sealed, Authorization="Bearer wrong-0123456789abcdefgh")[0]
+        == 401
+    )
     status, _, body = _http(
-        f"{codec_url}/decode", sealed, Authorization=f"Bearer {tokens['dev-staff']}"
+        f"{codec_url}/decode", sealed, Authorization=f"Bearer {tokens['dev-staff']['token']}"
     )
     assert status == 200 and json_format.Parse(body, Payloads()).payloads[0].data == b'"x"'
+    # The dev UI's way in: no token, a socket of the stack's own OS user (this test's).
+    status, _, body = _http(f"{codec_url}/decode", sealed, Origin=ui)
+    assert status == 200 and json_format.Parse(body, Payloads()).payloads[0].data == b'"x"'
     status, headers, _ = _http(
-        f"{codec_url}/t/{tokens['dev-web-ui']}/decode",
+        f"{codec_url}/decode",
         method="OPTIONS",
         Origin=ui,
         **{"Access-Control-Request-Method": "POST"},
