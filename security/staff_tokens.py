@@ -157,3 +157,29 @@ def ensure_dev_tokens(settings: Settings) -> dict[str, str]:
         write_private_json(path, {DEV_CLI: {"token": token, "roles": list(ROLES)}})
         document = read_private_json(path, "codec token")
     return {staff: entry["token"] for staff, entry in document.items()}
+
+
+def staff_credentials(settings: Settings, staff_id: str | None = None) -> tuple[str, str]:
+    """(staff id, token) of the person at this terminal, for signing a review.
+
+    ``IDFLOW_STAFF_TOKEN`` with ``staff_id`` or ``IDFLOW_STAFF_ID``; else, on a
+    dev stack, the ``dev-staff`` token from its token file.
+    """
+    token = os.environ.get("IDFLOW_STAFF_TOKEN")
+    if token:
+        staff_id = staff_id or os.environ.get("IDFLOW_STAFF_ID")
+        if not staff_id:
+            raise KeyConfigError(
+                "IDFLOW_STAFF_TOKEN is set: say whose it is (--staff or IDFLOW_STAFF_ID)"
+            )
+        return staff_id, token
+    path = dev_token_file(settings)
+    if not path.exists():
+        raise KeyConfigError(
+            f"no staff token: set IDFLOW_STAFF_TOKEN (and IDFLOW_STAFF_ID), or run a dev stack ({path})"
+        )
+    tokens = ensure_dev_tokens(settings)
+    staff_id = staff_id or DEV_CLI
+    if staff_id not in tokens:
+        raise KeyConfigError(f"{path} holds no token for {staff_id}")
+    return staff_id, tokens[staff_id]

@@ -95,6 +95,16 @@ def record(engine: Engine, entry: RecordInput, key: str) -> None:
     audit.append(engine, key, entry.verification_id, entry.event, actor, **details)
 
 
+def forget_subject(engine: Engine, verification_id: str) -> None:
+    """Erase the subject reference (a purge): the record no longer points at a person."""
+    with Session(engine) as session:
+        row = session.get(VerificationRecord, verification_id)
+        if row is not None and row.subject_ref:
+            row.subject_ref = ""
+            session.add(row)
+            session.commit()
+
+
 def get(engine: Engine, verification_id: str) -> VerificationRecord | None:
     with Session(engine) as session:
         return session.get(VerificationRecord, verification_id)

@@ -41,6 +41,7 @@ from activities.models import ModelActivities
 from activities.quality import QualityActivities
 from activities.records import RecordActivities
 from activities.retention import RetentionActivities
+from activities.review import ReviewActivities
 from domain.enums import DECIDING_TASKS, QUALITY_TASKS, ModelTask
 from mdoc.keystore import KeyStore, keys_dir
 from models.batching import BatchPolicy
@@ -105,6 +106,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
     quality = QualityActivities(server, blobs, settings.cpu_concurrency)
     models = ModelActivities(engine)
     records = RecordActivities(engine)
+    reviews = ReviewActivities(engine, settings)
     retention = RetentionActivities(engine, blobs)
     backtest = BacktestActivities(engine)
     credential = CredentialActivities(
@@ -128,6 +130,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
             quality.check_quality,
             credential.issue_credential,
             records.record_verification,
+            reviews.authorize_review,
             retention.find_expired,
             retention.purge_verification,
             backtest.select_backtest_cases,

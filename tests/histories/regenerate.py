@@ -55,7 +55,7 @@ def main() -> None:
                     await asyncio.sleep(0.1)
                 if before_review is not None:
                     before_review()
-                await client.review(verification_id, *review)
+                await stack.review(verification_id, *review)
             result = await client.result(verification_id)
             path = save_history(await fetch_history(client.temporal, verification_id), HERE)
             print(f"{path.name}: {result.decision.value} {[r.value for r in result.reasons]}")
@@ -68,7 +68,7 @@ def main() -> None:
         stack.run(record("credential", "same person", bind_device=True))
         stack.run(
             record(
-                "review-approved", "same person", ("staff-1", True, "checked"), model_pins=strict
+                "review-approved", "same person", ("staff-42", True, "checked"), model_pins=strict
             )
         )
         stack.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client
 
 from security.keys import PAYLOAD, parse_inline
 from security.payload_codec import Binding, PayloadEncryptionCodec
@@ -149,6 +152,18 @@ def test_dev_stack_serves_the_codec_to_its_web_ui(
         **{"Access-Control-Request-Method": "POST"},
     )
     assert status == 204 and headers["Access-Control-Allow-Origin"] == ui
+
+
+def test_dev_server_keeps_closed_histories_for_the_configured_days(dev_stack: DevStackRun) -> None:
+    async def retention() -> float:
+        address = dev_stack.env["IDFLOW_TEMPORAL_ADDRESS"]
+        client = await Client.connect(address)
+        described = await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace="default")
+        )
+        return described.config.workflow_execution_retention_ttl.ToTimedelta().days
+
+    assert asyncio.run(retention()) == 30  # IDFLOW_HISTORY_RETENTION_DAYS' default
 
 
 def test_purge_and_status_commands(dev_stack: DevStackRun, photo_dir: Path) -> None:
