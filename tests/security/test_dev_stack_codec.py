@@ -24,6 +24,9 @@ from temporalio.client import Client
 
 from security.keys import PAYLOAD, parse_inline
 from security.payload_codec import Binding, PayloadEncryptionCodec
+from settings import Settings
+
+from ..support.temporal import grey_zone_pins
 
 from ..support.output import ProcessOutput
 
@@ -190,3 +193,47 @@ def test_purge_and_status_commands(dev_stack: DevStackRun, photo_dir: Path) -> N
     assert "images       purged" in status.stdout and "approved" in status.stdout.lower()
     assert "purged             by staff-7" in status.stdout
     assert "already purged" in _idflow(dev_stack, "purge", "purge-check-1").stdout
+
+
+def test_idflow_review_signs_as_the_staff_member_and_a_wrong_token_is_refused(
+    dev_stack: DevStackRun, photo_dir: Path
+) -> None:
+    home = dev_stack.home
+    settings = Settings(
+        home=home,
+        model_cache=Path(dev_stack.env["IDFLOW_MODEL_CACHE"]),
+        blob_dir=home / "blobs",
+        database_url=f"sqlite:///{home / 'idflow.db'}",
+    )
+    [(task, pin)] = grey_zone_pins(settings).items()
+    started = _idflow(
+        dev_stack,
+        *("verify", "--selfie", str(photo_dir / "obama.jpg")),
+        *("--document", str(photo_dir / "obama2.jpg"), "--id", "review-check-1"),
+        *("--pin", f"{task}={pin}", "--no-wait"),
+    )
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 120
+    while (
+        "awaiting_review"
+        not in (status := _idflow(dev_stack, "status", "review-check-1")).stdout.lower()
+    ):
+        assert time.monotonic() < deadline, status.stdout + status.stderr
+        time.sleep(0.5)
+
+    forged = dev_stack.env | {"IDFLOW_STAFF_TOKEN": "x" * 43, "IDFLOW_STAFF_ID": "dev-staff"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "cli", "review", "review-check-1", "--approve", "--reason", "x"],
+        env=forged,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert refused.returncode == 1 and "does not verify" in refused.stderr
+
+    reviewed = _idflow(dev_stack, "review", "review-check-1", "--approve", "--reason", "ok")
+    assert reviewed.returncode == 0, reviewed.stderr
+    assert "review-check-1: approved by dev-staff" in reviewed.stdout
+    status = _idflow(dev_stack, "status", "review-check-1").stdout
+    assert "review_refused" in status and "dev-staff" in status
