@@ -31,12 +31,12 @@ def test_a_reviewer_signs_and_the_checked_id_is_theirs() -> None:
 @pytest.mark.parametrize(
     "change, why",
     [
-        (dict(approve=False), "does not verify"),  # the decision was altered
-        (dict(reason="other"), "does not verify"),
-        (dict(staff_id="dora"), "does not verify"),  # claims to be someone else
-        (dict(staff_id="mallory"), "unknown staff member"),
-        (dict(signature=""), "not signed"),
-        (dict(staff_id="", signature=""), "not signed"),
+        ({"approve": False}, "does not verify"),  # the decision was altered
+        ({"reason": "other"}, "does not verify"),
+        ({"staff_id": "dora"}, "does not verify"),  # claims to be someone else
+        ({"staff_id": "mallory"}, "unknown staff member"),
+        ({"signature": ""}, "not signed"),
+        ({"staff_id": "", "signature": ""}, "not signed"),
     ],
 )
 def test_altered_or_unsigned_reviews_are_refused(change: dict, why: str) -> None:
