@@ -41,7 +41,7 @@ from security.payload_codec import ENCODING, Binding, PayloadEncryptionCodec, da
 from security.staff_tokens import ensure_dev_tokens
 from store import audit, data_keys, retention, verifications
 from workers.schedules import retention_schedule_id
-from workflows.identity_verification import workflow_id
+from workflows.identity_verification import SIGNED_REVIEWS, workflow_id
 from workflows.retention import PurgeVerification, RetentionSweep
 
 from ..support.hostile_images import HostileImage
@@ -281,6 +281,7 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
             *(s.value for s in Stage),
             *(d.value for d in Decision),
             *(r.value for r in ReasonCode),
+            SIGNED_REVIEWS,  # TemporalChangeVersion, set by workflow.patched
         }
         attributes = [json.loads(p.data) for where, p in found if "search_attributes" in where]
         values = [
