@@ -82,7 +82,7 @@ def main() -> None:
                 record(
                     "processing-failed",
                     "same person",
-                    ("staff-1", False, "no match"),
+                    ("staff-9", False, "no match"),
                     model_pins=broken,
                     processing_attempts=2,
                 )
@@ -93,7 +93,7 @@ def main() -> None:
             record(
                 "binding-retried",
                 "same person",
-                ("staff-1", True, "keys restored"),
+                ("staff-9", True, "keys restored"),
                 before_review=put_back,
                 bind_device=True,
                 processing_attempts=2,
