@@ -1,8 +1,8 @@
 """Record the histories of representative verifications for the replay tests.
 
-    .venv/bin/python -m tests.histories.regenerate
+    .venv/bin/python -m tests.histories.regenerate [CASE ...]
 
-Runs each case below on a fresh dev server with real worker processes and
+Runs each case below (or only the ones named) on a fresh dev server with real worker processes and
 writes ``tests/histories/idv-history-<case>.json``. Payloads are encrypted
 with the test-only key in ``payload-keys.txt`` (committed: it protects
 nothing but these recordings), so CI can decode them when it replays.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 PAYLOAD_KEYS = (HERE / "payload-keys.txt").read_text().strip()
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
     os.environ["IDFLOW_PAYLOAD_KEYS"] = PAYLOAD_KEYS
     from security.keys import new_key
 
@@ -41,6 +42,8 @@ def main() -> None:
         async def record(
             case: str, pair: str, review: Any = None, before_review: Any = None, **start: Any
         ) -> None:
+            if only and case not in only:
+                return
             verification_id = f"history-{case}"
             draft = await client.create(
                 pairs[pair].selfie, pairs[pair].document, "history", verification_id
@@ -102,4 +105,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
