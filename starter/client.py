@@ -219,15 +219,16 @@ class VerificationClient:
         """
         # Device binding and claims are personal: stored under the verification's
         # data key (a purge destroys them), the workflow gets their reference.
-        holder = (
-            self.blobs.put(
-                draft.verification_id,
-                HolderData(device, dict(claims or {})).to_bytes(),
-                HolderData.MEDIA_TYPE,
-            )
-            if device is not None
-            else None
-        )
+        holder = None
+        if device is not None:
+            try:
+                holder = self.blobs.put(
+                    draft.verification_id,
+                    HolderData(device, dict(claims or {})).to_bytes(),
+                    HolderData.MEDIA_TYPE,
+                )
+            except BlobPurged:  # purged before the start: it declines INPUT_PURGED, binds nothing
+                pass
         request = VerificationRequest(
             verification_id=draft.verification_id,
             selfie=draft.selfie,
