@@ -176,7 +176,8 @@ def staff_credentials(settings: Settings, staff_id: str | None = None) -> tuple[
     path = dev_token_file(settings)
     if not path.exists():
         raise KeyConfigError(
-            f"no staff token: set IDFLOW_STAFF_TOKEN (and IDFLOW_STAFF_ID), or run a dev stack ({path})"
+            f"no staff token: set IDFLOW_STAFF_TOKEN (and IDFLOW_STAFF_ID), "
+            f"or run a dev stack ({path})"
         )
     tokens = ensure_dev_tokens(settings)
     staff_id = staff_id or DEV_CLI

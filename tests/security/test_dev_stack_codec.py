@@ -27,9 +27,8 @@ from security.keys import PAYLOAD, parse_inline
 from security.payload_codec import Binding, PayloadEncryptionCodec
 from settings import Settings
 
-from ..support.temporal import grey_zone_pins
-
 from ..support.output import ProcessOutput
+from ..support.temporal import grey_zone_pins
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
