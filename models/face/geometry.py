@@ -51,13 +51,6 @@ def square_box(box: Box, width: int, height: int) -> Box:
     return clip_box((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), width, height)
 
 
-def expand_box(box: Box, fraction: float, width: int, height: int) -> Box:
-    """The box grown by ``fraction`` of its width/height on every side, clipped."""
-    x1, y1, x2, y2 = box
-    dx, dy = (x2 - x1) * fraction, (y2 - y1) * fraction
-    return clip_box((x1 - dx, y1 - dy, x2 + dx, y2 + dy), width, height)
-
-
 def resample(image: np.ndarray, box: Box, size: tuple[int, int], grey: bool = False) -> np.ndarray:
     """The (clipped) box of ``image`` resized to ``size`` = (width, height), bilinear."""
     height, width = image.shape[:2]
