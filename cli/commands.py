@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="create this file once the pool polls all its queues (for process managers)",
     )
-    worker.set_defaults(run=run_worker)
+    worker.set_defaults(run=clear_errors(ValueError)(run_worker))
 
     verify = subparsers.add_parser("verify", help="verify a selfie against a document portrait")
     verify.add_argument("--selfie", type=Path, required=True)

