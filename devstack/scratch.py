@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from cli.replay import replay
 from devstack.processes import WorkerProcess
-from devstack.stack import DevStack, free_port_settings
+from devstack.stack import DevStack, free_port, free_port_settings
 from domain.contracts import VerificationResult
 from domain.reasons import Decision
 from mdoc.keystore import ensure_keys, keys_dir
@@ -98,6 +98,9 @@ def stack_settings(home: Path, target: str, model_cache: Path, **overrides: Any)
         "gpu_task_queue": f"idflow-gpu-{suffix}",
         "cpu_concurrency": 2,
         "gpu_concurrency": 8,
+        "cpu_metrics_port": free_port(),
+        "gpu_metrics_port": free_port(),
+        "metrics_host": "127.0.0.1",
     }
     return Settings(**(values | overrides))
 

@@ -50,6 +50,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from google.protobuf import json_format
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from temporalio.api.common.v1 import Payloads
 
 from settings import Settings
@@ -154,9 +155,37 @@ def create_app(
         body = json_format.MessageToJson(Payloads(payloads=converted), indent=None)
         return web.Response(text=body, content_type="application/json")
 
-    app = web.Application(middlewares=[cors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[counted, cors], client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/decode", decode)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
     return app
+
+
+CODEC_REQUESTS = Counter(
+    "idflow_codec_requests",
+    "Codec server requests by operation and HTTP status (401: no or unknown token)",
+    ["operation", "status"],
+)
+
+
+@web.middleware
+async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count /decode and /encode answers (the path token never becomes a label)."""
+    response = await handler(request)
+    operation = request.path.rpartition("/")[2]
+    if operation in ("decode", "encode"):
+        CODEC_REQUESTS.labels(operation, str(response.status)).inc()
+    return response
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    """Prometheus text: the codec server's request counts (no payload, no token)."""
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
 
 
 def _parse_payloads(text: str) -> Payloads:

@@ -89,6 +89,10 @@ class Settings:
     batch_max_wait_ms: float = 5.0
     review_deadline_seconds: int = 72 * 3600
     issuer_id: str = "https://issuer.idflow.invalid"
+    # Prometheus /metrics, /healthz and /readyz of each pool (0: off); see workers/telemetry.py.
+    cpu_metrics_port: int = 9464
+    gpu_metrics_port: int = 9465
+    metrics_host: str = ""  # bind address; "" is every interface
 
     @property
     def dev_server_db(self) -> Path:
@@ -126,4 +130,7 @@ class Settings:
             batch_max_wait_ms=_env_float("IDFLOW_BATCH_MAX_WAIT_MS", 5.0),
             review_deadline_seconds=env_int("IDFLOW_REVIEW_DEADLINE_SECONDS", 72 * 3600),
             issuer_id=os.environ.get("IDFLOW_ISSUER_ID", "https://issuer.idflow.invalid"),
+            cpu_metrics_port=_env_int("IDFLOW_CPU_METRICS_PORT", 9464),
+            gpu_metrics_port=_env_int("IDFLOW_GPU_METRICS_PORT", 9465),
+            metrics_host=os.environ.get("IDFLOW_METRICS_HOST", ""),
         )

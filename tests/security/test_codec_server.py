@@ -270,3 +270,29 @@ def test_dev_tokens_are_private_and_stable(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("IDFLOW_CODEC_TOKENS", "bob:short")
     with pytest.raises(KeyConfigError, match="shorter than 22"):
         load_staff_tokens(settings)
+
+
+def test_metrics_count_answers_by_status_without_tokens_and_health_answers() -> None:
+    async def scrape(session: aiohttp.ClientSession, base: str) -> str:
+        async with session.get(f"{base}/metrics") as r:
+            assert r.status == 200 and r.content_type == "text/plain"
+            return await r.text()
+
+    def count(text: str, status: str) -> float:
+        line = f'idflow_codec_requests_total{{operation="decode",status="{status}"}} '
+        found = [row for row in text.splitlines() if row.startswith(line)]
+        return float(found[0].removeprefix(line)) if found else 0.0
+
+    async def test(session: aiohttp.ClientSession, base: str) -> None:
+        before = await scrape(session, base)
+        await _post(session, f"{base}/decode", _sealed(), Authorization=f"Bearer {TOKEN}")
+        await _post(session, f"{base}/decode", _sealed(), Authorization="Bearer wrong-token")
+        await _post(session, f"{base}/t/{TOKEN}/decode", _sealed())
+        after = await scrape(session, base)
+        assert count(after, "200") - count(before, "200") == 2
+        assert count(after, "401") - count(before, "401") == 1
+        assert TOKEN not in after and "wrong-token" not in after
+        async with session.get(f"{base}/healthz") as r:
+            assert r.status == 200 and await r.text() == "ok\n"
+
+    _serve(test, path_tokens=True)

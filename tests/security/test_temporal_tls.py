@@ -31,7 +31,13 @@ from domain.reasons import Decision
 from settings import Settings
 from starter.connection import ConnectionSettingsError, ServerUnreachable, connect
 
-from ..support.temporal import TemporalServer, settings_env, stack_settings, start_stack
+from ..support.temporal import (
+    TemporalServer,
+    free_port,
+    settings_env,
+    stack_settings,
+    start_stack,
+)
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 SERVER_NAME = "temporal.idflow.test"
@@ -112,12 +118,6 @@ def make_pki(folder: Path) -> Pki:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 NGINX_CONF = """
 daemon off;
 master_process off;
@@ -162,7 +162,7 @@ def mtls_proxy(
 ) -> Iterator[Proxy]:
     folder = tmp_path_factory.mktemp("nginx")
     pki = make_pki(folder)
-    port = _free_port()
+    port = free_port()
     conf = folder / "nginx.conf"
     conf.write_text(NGINX_CONF.format(dir=folder, port=port, upstream=temporal_server.target))
     assert NGINX is not None
