@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from devstack.samples import sample_pairs
 from devstack.stack import worker_command
@@ -145,13 +146,29 @@ http {{
             grpc_send_timeout 300s;
         }}
     }}
+    # The API-key door: TLS without client certificates, the key as a bearer token.
+    map $http_authorization $api_key_ok {{
+        "Bearer {api_key}" 1;
+        default 0;
+    }}
+    server {{
+        listen 127.0.0.1:{api_key_port} ssl http2;
+        ssl_certificate {dir}/server.pem;
+        ssl_certificate_key {dir}/server.key;
+        location / {{
+            if ($api_key_ok = 0) {{ return 401; }}
+            grpc_pass grpc://{upstream};
+        }}
+    }}
 }}
 """
+API_KEY = "idflow-test-api-key-0123456789"
 
 
 @dataclasses.dataclass
 class Proxy:
     address: str
+    api_key_address: str  # wants IDFLOW_TEMPORAL_API_KEY instead of a client certificate
     pki: Pki
     access_log: Path
 
@@ -162,9 +179,17 @@ def mtls_proxy(
 ) -> Iterator[Proxy]:
     folder = tmp_path_factory.mktemp("nginx")
     pki = make_pki(folder)
-    port = free_port()
+    port, api_key_port = free_port(), free_port()
     conf = folder / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=folder, port=port, upstream=temporal_server.target))
+    conf.write_text(
+        NGINX_CONF.format(
+            dir=folder,
+            port=port,
+            api_key_port=api_key_port,
+            api_key=API_KEY,
+            upstream=temporal_server.target,
+        )
+    )
     assert NGINX is not None
     command = [NGINX, "-c", str(conf), "-p", str(folder), "-e", str(folder / "error.log")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -179,7 +204,7 @@ def mtls_proxy(
                     log = (folder / "error.log").read_text(errors="replace")
                     pytest.fail(f"nginx did not start:\n{log}")
                 time.sleep(0.05)
-        yield Proxy(f"127.0.0.1:{port}", pki, folder / "access.log")
+        yield Proxy(f"127.0.0.1:{port}", f"127.0.0.1:{api_key_port}", pki, folder / "access.log")
     finally:
         process.terminate()
         process.wait(10)
@@ -236,6 +261,26 @@ def test_a_client_without_the_client_certificate_is_refused(
         temporal_server.run(
             connect(proxied_settings(mtls_proxy, base_settings, temporal_tls_cert="x.pem"))
         )
+
+
+def test_an_api_key_is_sent_as_a_bearer_token_over_tls(
+    mtls_proxy: Proxy, temporal_server: TemporalServer, base_settings: Settings, test_keys: object
+) -> None:
+    door = dataclasses.replace(
+        proxied_settings(mtls_proxy, base_settings), temporal_address=mtls_proxy.api_key_address
+    )
+
+    async def describe(settings: Settings) -> str:
+        client = await connect(settings)
+        return (
+            await client.workflow_service.get_system_info(GetSystemInfoRequest())
+        ).server_version
+
+    assert temporal_server.run(describe(dataclasses.replace(door, temporal_api_key=API_KEY)))
+    with pytest.raises(TemporalUnreachable):
+        temporal_server.run(describe(dataclasses.replace(door, temporal_api_key="wrong-key")))
+    with pytest.raises(TemporalUnreachable):
+        temporal_server.run(describe(door))
 
 
 def test_a_worker_without_the_client_certificate_exits_with_one_line(
