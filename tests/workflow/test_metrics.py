@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -96,7 +97,11 @@ def test_pools_are_healthy_and_ready(idflow_stack: IdflowStack) -> None:
     for pool in ("cpu", "gpu"):
         port = getattr(idflow_stack.settings, f"{pool}_metrics_port")
         assert get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
-        assert get(f"http://127.0.0.1:{port}/readyz") == (200, "ready\n")
+        # Ready once the worker runs its pollers: a moment after the stack saw it start.
+        deadline = time.monotonic() + 60
+        while (answer := get(f"http://127.0.0.1:{port}/readyz")) != (200, "ready\n"):
+            assert answer == (503, "not ready\n") and time.monotonic() < deadline, answer
+            time.sleep(0.1)
 
 
 def test_a_verification_moves_the_counters(
