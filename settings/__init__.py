@@ -130,7 +130,7 @@ class Settings:
             batch_max_wait_ms=_env_float("IDFLOW_BATCH_MAX_WAIT_MS", 5.0),
             review_deadline_seconds=env_int("IDFLOW_REVIEW_DEADLINE_SECONDS", 72 * 3600),
             issuer_id=os.environ.get("IDFLOW_ISSUER_ID", "https://issuer.idflow.invalid"),
-            cpu_metrics_port=_env_int("IDFLOW_CPU_METRICS_PORT", 9464),
-            gpu_metrics_port=_env_int("IDFLOW_GPU_METRICS_PORT", 9465),
+            cpu_metrics_port=env_int("IDFLOW_CPU_METRICS_PORT", 9464),
+            gpu_metrics_port=env_int("IDFLOW_GPU_METRICS_PORT", 9465),
             metrics_host=os.environ.get("IDFLOW_METRICS_HOST", ""),
         )

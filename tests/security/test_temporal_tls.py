@@ -26,16 +26,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
+from devstack.processes import worker_command
 from devstack.samples import sample_pairs
-from devstack.stack import worker_command
+from devstack.stack import free_port
 from domain.reasons import Decision
 from settings import Settings
 from starter.connection import ConnectionSettingsError, ServerUnreachable, connect
 
 from ..support.temporal import (
     TemporalServer,
-    free_port,
-    settings_env,
     stack_settings,
     start_stack,
 )
@@ -289,7 +288,7 @@ def test_a_worker_without_the_client_certificate_exits_with_one_line(
     settings = proxied_settings(mtls_proxy, base_settings)
     done = subprocess.run(
         worker_command("gpu"),
-        env=os.environ | settings_env(settings),
+        env=os.environ | settings.to_env(),
         capture_output=True,
         text=True,
         timeout=120,
