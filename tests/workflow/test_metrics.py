@@ -136,7 +136,13 @@ def test_a_verification_moves_the_counters(
     # The database's count by status, read at the scrape.
     assert moved("cpu", "idflow_verifications_by_status", status="completed") == 1
     # The Temporal SDK's runtime telemetry, passed through on the same endpoint.
-    assert moved("cpu", "temporal_workflow_completed_total") >= 1
+    # (the SDK's core updates its exporter a moment after the task completes)
+    deadline = time.monotonic() + 30
+    while value(scrape(idflow_stack, "cpu"), "temporal_workflow_completed_total") <= value(
+        before["cpu"], "temporal_workflow_completed_total"
+    ):
+        assert time.monotonic() < deadline, "temporal_workflow_completed_total did not move"
+        time.sleep(0.2)
     assert moved("gpu", "temporal_activity_execution_latency_count") >= 1
 
     # Every series the dashboard and the alert rules query exists (the codec's on its server).
