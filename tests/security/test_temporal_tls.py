@@ -276,9 +276,9 @@ def test_an_api_key_is_sent_as_a_bearer_token_over_tls(
         ).server_version
 
     assert temporal_server.run(describe(dataclasses.replace(door, temporal_api_key=API_KEY)))
-    with pytest.raises(TemporalUnreachable):
+    with pytest.raises(ServerUnreachable):
         temporal_server.run(describe(dataclasses.replace(door, temporal_api_key="wrong-key")))
-    with pytest.raises(TemporalUnreachable):
+    with pytest.raises(ServerUnreachable):
         temporal_server.run(describe(door))
 
 
