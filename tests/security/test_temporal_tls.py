@@ -297,7 +297,7 @@ def test_a_worker_without_the_client_certificate_exits_with_one_line(
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith(
-        f"idflow worker: cannot connect to Temporal at {mtls_proxy.address}"
+        f"idflow worker: no Temporal server answers at {mtls_proxy.address}"
     )
     assert "Traceback" not in done.stderr
     assert "ready:" not in done.stdout
