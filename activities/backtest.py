@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
+from temporalio.converter import WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -69,9 +70,11 @@ class BacktestActivities:
                 ) from None
             raise
         started = history.events[0].workflow_execution_started_event_attributes
-        (request,) = await client.data_converter.decode(
-            started.input.payloads, [VerificationRequest]
+        # The codec accepts a payload only in the context of the workflow it was made for.
+        converter = client.data_converter.with_context(
+            WorkflowSerializationContext(client.namespace, case.workflow_id)
         )
+        (request,) = await converter.decode(started.input.payloads, [VerificationRequest])
         return BacktestInputs(request.selfie, request.document, dict(request.model_pins))
 
     @activity.defn(name=names.RECORD_BACKTEST)

@@ -23,7 +23,7 @@ from models.face import FaceCrops, FaceModels, crop_liveness, crops_similarity
 from models.serving import ModelServer
 from store.blobs import BlobStore
 
-from . import names
+from . import metrics, names
 from .errors import non_retryable_rejections
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,15 @@ class BiometricActivities:
 
         def liveness(model: ModelChoice) -> float:
             models = FaceModels.load(self.server, {ModelTask.LIVENESS: model})
-            return round(crop_liveness(crops.liveness, models), SCORE_DECIMALS)
+            score = round(crop_liveness(crops.liveness, models), SCORE_DECIMALS)
+            metrics.observe_score("liveness", model.ref, score)
+            return score
 
         def face_match(model: ModelChoice) -> float:
             models = FaceModels.load(self.server, {ModelTask.EMBED: model})
-            return round(crops_similarity(crops, models), SCORE_DECIMALS)
+            score = round(crops_similarity(crops, models), SCORE_DECIMALS)
+            metrics.observe_score("face_match", model.ref, score)
+            return score
 
         return BiometricsResult(
             liveness(request.liveness),

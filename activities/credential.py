@@ -15,6 +15,8 @@ The CPU pool builds it once::
 
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
@@ -34,4 +36,6 @@ class CredentialActivities:
     @activity.defn(name=names.ISSUE_CREDENTIAL)
     @non_retryable_rejections
     def issue_credential(self, request: IssueCredentialInput) -> IssuedCredential:
-        return self.issuer.issue(request)
+        # The bytes hold the claims and the portrait: they stay in the encrypted
+        # store (where a purge reaches them); the history gets their reference.
+        return dataclasses.replace(self.issuer.issue(request), issuer_signed_b64=None)

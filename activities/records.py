@@ -8,7 +8,7 @@ from temporalio import activity
 from domain.contracts import RecordInput
 from store import verifications
 
-from . import names
+from . import metrics, names
 
 
 class RecordActivities:
@@ -20,3 +20,4 @@ class RecordActivities:
         info = activity.info()
         # One audit entry per scheduled activity, however often it is retried.
         verifications.record(self.engine, entry, key=f"{info.workflow_run_id}:{info.activity_id}")
+        metrics.observe_record(entry)

@@ -203,7 +203,8 @@ async def read_verification(
         return VerificationStatus(verification_id=verification_id, status="created")
     state = description.status
     if state is WorkflowExecutionStatus.COMPLETED:
-        result = await handle.result()
+        # The client fills in the credential's bytes from the encrypted store.
+        result = await verification.result(verification_id)
         return VerificationStatus(
             verification_id=verification_id,
             status="completed",

@@ -94,7 +94,7 @@ class Soak:
                     await asyncio.sleep(0.05)
                 if before_review is not None:
                     before_review()
-                await client.review(vid, *review)
+                await self.stack.review(vid, *review)
             await client.result(vid)
             if purge:
                 await client.temporal.execute_workflow(
@@ -137,8 +137,12 @@ class Soak:
             self.verify("no-face", "no face"),
             self.verify("corrupt", "corrupt file"),
             self.verify("credential", "same person", bind_device=True),
-            self.verify("review-approved", "same person", ("soak", True, "ok"), model_pins=strict),
-            self.verify("review-declined", "same person", ("soak", False, "no"), model_pins=strict),
+            self.verify(
+                "review-approved", "same person", ("staff-42", True, "ok"), model_pins=strict
+            ),
+            self.verify(
+                "review-declined", "same person", ("staff-43", False, "no"), model_pins=strict
+            ),
             self.verify(
                 "review-expired", "same person", model_pins=strict, review_deadline_seconds=1
             ),

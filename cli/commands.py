@@ -23,7 +23,9 @@ from devstack import stack as devstack
 from devstack.processes import POOLS
 from domain.contracts import VerificationResult
 from mdoc.holder import device_binding_from_pem
+from security.keys import KeyConfigError
 from security.log_policy import configure_logging
+from security.staff_tokens import staff_credentials
 from settings import Settings
 from starter.client import InvalidVerificationId, VerificationClient, VerificationIdInUse
 from store import audit, verifications
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="create this file once the pool polls all its queues (for process managers)",
     )
-    worker.set_defaults(run=run_worker)
+    worker.set_defaults(run=clear_errors(ValueError)(run_worker))
 
     verify = subparsers.add_parser("verify", help="verify a selfie against a document portrait")
     verify.add_argument("--selfie", type=Path, required=True)
@@ -85,7 +87,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     decision = review.add_mutually_exclusive_group(required=True)
     decision.add_argument("--approve", action="store_true")
     decision.add_argument("--decline", action="store_true")
-    review.add_argument("--reviewer", required=True)
+    review.add_argument(
+        "--staff",
+        help="your staff id (default: IDFLOW_STAFF_ID; dev stack: dev-staff); "
+        "your token comes from IDFLOW_STAFF_TOKEN or, on a dev stack, its token file",
+    )
     review.add_argument("--reason", required=True)
     review.set_defaults(run=lambda args: asyncio.run(run_review(args)))
 
@@ -282,15 +288,21 @@ def plain(value: Any) -> str:
 
 
 async def run_review(args: argparse.Namespace) -> int:
-    client = await VerificationClient.connect(Settings.from_env())
+    settings = Settings.from_env()
+    try:
+        staff_id, token = staff_credentials(settings, args.staff)
+    except KeyConfigError as error:
+        print(f"idflow review: {error}", file=sys.stderr)
+        return 1
+    client = await VerificationClient.connect(settings)
     try:
         decision = await client.review(
-            args.verification_id, args.reviewer, args.approve, args.reason
+            args.verification_id, args.approve, args.reason, staff_id, token
         )
     except WorkflowUpdateFailedError as error:
         print(f"review refused: {error.cause}", file=sys.stderr)
         return 1
-    print(f"{args.verification_id}: {decision.value} by {args.reviewer}")
+    print(f"{args.verification_id}: {decision.value} by {staff_id}")
     return 0
 
 

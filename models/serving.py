@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from domain.errors import ModelUnavailable
 from domain.signatures import ModelSignature
 from models.lifecycle.cache import model_file
 
-from . import usage
+from . import metrics, usage
 from .batching import Batcher, BatchPolicy, make_batch_dynamic
 from .errors import CachedFileTampered
 
@@ -122,8 +123,10 @@ class Runner:
             )
         if self._batcher is not None:
             return self._batcher.submit(item)
+        started = time.perf_counter()
         with usage.measure(usage.INFERENCE):
             outputs = self._session.run(None, {self._input_name: item[None]})
+        metrics.observe_inference(self.choice.ref, time.perf_counter() - started, 1)
         return [output[0] for output in outputs]
 
     @property
@@ -136,11 +139,15 @@ class Runner:
 
     def run_batch(self, items: np.ndarray) -> list[np.ndarray]:
         """Run N stacked items now (no waiting): one array per output, N rows each."""
+        started = time.perf_counter()
         with usage.measure(usage.INFERENCE):
             if self.batching == "dynamic":
-                return self._session.run(None, {self._input_name: items})
-            rows = [self._session.run(None, {self._input_name: item[None]}) for item in items]
-        return [np.concatenate(outputs) for outputs in zip(*rows, strict=True)]
+                outputs = self._session.run(None, {self._input_name: items})
+            else:
+                rows = [self._session.run(None, {self._input_name: item[None]}) for item in items]
+                outputs = [np.concatenate(output) for output in zip(*rows, strict=True)]
+        metrics.observe_inference(self.choice.ref, time.perf_counter() - started, len(items))
+        return outputs
 
     def close(self) -> None:
         if self._batcher is not None:

@@ -1,4 +1,4 @@
-"""AES-256-GCM encryption of every Temporal payload, with key rotation.
+"""AES-256-GCM encryption of every Temporal payload, bound to its workflow, with key rotation.
 
 Each payload the client and workers send (workflow and activity inputs and
 results, queries, updates, heartbeat details, memo, failure messages and
@@ -7,10 +7,25 @@ stack traces) is replaced by one whose data is::
     nonce (12 bytes) || AES-256-GCM(key, serialized original payload [zlib-compressed])
 
 and whose metadata says only how to undo it: ``encoding: binary/encrypted``,
-``encryption-key-id``, ``encryption-cipher`` and, when it paid,
-``idflow-compression: zlib``. The metadata is bound to the ciphertext as
-associated data, so it cannot be swapped. New payloads use the ring's current
-key; any key in the ring decrypts (rotation without downtime).
+``encryption-key-id``, ``encryption-cipher``, ``idflow-workflow-id`` and, when
+it paid, ``idflow-compression: zlib``. The metadata is bound to the ciphertext
+as associated data, so it cannot be swapped. New payloads use the ring's
+current key; any key in the ring decrypts (rotation without downtime).
+
+Fail closed (``Binding.STRICT``, what clients and workers use):
+
+- a payload that is not encrypted is refused: someone who can write to
+  Temporal but holds no key cannot forge a ``{"score": 0.999}`` result;
+- the ciphertext is bound to the workflow it belongs to: Temporal tells the
+  codec which workflow a payload is for (its serialization context), the
+  encoder writes that id into the associated data, and the decoder refuses a
+  payload made for another workflow (a result copied from another
+  verification's history) or for none.
+
+``Binding.ANY_WORKFLOW`` (the codec server, and replay of saved histories,
+which read what is recorded and act on nothing) accepts any payload that
+authenticates under our keys, including the unbound format of histories
+recorded before binding (associated data ``idflow-payload/v1``).
 
 Search attributes are not payloads of the codec: they stay plaintext and hold
 no personal data (``workflows.search_attributes``).
@@ -18,7 +33,9 @@ no personal data (``workflows.search_attributes``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import enum
 import os
 import zlib
 from collections.abc import Sequence
@@ -30,6 +47,8 @@ from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
 )
 
 from settings import Settings
@@ -42,6 +61,7 @@ META_ENCODING = "encoding"
 META_KEY_ID = "encryption-key-id"
 META_CIPHER = "encryption-cipher"
 META_COMPRESSION = "idflow-compression"
+META_WORKFLOW_ID = "idflow-workflow-id"
 ZLIB = b"zlib"
 
 NONCE_BYTES = 12
@@ -54,13 +74,27 @@ MAX_DECOMPRESSED_BYTES = 8 * 1024 * 1024
 
 
 class PayloadDecryptionError(Exception):
-    """An encrypted payload cannot be decrypted: tampered, truncated or a wrong key."""
+    """A refused payload: not encrypted, tampered, truncated, a wrong key, another workflow's."""
 
 
-class PayloadEncryptionCodec(PayloadCodec):
-    def __init__(self, ring: KeyRing) -> None:
+class Binding(enum.Enum):
+    STRICT = "strict"  # encrypted, and made for the workflow the context names
+    ANY_WORKFLOW = "any-workflow"  # encrypted under our keys, for any (or no) workflow
+
+
+class PayloadEncryptionCodec(PayloadCodec, WithSerializationContext):
+    def __init__(
+        self, ring: KeyRing, binding: Binding = Binding.STRICT, workflow_id: str | None = None
+    ) -> None:
         self.ring = ring
+        self.binding = binding
+        self.workflow_id = workflow_id  # from the serialization context; None outside one
         self._ciphers = {kid: AESGCM(key) for kid, key in ring.keys.items()}
+
+    def with_context(self, context: SerializationContext) -> PayloadEncryptionCodec:
+        bound = copy.copy(self)
+        bound.workflow_id = getattr(context, "workflow_id", None)
+        return bound
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self.encrypt(payload) for payload in payloads]
@@ -76,16 +110,24 @@ class PayloadEncryptionCodec(PayloadCodec):
             packed = zlib.compress(plaintext, 6)
             if len(packed) <= len(plaintext) * (1 - COMPRESS_MIN_GAIN):
                 plaintext, compression = packed, ZLIB
+        workflow_id = (self.workflow_id or "").encode()
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[kid].encrypt(nonce, plaintext, _associated_data(kid, compression))
-        metadata = {META_ENCODING: ENCODING, META_KEY_ID: kid.encode(), META_CIPHER: CIPHER}
+        sealed = self._ciphers[kid].encrypt(
+            nonce, plaintext, _associated_data(kid, compression, workflow_id)
+        )
+        metadata = {
+            META_ENCODING: ENCODING,
+            META_KEY_ID: kid.encode(),
+            META_CIPHER: CIPHER,
+            META_WORKFLOW_ID: workflow_id,
+        }
         if compression:
             metadata[META_COMPRESSION] = compression
         return Payload(metadata=metadata, data=nonce + sealed)
 
     def decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get(META_ENCODING) != ENCODING:
-            return payload  # never encrypted (e.g. written before the codec was configured)
+            raise PayloadDecryptionError("payload is not encrypted: refused")
         kid = payload.metadata.get(META_KEY_ID, b"").decode("ascii", "replace")
         if payload.metadata.get(META_CIPHER, CIPHER) != CIPHER:
             raise PayloadDecryptionError(
@@ -95,10 +137,13 @@ class PayloadEncryptionCodec(PayloadCodec):
         compression = payload.metadata.get(META_COMPRESSION, b"")
         if compression not in (b"", ZLIB):
             raise PayloadDecryptionError(f"payload compression {compression!r} unsupported")
+        workflow_id = self._check_binding(payload)
         data = payload.data
         try:
             plaintext = self._ciphers[kid].decrypt(
-                data[:NONCE_BYTES], data[NONCE_BYTES:], _associated_data(kid, compression)
+                data[:NONCE_BYTES],
+                data[NONCE_BYTES:],
+                _associated_data(kid, compression, workflow_id),
             )
         except InvalidTag:
             raise PayloadDecryptionError(
@@ -108,9 +153,24 @@ class PayloadEncryptionCodec(PayloadCodec):
             plaintext = _inflate(plaintext)
         return Payload.FromString(plaintext)
 
+    def _check_binding(self, payload: Payload) -> bytes | None:
+        """The workflow id the payload is bound to (None: the unbound v1 format), if acceptable."""
+        if META_WORKFLOW_ID not in payload.metadata:
+            if self.binding is Binding.STRICT:
+                raise PayloadDecryptionError("payload is not bound to a workflow: refused")
+            return None
+        bound = payload.metadata[META_WORKFLOW_ID]
+        if self.binding is Binding.STRICT and bound != (self.workflow_id or "").encode():
+            raise PayloadDecryptionError(
+                "payload was encrypted for another workflow than the one it is used in: refused"
+            )
+        return bound
 
-def _associated_data(kid: str, compression: bytes) -> bytes:
-    return b"idflow-payload/v1|" + kid.encode() + b"|" + compression
+
+def _associated_data(kid: str, compression: bytes, workflow_id: bytes | None) -> bytes:
+    if workflow_id is None:  # histories recorded before payloads were bound
+        return b"idflow-payload/v1|" + kid.encode() + b"|" + compression
+    return b"idflow-payload/v2|" + kid.encode() + b"|" + compression + b"|" + workflow_id
 
 
 def _inflate(data: bytes) -> bytes:
@@ -121,7 +181,7 @@ def _inflate(data: bytes) -> bytes:
     return out
 
 
-def data_converter(settings: Settings) -> DataConverter:
+def data_converter(settings: Settings, binding: Binding = Binding.STRICT) -> DataConverter:
     """Temporal's default conversion plus the encrypting codec and encrypted failures.
 
     ``DefaultFailureConverterWithEncodedAttributes`` moves failure messages and
@@ -129,6 +189,6 @@ def data_converter(settings: Settings) -> DataConverter:
     """
     return dataclasses.replace(
         DataConverter.default,
-        payload_codec=PayloadEncryptionCodec(load_key_ring(settings, PAYLOAD)),
+        payload_codec=PayloadEncryptionCodec(load_key_ring(settings, PAYLOAD), binding),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

@@ -18,6 +18,8 @@ same verification twice returns the one that exists.
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -31,15 +33,16 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from domain.contracts import (
     BlobRef,
     DeviceBinding,
-    ReviewDecision,
+    HolderData,
     VerificationProgress,
     VerificationRequest,
     VerificationResult,
 )
 from domain.enums import ImageRole
-from domain.errors import InputRejected
+from domain.errors import BlobPurged, InputRejected
 from domain.reasons import Decision, ReasonCode
 from imaging.ingest import sanitize_image
+from security.staff_assertions import sign_review
 from settings import Settings
 from store import drafts, verifications
 from store.blobs import BlobStore, open_blob_store
@@ -214,14 +217,24 @@ class VerificationClient:
         ``processing_attempts``: how often each step is tried against unexpected
         errors before the verification goes to a person (PROCESSING_FAILED).
         """
+        # Device binding and claims are personal: stored under the verification's
+        # data key (a purge destroys them), the workflow gets their reference.
+        holder = None
+        if device is not None:
+            try:
+                holder = self.blobs.put(
+                    draft.verification_id,
+                    HolderData(device, dict(claims or {})).to_bytes(),
+                    HolderData.MEDIA_TYPE,
+                )
+            except BlobPurged:  # purged before the start: it declines INPUT_PURGED, binds nothing
+                pass
         request = VerificationRequest(
             verification_id=draft.verification_id,
-            subject_ref=draft.subject_ref,
             selfie=draft.selfie,
             document=draft.document,
             refused=dict(draft.refused),
-            device=device,
-            claims=claims,
+            holder=holder,
             model_pins=dict(model_pins or {}),
             review_deadline_seconds=review_deadline_seconds
             or self.settings.review_deadline_seconds,
@@ -249,16 +262,38 @@ class VerificationClient:
         )
 
     async def result(self, verification_id: str) -> VerificationResult:
-        """Wait for the decision (a grey-zone verification waits for its review)."""
-        return await self.handle(verification_id).result()
+        """Wait for the decision (a grey-zone verification waits for its review).
+
+        An issued credential's bytes come from the encrypted store (the history
+        holds only their reference); once purged, ``issuer_signed_b64`` is None.
+        """
+        result = await self.handle(verification_id).result()
+        credential = result.credential
+        if credential is None or credential.issuer_signed is None:
+            return result
+        try:
+            issuer_signed = self.blobs.get(verification_id, credential.issuer_signed)
+        except BlobPurged:
+            return result
+        result.credential = dataclasses.replace(
+            credential, issuer_signed_b64=base64.b64encode(issuer_signed).decode("ascii")
+        )
+        return result
 
     async def progress(self, verification_id: str) -> VerificationProgress:
         return await self.handle(verification_id).query(IdentityVerification.progress)
 
     async def review(
-        self, verification_id: str, reviewer: str, approve: bool, reason: str
+        self, verification_id: str, approve: bool, reason: str, staff_id: str, staff_token: str
     ) -> Decision:
-        """Decide a verification that awaits review; refused in any other stage."""
+        """Decide a verification that awaits review, as the staff member holding ``staff_token``.
+
+        The decision is signed with the token (which never leaves this process);
+        the worker checks it against the staff token store and records
+        ``staff_id`` as the reviewer only if it holds the ``review`` role.
+        Refused in any other stage, and when the signature does not check.
+        """
+        decision = sign_review(staff_token, staff_id, workflow_id(verification_id), approve, reason)
         return await self.handle(verification_id).execute_update(
-            IdentityVerification.review, ReviewDecision(reviewer, approve, reason)
+            IdentityVerification.review, decision
         )

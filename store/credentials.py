@@ -66,6 +66,7 @@ class IssuedCredentialRecord(SQLModel, table=True):
 
     def as_issued(self, issuer_signed_b64: str) -> IssuedCredential:
         return IssuedCredential(
+            issuer_signed=self.blob,
             issuer_signed_b64=issuer_signed_b64,
             doc_type=self.doc_type,
             mso_digest=self.mso_digest,

@@ -1,15 +1,15 @@
 """Retention of personal data: how long a verification's blobs live, and purging them.
 
-Each verification's images and issued credential are kept for
-``IDFLOW_RETENTION_DAYS`` (default 30) from its first stored blob, or for a
-per-verification period set with ``set_retention``. Then the retention
-schedule (``workers.schedules`` starts ``workflows.retention``) purges them;
-``idflow purge ID`` does so at
-once. A purge destroys the verification's data key (crypto-shredding), deletes
-its blob files and appends a ``purged`` audit entry. What stays: the
-verification's record (decision, reason codes, scores, model versions), its
-audit trail and its Temporal history, which holds only references and
-encrypted payloads and still replays.
+Each verification's personal data (images, holder data: device binding and
+claims, issued credential) is kept for ``IDFLOW_RETENTION_DAYS`` (default 30)
+from its first stored blob, or for a per-verification period set with
+``set_retention``. Then the retention schedule (``workers.schedules`` starts
+``workflows.retention``) purges it; ``idflow purge ID`` does so at once. A
+purge erases the record's subject reference, destroys the verification's data
+key (crypto-shredding), deletes its blob files and appends a ``purged`` audit
+entry. What stays: the verification's record (decision, reason codes, scores,
+model versions), its audit trail and its Temporal history, which holds only
+references to what was destroyed and still replays.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 
 from domain.contracts import PurgeRequest, PurgeResult
-from store import audit, data_keys
+from store import audit, data_keys, verifications
 from store.audit import utcnow
 from store.blobs import BlobStore
 
@@ -28,6 +28,9 @@ def purge(engine: Engine, blobs: BlobStore, request: PurgeRequest) -> PurgeResul
     """Shred the data key, delete the blobs, audit it. Idempotent."""
     row = data_keys.get(engine, request.verification_id)
     already_purged = row is not None and row.purged
+    # The subject reference links the record to a person: it goes too (before the
+    # key is shredded, whose checkpoint also wipes the old row from the files).
+    verifications.forget_subject(engine, request.verification_id)
     deleted = blobs.delete_verification(request.verification_id, reason=request.reason)
     if not already_purged:
         audit.append(

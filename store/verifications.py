@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -93,6 +93,23 @@ def record(engine: Engine, entry: RecordInput, key: str) -> None:
         details["note"] = entry.note
     actor = entry.reviewer or "workflow"
     audit.append(engine, key, entry.verification_id, entry.event, actor, **details)
+
+
+def forget_subject(engine: Engine, verification_id: str) -> None:
+    """Erase the subject reference (a purge): the record no longer points at a person."""
+    with Session(engine) as session:
+        row = session.get(VerificationRecord, verification_id)
+        if row is not None and row.subject_ref:
+            row.subject_ref = ""
+            session.add(row)
+            session.commit()
+
+
+def count_by_status(engine: Engine) -> dict[str, int]:
+    """How many verifications are in each status (``awaiting_review`` is the review backlog)."""
+    with Session(engine) as session:
+        query = select(VerificationRecord.status, func.count()).group_by(VerificationRecord.status)
+        return dict(session.exec(query).all())
 
 
 def get(engine: Engine, verification_id: str) -> VerificationRecord | None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from prometheus_client import REGISTRY
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -41,6 +42,7 @@ from activities.models import ModelActivities
 from activities.quality import QualityActivities
 from activities.records import RecordActivities
 from activities.retention import RetentionActivities
+from activities.review import ReviewActivities
 from domain.enums import DECIDING_TASKS, QUALITY_TASKS, ModelTask
 from mdoc.keystore import KeyStore, keys_dir
 from models.batching import BatchPolicy
@@ -52,6 +54,7 @@ from starter.connection import connect
 from store.blobs import open_blob_store
 from store.engine import get_engine
 from workers.schedules import ensure_retention_schedule
+from workers.telemetry import StageTimer, Telemetry, VerificationsByStatus
 from workflows.backtest import Backtest, BacktestVerification
 from workflows.identity_verification import IdentityVerification
 from workflows.retention import PurgeVerification, RetentionSweep
@@ -105,6 +108,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
     quality = QualityActivities(server, blobs, settings.cpu_concurrency)
     models = ModelActivities(engine)
     records = RecordActivities(engine)
+    reviews = ReviewActivities(engine, settings)
     retention = RetentionActivities(engine, blobs)
     backtest = BacktestActivities(engine)
     credential = CredentialActivities(
@@ -128,6 +132,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
             quality.check_quality,
             credential.issue_credential,
             records.record_verification,
+            reviews.authorize_review,
             retention.find_expired,
             retention.purge_verification,
             backtest.select_backtest_cases,
@@ -141,6 +146,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
         ),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        interceptors=[StageTimer()],
     )
     return Pool(
         worker,
@@ -165,6 +171,7 @@ def gpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
         activity_executor=executor,
         max_concurrent_activities=settings.gpu_concurrency,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        interceptors=[StageTimer()],
     )
     batching = (
         f"batches of up to {settings.batch_max_size} within {settings.batch_max_wait_ms} ms"
@@ -185,12 +192,33 @@ POOLS = {"cpu": cpu_pool, "gpu": gpu_pool}
 async def run_pool(name: str, settings: Settings, ready_file: Path | None = None) -> None:
     """Run one pool until SIGTERM or SIGINT, then shut it down gracefully.
 
-    ``ready_file`` is created once the pool polls all its queues.
+    ``ready_file`` is created once the pool polls all its queues; ``/readyz`` answers 200
+    from then until it stops.
     """
-    client = await connect(settings)
+    polling = asyncio.Event()
+    port = settings.cpu_metrics_port if name == "cpu" else settings.gpu_metrics_port
+    telemetry = Telemetry(settings.metrics_host, port, polling.is_set)
+    endpoint = await telemetry.start()  # /healthz answers while the models load
+    if endpoint:
+        print(f"metrics: {endpoint}/metrics (health: /healthz, /readyz)", flush=True)
+    try:
+        await _run(name, settings, ready_file, telemetry, polling)
+    finally:
+        await telemetry.stop()
+
+
+async def _run(
+    name: str,
+    settings: Settings,
+    ready_file: Path | None,
+    telemetry: Telemetry,
+    polling: asyncio.Event,
+) -> None:
+    client = await connect(settings, runtime=telemetry.runtime)
     profiles = Profiles.from_env(name)
     pool = POOLS[name](client, settings, profiles)
     if name == "cpu":  # the pool that runs the sweep keeps its schedule in place
+        REGISTRY.register(VerificationsByStatus(get_engine(settings.database_url)))
         every = timedelta(seconds=SecurityConfig.from_env(settings).retention_sweep_seconds)
         await ensure_retention_schedule(client, settings, every)
     stop = asyncio.Event()
@@ -205,10 +233,12 @@ async def run_pool(name: str, settings: Settings, ready_file: Path | None = None
     stopping = asyncio.create_task(stop.wait())
     try:
         if await _until_polling(client, settings, pool.queues, running, stop):
+            polling.set()
             if ready_file is not None:
                 _create_ready_file(ready_file)
             print(f"ready: {pool.description}", flush=True)
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        polling.clear()
         if not running.done():
             print(f"stopping: {pool.description}", flush=True)
             await pool.worker.shutdown()

@@ -15,6 +15,7 @@ then left to a person (REVIEW, ``PROCESSING_FAILED``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import names
     from domain import policy
     from domain.contracts import (
+        AuthorizeReviewInput,
         BiometricsInput,
         BiometricsResult,
         BlobRef,
@@ -49,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes
 
 WORKFLOW_ID_PREFIX = "idv-"
+# Patch: reviews carry a staff assertion checked by the CPU worker before they count.
+SIGNED_REVIEWS = "signed-reviews"
 
 # A rejection is final: never retry it, whatever an activity forgot to mark.
 _NEVER_RETRY = sorted(reason.value for reason in policy.REJECTION_REASONS)
@@ -123,6 +127,7 @@ class IdentityVerification:
         # Set before any handler runs: queries and updates always see a progress.
         self._progress = VerificationProgress(request.verification_id, Stage.RESOLVING_MODELS)
         self._review: ReviewDecision | None = None
+        self._review_opened_at = workflow.now()
 
     @workflow.run
     async def run(self, request: VerificationRequest) -> VerificationResult:
@@ -132,7 +137,7 @@ class IdentityVerification:
             outcome = await self._wait_for_review(request, outcome)
 
         credential: IssuedCredential | None = None
-        if outcome.decision is Decision.APPROVED and request.device is not None:
+        if outcome.decision is Decision.APPROVED and (request.holder or request.device):
             credential, outcome = await self._bind_credential(request, outcome)
 
         return await self._record_result(request, outcome, credential)
@@ -184,20 +189,48 @@ class IdentityVerification:
         It awaits review when a score falls in the grey zone, or when a step ran
         out of retries (PROCESSING_FAILED).
         """
-        self._review = decision
+        if workflow.patched(SIGNED_REVIEWS):
+            reviewer = await self._authorize(decision)
+            self._check_awaiting_review()  # another review may have won meanwhile
+        else:  # recorded before reviews were signed: the typed name, never trusted since
+            reviewer = decision.reviewer
+        self._review = dataclasses.replace(decision, reviewer=reviewer)
         return Decision.APPROVED if decision.approve else Decision.DECLINED
 
     @review.validator
     def _accept_review(self, decision: ReviewDecision) -> None:
-        # Runs before the update is written to history: refusals leave no trace.
+        # Runs before the update is written to history: only the stage is checked
+        # here; who signed it is checked (and a refusal audited) in the handler.
+        self._check_awaiting_review()
+
+    def _check_awaiting_review(self) -> None:
         if self._progress.stage is not Stage.AWAITING_REVIEW:
-            raise ValueError(
+            raise ApplicationError(
                 f"verification is not awaiting review (stage: {self._progress.stage.value})"
             )
         if self._review is not None:
-            raise ValueError(f"verification was already reviewed by {self._review.reviewer}")
-        if not decision.reviewer.strip():
-            raise ValueError("a review needs the reviewer's id")
+            raise ApplicationError(f"verification was already reviewed by {self._review.reviewer}")
+
+    async def _authorize(self, decision: ReviewDecision) -> str:
+        """The staff id whose signed assertion the CPU worker checked; refusals are audited."""
+        try:
+            return await workflow.execute_local_activity(
+                names.AUTHORIZE_REVIEW,
+                AuthorizeReviewInput(
+                    self._progress.verification_id,
+                    workflow.info().workflow_id,
+                    decision,
+                    self._review_opened_at.isoformat(),
+                ),
+                result_type=str,
+                summary="Check the reviewer's signed assertion",
+                **_LOCAL.options(attempts=3),
+            )
+        except FailureError as err:  # a local activity's failure arrives unwrapped
+            refusal = err.cause if isinstance(err, ActivityError) else err
+            raise ApplicationError(
+                f"review refused: {refusal}", type="REVIEW_UNAUTHORIZED", non_retryable=True
+            ) from None
 
     # --- Stages ---------------------------------------------------------------
 
@@ -267,6 +300,7 @@ class IdentityVerification:
     ) -> policy.Outcome:
         deadline = timedelta(seconds=request.review_deadline_seconds)
         self._review = None  # each round starts undecided: a binding may ask a second time
+        self._review_opened_at = workflow.now()
         self._progress.decision = Decision.REVIEW
         self._progress.reasons = list(pending.reasons)
         self._progress.review_deadline = (workflow.now() + deadline).isoformat()
@@ -316,8 +350,9 @@ class IdentityVerification:
                     IssueCredentialInput(
                         verification_id=request.verification_id,
                         device=request.device,
-                        claims=request.claims or {},
+                        claims=request.claims,
                         portrait=request.selfie,
+                        holder=request.holder,
                     ),
                     result_type=IssuedCredential,
                     summary="Issue the mdoc bound to the holder's device key",

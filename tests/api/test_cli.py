@@ -26,13 +26,18 @@ def test_without_a_server_one_line_says_where_it_looked_and_how_to_start_one(
     tmp_path: Path, photo: Any
 ) -> None:
     address = f"127.0.0.1:{free_port()}"  # nothing listens here
-    env = {"IDFLOW_TEMPORAL_ADDRESS": address, "IDFLOW_HOME": str(tmp_path)}
+    # A staff token, so that the review gets as far as connecting.
+    env = {
+        "IDFLOW_TEMPORAL_ADDRESS": address,
+        "IDFLOW_HOME": str(tmp_path),
+        "IDFLOW_STAFF_TOKEN": "t" * 32,
+    }
     image = tmp_path / "selfie.jpg"
     image.write_bytes(photo("obama.jpg"))
     for argv in (
         ("verify", "--selfie", str(image), "--document", str(image)),
         ("status", "some-id"),
-        ("review", "some-id", "--approve", "--reviewer", "r", "--reason", "ok"),
+        ("review", "some-id", "--approve", "--staff", "r", "--reason", "ok"),
     ):
         run = idflow(*argv, env=env)
         assert run.returncode == 1, run.stderr

@@ -1,8 +1,8 @@
 """Record the histories of representative verifications for the replay tests.
 
-    .venv/bin/python -m tests.histories.regenerate
+    .venv/bin/python -m tests.histories.regenerate [CASE ...]
 
-Runs each case below on a fresh dev server with real worker processes and
+Runs each case below (or only the ones named) on a fresh dev server with real worker processes and
 writes ``tests/histories/idv-history-<case>.json``. Payloads are encrypted
 with the test-only key in ``payload-keys.txt`` (committed: it protects
 nothing but these recordings), so CI can decode them when it replays.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 PAYLOAD_KEYS = (HERE / "payload-keys.txt").read_text().strip()
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
     os.environ["IDFLOW_PAYLOAD_KEYS"] = PAYLOAD_KEYS
     from security.keys import new_key
 
@@ -41,6 +42,8 @@ def main() -> None:
         async def record(
             case: str, pair: str, review: Any = None, before_review: Any = None, **start: Any
         ) -> None:
+            if only and case not in only:
+                return
             verification_id = f"history-{case}"
             draft = await client.create(
                 pairs[pair].selfie, pairs[pair].document, "history", verification_id
@@ -55,7 +58,7 @@ def main() -> None:
                     await asyncio.sleep(0.1)
                 if before_review is not None:
                     before_review()
-                await client.review(verification_id, *review)
+                await stack.review(verification_id, *review)
             result = await client.result(verification_id)
             path = save_history(await fetch_history(client.temporal, verification_id), HERE)
             print(f"{path.name}: {result.decision.value} {[r.value for r in result.reasons]}")
@@ -68,7 +71,7 @@ def main() -> None:
         stack.run(record("credential", "same person", bind_device=True))
         stack.run(
             record(
-                "review-approved", "same person", ("staff-1", True, "checked"), model_pins=strict
+                "review-approved", "same person", ("staff-42", True, "checked"), model_pins=strict
             )
         )
         stack.run(
@@ -82,7 +85,7 @@ def main() -> None:
                 record(
                     "processing-failed",
                     "same person",
-                    ("staff-1", False, "no match"),
+                    ("staff-9", False, "no match"),
                     model_pins=broken,
                     processing_attempts=2,
                 )
@@ -93,7 +96,7 @@ def main() -> None:
             record(
                 "binding-retried",
                 "same person",
-                ("staff-1", True, "keys restored"),
+                ("staff-9", True, "keys restored"),
                 before_review=put_back,
                 bind_device=True,
                 processing_attempts=2,
@@ -102,4 +105,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

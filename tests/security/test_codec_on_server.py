@@ -26,7 +26,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from security.payload_codec import ENCODING, data_converter
+from security.payload_codec import ENCODING, Binding, data_converter
 from settings import Settings
 
 from ..support.temporal import TemporalServer
@@ -126,7 +126,7 @@ def test_memo_heartbeats_and_failures_are_encrypted(
     assert failure.message == "Encoded failure"
     assert failure.application_failure_info.details.payloads[0].metadata["encoding"] == ENCODING
 
-    codec = data_converter(settings).payload_codec
+    codec = data_converter(settings, Binding.ANY_WORKFLOW).payload_codec  # as the codec server
     assert codec is not None
     plain = b"".join(
         p.data

@@ -1,10 +1,12 @@
-"""The codec server over real HTTP: tokens, CORS, malformed bodies, path tokens, logging."""
+"""The codec server over real HTTP: tokens and roles, CORS, malformed bodies, same-user, logs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,14 +20,20 @@ from temporalio.api.common.v1 import Payload, Payloads
 from security.codec_server import app_from_settings, create_app
 from security.config import SecurityConfig
 from security.keys import PAYLOAD, KeyConfigError, new_key, parse_inline
-from security.payload_codec import PayloadEncryptionCodec
+from security.payload_codec import Binding, PayloadEncryptionCodec
 from security.staff_tokens import StaffTokens, ensure_dev_tokens, load_staff_tokens
 from settings import Settings
 
 UI = "http://localhost:8233"
 TOKEN = "alice-token-0123456789abcdef"
+REVIEWER = "rita-token-0123456789abcdef"  # may review, not decode
+# A system Python that another user (nobody) may run: only root can start one as them.
+OTHER_USERS_PYTHON = "/usr/bin/python3"
+CAN_ACT_AS_OTHER_USER = os.getuid() == 0 and os.access(OTHER_USERS_PYTHON, os.X_OK)
 SECRET = b'{"family_name":"Mustermann"}'
-CODEC = PayloadEncryptionCodec(parse_inline(PAYLOAD, f"k1:{new_key()}", "test"))
+CODEC = PayloadEncryptionCodec(
+    parse_inline(PAYLOAD, f"k1:{new_key()}", "test"), Binding.ANY_WORKFLOW
+)
 
 
 def _body(payloads: list[Payload]) -> str:
@@ -37,10 +45,14 @@ def _sealed() -> str:
 
 
 def _serve(
-    test: Callable[[aiohttp.ClientSession, str], Awaitable[None]], path_tokens: bool = False
+    test: Callable[[aiohttp.ClientSession, str], Awaitable[None]], same_user: bool = False
 ) -> None:
     async def run() -> None:
-        app = create_app(CODEC, StaffTokens.from_pairs({"alice": TOKEN}, "test"), [UI], path_tokens)
+        tokens = StaffTokens.from_entries(
+            {"alice": (TOKEN, frozenset({"decode"})), "rita": (REVIEWER, frozenset({"review"}))},
+            "test",
+        )
+        app = create_app(CODEC, tokens, [UI], same_user)
         async with TestServer(app) as server, aiohttp.ClientSession() as session:
             await test(session, str(server.make_url("")).rstrip("/"))
 
@@ -61,7 +73,7 @@ async def _post(
         )
 
 
-def test_valid_token_decodes_and_encodes(caplog: pytest.LogCaptureFixture) -> None:
+def test_valid_token_decodes_and_there_is_no_encode(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "idflow.codec_server")
 
     async def test(session: aiohttp.ClientSession, base: str) -> None:
@@ -78,13 +90,18 @@ def test_valid_token_decodes_and_encodes(caplog: pytest.LogCaptureFixture) -> No
         [decoded] = json_format.ParseDict(body, Payloads()).payloads
         assert decoded.data == SECRET
 
-        plain = _body([Payload(metadata={"encoding": b"json/plain"}, data=b'"x"')])
+        # Plaintext (the SDK's marker data, or a forgery the workers refuse) is shown as is.
+        plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"score":0.999}')
         status, _, body = await _post(
-            session, base + "/encode", plain, Authorization=f"Bearer {TOKEN}"
+            session, base + "/decode", _body([plain]), Authorization=f"Bearer {TOKEN}"
         )
-        [sealed] = json_format.ParseDict(body, Payloads()).payloads
-        assert status == 200 and sealed.metadata["encoding"] == b"binary/encrypted"
-        assert CODEC.decrypt(sealed).data == b'"x"'
+        assert status == 200 and json_format.ParseDict(body, Payloads()).payloads == [plain]
+
+        # Nobody turns typed text into a payload the workers would accept.
+        status, _, _ = await _post(
+            session, base + "/encode", _body([plain]), Authorization=f"Bearer {TOKEN}"
+        )
+        assert status in (404, 405)
 
     _serve(test)
     assert "decode 1 payloads for staff alice (namespace default)" in caplog.text
@@ -92,7 +109,14 @@ def test_valid_token_decodes_and_encodes(caplog: pytest.LogCaptureFixture) -> No
 
 
 @pytest.mark.parametrize(
-    "authorization", [None, "Bearer wrong-token-0123456789abcdef", f"Basic {TOKEN}", "Bearer "]
+    "authorization",
+    [
+        None,
+        "Bearer wrong-token-0123456789abcdef",
+        f"Basic {TOKEN}",
+        "Bearer ",
+        f"Bearer {REVIEWER}",
+    ],
 )
 def test_missing_or_invalid_token_is_401_and_logged_without_secrets(
     authorization: str | None, caplog: pytest.LogCaptureFixture
@@ -100,16 +124,16 @@ def test_missing_or_invalid_token_is_401_and_logged_without_secrets(
     headers = {"Authorization": authorization} if authorization else {}
 
     async def test(session: aiohttp.ClientSession, base: str) -> None:
-        for operation in ("decode", "encode"):
-            status, response_headers, body = await _post(
-                session, f"{base}/{operation}", _sealed(), **headers
-            )
-            assert status == 401 and body == {"error": "a valid bearer token is required"}
-            assert response_headers["WWW-Authenticate"].startswith("Bearer")
+        status, response_headers, body = await _post(
+            session, f"{base}/decode", _sealed(), **headers
+        )
+        assert status == 401 and body == {"error": "a valid bearer token is required"}
+        assert response_headers["WWW-Authenticate"].startswith("Bearer")
 
     _serve(test)
     assert "refused: missing bearer token" in caplog.text or "refused: invalid token" in caplog.text
     assert "wrong-token" not in caplog.text and TOKEN not in caplog.text
+    assert REVIEWER not in caplog.text
 
 
 def test_allowed_origin_preflight_is_granted_and_other_origins_are_not() -> None:
@@ -172,31 +196,56 @@ def test_payloads_that_do_not_decrypt_are_422() -> None:
     _serve(test)
 
 
-def test_path_tokens_only_when_enabled(caplog: pytest.LogCaptureFixture) -> None:
-    async def disabled(session: aiohttp.ClientSession, base: str) -> None:
-        status, _, _ = await _post(session, f"{base}/t/{TOKEN}/decode", _sealed(), Origin=UI)
-        assert status == 404
+def _post_as(uid: int, url: str) -> int:
+    """POST a sealed payload to ``url`` from a child process running as ``uid``."""
+    script = (
+        "import sys, urllib.request, urllib.error\n"
+        "request = urllib.request.Request(sys.argv[1], data=sys.stdin.buffer.read(),"
+        " headers={'Content-Type': 'application/json'})\n"
+        "try:\n    print(urllib.request.urlopen(request, timeout=10).status)\n"
+        "except urllib.error.HTTPError as error:\n    print(error.code)\n"
+    )
+    child = subprocess.run(
+        [OTHER_USERS_PYTHON, "-c", script, url],
+        input=_sealed().encode(),
+        capture_output=True,
+        check=True,
+        timeout=30,
+        user=uid,
+        cwd="/",
+    )
+    return int(child.stdout)
 
-    async def enabled(session: aiohttp.ClientSession, base: str) -> None:
-        status, _, body = await _post(session, f"{base}/t/{TOKEN}/decode", _sealed(), Origin=UI)
-        assert status == 200 and json_format.ParseDict(body, Payloads()).payloads[0].data == SECRET
-        status, _, _ = await _post(
-            session, f"{base}/t/not-the-token-0123456789ab/decode", _sealed()
-        )
+
+def test_same_user_serves_this_os_users_sockets_only(caplog: pytest.LogCaptureFixture) -> None:
+    """The dev Web UI sends no token: its requests are served when the socket is ours."""
+    caplog.set_level(logging.INFO, "idflow.codec_server")
+
+    async def off(session: aiohttp.ClientSession, base: str) -> None:
+        status, _, _ = await _post(session, f"{base}/decode", _sealed(), Origin=UI)
         assert status == 401
 
-    _serve(disabled)
-    _serve(enabled, path_tokens=True)
-    assert "not-the-token" not in caplog.text and TOKEN not in caplog.text
+    async def on(session: aiohttp.ClientSession, base: str) -> None:
+        status, _, body = await _post(session, f"{base}/decode", _sealed(), Origin=UI)
+        assert status == 200 and json_format.ParseDict(body, Payloads()).payloads[0].data == SECRET
+        if CAN_ACT_AS_OTHER_USER:  # another local user's process is refused
+            other = await asyncio.to_thread(_post_as, 65534, f"{base}/decode")
+            assert other == 401
+
+    _serve(off)
+    _serve(on, same_user=True)
+    assert f"decode 1 payloads for staff os-user-{os.getuid()}" in caplog.text
+    if CAN_ACT_AS_OTHER_USER:
+        assert "the socket is not this OS user's" in caplog.text
 
 
-def test_path_tokens_refused_off_loopback(tmp_path: Path) -> None:
+def test_same_user_refused_off_loopback(tmp_path: Path) -> None:
     settings = Settings(
         home=tmp_path, model_cache=tmp_path, blob_dir=tmp_path, database_url="sqlite://"
     )
     ensure_dev_tokens(settings)
     with pytest.raises(KeyConfigError, match="loopback"):
-        app_from_settings(settings, SecurityConfig(codec_host="0.0.0.0", codec_path_tokens=True))
+        app_from_settings(settings, SecurityConfig(codec_host="0.0.0.0", codec_same_user=True))
 
 
 def test_dev_tokens_are_private_and_stable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,10 +256,42 @@ def test_dev_tokens_are_private_and_stable(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(KeyConfigError, match="IDFLOW_CODEC_TOKENS"):
         load_staff_tokens(settings)
     tokens = ensure_dev_tokens(settings)
-    assert ensure_dev_tokens(settings) == tokens
+    assert ensure_dev_tokens(settings) == tokens and list(tokens) == ["dev-staff"]
     loaded = load_staff_tokens(settings)
-    assert loaded.staff_for(tokens["dev-web-ui"]) == "dev-web-ui"
+    assert loaded.staff_for(tokens["dev-staff"], role="decode") == "dev-staff"
+    assert loaded.staff_for(tokens["dev-staff"], role="review") == "dev-staff"
     assert loaded.staff_for(tokens["dev-staff"] + "x") is None
+    monkeypatch.setenv("IDFLOW_CODEC_TOKENS", f"ann:{TOKEN},rita:{REVIEWER}:review")
+    inline = load_staff_tokens(settings)
+    assert inline.staff_for(TOKEN) == "ann" and inline.staff_for(TOKEN, role="review") is None
+    assert (
+        inline.staff_for(REVIEWER, role="review") == "rita" and inline.staff_for(REVIEWER) is None
+    )
     monkeypatch.setenv("IDFLOW_CODEC_TOKENS", "bob:short")
     with pytest.raises(KeyConfigError, match="shorter than 22"):
         load_staff_tokens(settings)
+
+
+def test_metrics_count_answers_by_status_without_tokens_and_health_answers() -> None:
+    async def scrape(session: aiohttp.ClientSession, base: str) -> str:
+        async with session.get(f"{base}/metrics") as r:
+            assert r.status == 200 and r.content_type == "text/plain"
+            return await r.text()
+
+    def count(text: str, status: str) -> float:
+        line = f'idflow_codec_requests_total{{operation="decode",status="{status}"}} '
+        found = [row for row in text.splitlines() if row.startswith(line)]
+        return float(found[0].removeprefix(line)) if found else 0.0
+
+    async def test(session: aiohttp.ClientSession, base: str) -> None:
+        before = await scrape(session, base)
+        await _post(session, f"{base}/decode", _sealed(), Authorization=f"Bearer {TOKEN}")
+        await _post(session, f"{base}/decode", _sealed(), Authorization="Bearer wrong-token")
+        after = await scrape(session, base)
+        assert count(after, "200") - count(before, "200") == 1
+        assert count(after, "401") - count(before, "401") == 1
+        assert TOKEN not in after and "wrong-token" not in after
+        async with session.get(f"{base}/healthz") as r:
+            assert r.status == 200 and await r.text() == "ok\n"
+
+    _serve(test)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,11 +20,15 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client
 
 from security.keys import PAYLOAD, parse_inline
-from security.payload_codec import PayloadEncryptionCodec
+from security.payload_codec import Binding, PayloadEncryptionCodec
+from settings import Settings
 
 from ..support.output import ProcessOutput
+from ..support.temporal import grey_zone_pins
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
@@ -98,33 +104,69 @@ def dev_stack(
         socket.create_connection(("127.0.0.1", codec_port), 1)
 
 
+def _readable(path: Path) -> bool:
+    try:
+        path.read_bytes()
+    except OSError:  # the process ended meanwhile
+        return False
+    return True
+
+
 def test_dev_stack_serves_the_codec_to_its_web_ui(
     dev_stack: DevStackRun, test_keys: dict[str, str]
 ) -> None:
     codec_url, ui = dev_stack.codec_url, dev_stack.ui
     tokens = json.loads((dev_stack.home / "keys" / "codec-tokens.json").read_text())
     assert any(line.startswith(f"codec:   {codec_url}") for line in dev_stack.output)
-    assert not any(token in "".join(dev_stack.output) for token in tokens.values())
+    assert not any(entry["token"] in "".join(dev_stack.output) for entry in tokens.values())
 
+    # No staff token where other local users can read it: the UI's unauthenticated
+    # settings, any process's argv, the stack's logs.
     _, _, body = _http(f"{ui}/api/v1/settings", method="GET")
-    assert json.loads(body)["Codec"]["Endpoint"] == f"{codec_url}/t/{tokens['dev-web-ui']}"
+    assert json.loads(body)["Codec"]["Endpoint"] == codec_url
+    secrets = [entry["token"].encode() for entry in tokens.values()]
+    argv = [path.read_bytes() for path in Path("/proc").glob("[0-9]*/cmdline") if _readable(path)]
+    assert any(f"--ui-codec-endpoint={codec_url}".encode() in args for args in argv)
+    assert not [args for args in argv for secret in secrets if secret in args]
+    logs = [path.read_bytes() for path in (dev_stack.home / "logs").iterdir()]
+    assert logs and not [log for log in logs for secret in secrets if secret in log]
 
-    codec = PayloadEncryptionCodec(parse_inline(PAYLOAD, test_keys["IDFLOW_PAYLOAD_KEYS"], "test"))
+    codec = PayloadEncryptionCodec(
+        parse_inline(PAYLOAD, test_keys["IDFLOW_PAYLOAD_KEYS"], "test"), Binding.ANY_WORKFLOW
+    )
     sealed = json_format.MessageToJson(
         Payloads(payloads=[codec.encrypt(Payload(data=b'"x"'))])
     ).encode()
-    assert _http(f"{codec_url}/decode", sealed)[0] == 401
+    assert (
+        _http(f"{codec_url}/decode", sealed, Authorization="Bearer wrong-0123456789abcdefgh")[0]
+        == 401
+    )
     status, _, body = _http(
-        f"{codec_url}/decode", sealed, Authorization=f"Bearer {tokens['dev-staff']}"
+        f"{codec_url}/decode", sealed, Authorization=f"Bearer {tokens['dev-staff']['token']}"
     )
     assert status == 200 and json_format.Parse(body, Payloads()).payloads[0].data == b'"x"'
+    # The dev UI's way in: no token, a socket of the stack's own OS user (this test's).
+    status, _, body = _http(f"{codec_url}/decode", sealed, Origin=ui)
+    assert status == 200 and json_format.Parse(body, Payloads()).payloads[0].data == b'"x"'
     status, headers, _ = _http(
-        f"{codec_url}/t/{tokens['dev-web-ui']}/decode",
+        f"{codec_url}/decode",
         method="OPTIONS",
         Origin=ui,
         **{"Access-Control-Request-Method": "POST"},
     )
     assert status == 204 and headers["Access-Control-Allow-Origin"] == ui
+
+
+def test_dev_server_keeps_closed_histories_for_the_configured_days(dev_stack: DevStackRun) -> None:
+    async def retention() -> float:
+        address = dev_stack.env["IDFLOW_TEMPORAL_ADDRESS"]
+        client = await Client.connect(address)
+        described = await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace="default")
+        )
+        return described.config.workflow_execution_retention_ttl.ToTimedelta().days
+
+    assert asyncio.run(retention()) == 30  # IDFLOW_HISTORY_RETENTION_DAYS' default
 
 
 def test_purge_and_status_commands(dev_stack: DevStackRun, photo_dir: Path) -> None:
@@ -151,3 +193,47 @@ def test_purge_and_status_commands(dev_stack: DevStackRun, photo_dir: Path) -> N
     assert "images       purged" in status.stdout and "approved" in status.stdout.lower()
     assert "purged             by staff-7" in status.stdout
     assert "already purged" in _idflow(dev_stack, "purge", "purge-check-1").stdout
+
+
+def test_idflow_review_signs_as_the_staff_member_and_a_wrong_token_is_refused(
+    dev_stack: DevStackRun, photo_dir: Path
+) -> None:
+    home = dev_stack.home
+    settings = Settings(
+        home=home,
+        model_cache=Path(dev_stack.env["IDFLOW_MODEL_CACHE"]),
+        blob_dir=home / "blobs",
+        database_url=f"sqlite:///{home / 'idflow.db'}",
+    )
+    [(task, pin)] = grey_zone_pins(settings).items()
+    started = _idflow(
+        dev_stack,
+        *("verify", "--selfie", str(photo_dir / "obama.jpg")),
+        *("--document", str(photo_dir / "obama2.jpg"), "--id", "review-check-1"),
+        *("--pin", f"{task}={pin}", "--no-wait"),
+    )
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 120
+    while (
+        "awaiting_review"
+        not in (status := _idflow(dev_stack, "status", "review-check-1")).stdout.lower()
+    ):
+        assert time.monotonic() < deadline, status.stdout + status.stderr
+        time.sleep(0.5)
+
+    forged = dev_stack.env | {"IDFLOW_STAFF_TOKEN": "x" * 43, "IDFLOW_STAFF_ID": "dev-staff"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "cli", "review", "review-check-1", "--approve", "--reason", "x"],
+        env=forged,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert refused.returncode == 1 and "does not verify" in refused.stderr
+
+    reviewed = _idflow(dev_stack, "review", "review-check-1", "--approve", "--reason", "ok")
+    assert reviewed.returncode == 0, reviewed.stderr
+    assert "review-check-1: approved by dev-staff" in reviewed.stdout
+    status = _idflow(dev_stack, "status", "review-check-1").stdout
+    assert "review_refused" in status and "dev-staff" in status

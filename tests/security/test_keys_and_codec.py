@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    WorkflowSerializationContext,
+)
 
 from security import keys
 from security.keys import KeyConfigError, UnknownKeyId
@@ -18,6 +22,8 @@ from security.payload_codec import (
     ENCODING,
     META_COMPRESSION,
     META_KEY_ID,
+    META_WORKFLOW_ID,
+    Binding,
     PayloadDecryptionError,
     PayloadEncryptionCodec,
     data_converter,
@@ -171,11 +177,43 @@ def test_tampered_or_relabelled_payloads_do_not_decrypt(tmp_path: Path) -> None:
             codec.decrypt(bad)
 
 
-def test_plain_payloads_pass_through_decode(tmp_path: Path) -> None:
+def _codec(settings: Settings, workflow_id: str | None, binding: Binding = Binding.STRICT):
+    codec = PayloadEncryptionCodec(keys.load_key_ring(settings, keys.PAYLOAD), binding)
+    return codec.with_context(WorkflowSerializationContext("default", workflow_id or ""))
+
+
+def test_a_forged_plaintext_payload_is_refused(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     keys.ensure_dev_keys(settings)
-    codec = PayloadEncryptionCodec(keys.load_key_ring(settings, keys.PAYLOAD))
-    assert codec.decrypt(_payload(b"1")) == _payload(b"1")
+    forged = _payload(b'{"score":0.999}')  # written to history by someone without the key
+    with pytest.raises(PayloadDecryptionError, match="not encrypted: refused"):
+        _codec(settings, "idv-1").decrypt(forged)
+    with pytest.raises(PayloadDecryptionError, match="not encrypted: refused"):
+        _codec(settings, "idv-1", Binding.ANY_WORKFLOW).decrypt(forged)
+
+
+def test_ciphertext_is_bound_to_its_workflow(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    keys.ensure_dev_keys(settings)
+    result = _payload(b'{"score":0.999}')
+    sealed = _codec(settings, "idv-other").encrypt(result)  # another verification's result
+    assert sealed.metadata[META_WORKFLOW_ID] == b"idv-other"
+
+    assert _codec(settings, "idv-other").decrypt(sealed) == result
+    with pytest.raises(PayloadDecryptionError, match="another workflow"):
+        _codec(settings, "idv-victim").decrypt(sealed)  # copied into another history
+    relabelled = Payload(metadata={**sealed.metadata, META_WORKFLOW_ID: b"idv-victim"})
+    relabelled.data = sealed.data
+    with pytest.raises(PayloadDecryptionError, match="does not authenticate"):
+        _codec(settings, "idv-victim").decrypt(relabelled)
+    unbound = Payload(
+        metadata={k: v for k, v in sealed.metadata.items() if k != META_WORKFLOW_ID},
+        data=sealed.data,
+    )
+    with pytest.raises(PayloadDecryptionError, match="not bound to a workflow"):
+        _codec(settings, "idv-other").decrypt(unbound)
+    # The codec server and replay read any workflow's payloads (they act on none).
+    assert _codec(settings, None, Binding.ANY_WORKFLOW).decrypt(sealed) == result
 
 
 def test_data_converter_encrypts_failures_too(tmp_path: Path) -> None:

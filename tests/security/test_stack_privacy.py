@@ -37,11 +37,11 @@ from domain.reasons import QUALITY_REASONS, Decision, ReasonCode
 from mdoc import holder
 from security.codec_server import start_codec_server
 from security.config import SecurityConfig
-from security.payload_codec import ENCODING, PayloadEncryptionCodec
+from security.payload_codec import ENCODING, Binding, PayloadEncryptionCodec, data_converter
 from security.staff_tokens import ensure_dev_tokens
 from store import audit, data_keys, retention, verifications
 from workers.schedules import retention_schedule_id
-from workflows.identity_verification import workflow_id
+from workflows.identity_verification import SIGNED_REVIEWS, workflow_id
 from workflows.retention import PurgeVerification, RetentionSweep
 
 from ..support.hostile_images import HostileImage
@@ -180,14 +180,14 @@ def pairs(photo_dir: Path) -> dict[str, SamplePair]:
     return sample_pairs(photo_dir)
 
 
-def _raw_history(stack: IdflowStack, verification_id: str) -> WorkflowHistory:
-    async def fetch() -> WorkflowHistory:
-        plain = await Client.connect(
-            stack.server.target, namespace=stack.settings.temporal_namespace
-        )
-        return await plain.get_workflow_handle(workflow_id(verification_id)).fetch_history()
+async def _raw_history_async(stack: IdflowStack, verification_id: str) -> WorkflowHistory:
+    """The history as the Temporal server stores it (a client without the codec)."""
+    plain = await Client.connect(stack.server.target, namespace=stack.settings.temporal_namespace)
+    return await plain.get_workflow_handle(workflow_id(verification_id)).fetch_history()
 
-    return stack.run(fetch())
+
+def _raw_history(stack: IdflowStack, verification_id: str) -> WorkflowHistory:
+    return stack.run(_raw_history_async(stack, verification_id))
 
 
 def _cli_show(stack: IdflowStack, verification_id: str, *codec: str) -> str:
@@ -211,7 +211,7 @@ def _cli_show(stack: IdflowStack, verification_id: str, *codec: str) -> str:
 def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
     idflow_stack: IdflowStack, leaky_inputs: dict[str, Any], codec_server: tuple[str, str]
 ) -> None:
-    codec = idflow_stack.client.temporal.data_converter.payload_codec
+    codec = data_converter(idflow_stack.settings, Binding.ANY_WORKFLOW).payload_codec
     assert isinstance(codec, PayloadEncryptionCodec)
     for verification_id in leaky_inputs["ids"]:
         history = _raw_history(idflow_stack, verification_id)
@@ -243,11 +243,14 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
         assert all(f.encoded_attributes.metadata["encoding"] == ENCODING for f in failures)
         assert bool(failures) == (verification_id == leaky_inputs["ids"][1])  # the declined one
 
-        # ... and the same history decodes fully with the codec.
+        # ... and the same history decodes fully with the codec: with no claim in it
+        # even then (holder data and credential travel as references to the store).
         decoded = [codec.decrypt(p) for _, p in encrypted]
         assert all(p.metadata["encoding"] != ENCODING for p in decoded)
         plain = b"".join(p.data for p in decoded)
-        assert MARKERS["family_name"].encode() in plain
+        assert b'"decision"' in plain and b'"holder"' in plain
+        _assert_no_personal_data(plain, leaky_inputs["images"])
+        assert b"opaque-subject" not in plain
         assert not list(
             _float_arrays(
                 [json.loads(p.data) for p in decoded if p.metadata["encoding"] == b"json/plain"]
@@ -271,13 +274,14 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
         assert len(shown_payloads) >= len(encrypted)
         assert all(encoding != ENCODING for encoding, _ in shown_payloads)
         shown_plain = b"".join(data for _, data in shown_payloads)
-        assert MARKERS["given_name"].encode() in shown_plain  # the workflow input holds the claims
+        assert b'"decision"' in shown_plain and MARKERS["given_name"].encode() not in shown_plain
 
         # Search attributes are plaintext: only the known vocabulary; the workflow id is opaque.
         vocabulary = {
             *(s.value for s in Stage),
             *(d.value for d in Decision),
             *(r.value for r in ReasonCode),
+            SIGNED_REVIEWS,  # TemporalChangeVersion, set by workflow.patched
         }
         attributes = [json.loads(p.data) for where, p in found if "search_attributes" in where]
         values = [
@@ -298,49 +302,80 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
 # --- Retention ------------------------------------------------------------------------
 
 
-def test_purge_makes_blobs_unreadable_keeps_record_audit_and_replay(
-    idflow_stack: IdflowStack, pairs: dict[str, SamplePair]
+def _database_files(settings: Any) -> list[Path]:
+    database = Path(settings.database_url.removeprefix("sqlite:///"))
+    return [path for path in (database, Path(f"{database}-wal")) if path.exists()]
+
+
+def test_purge_forgets_the_person_and_keeps_decision_audit_and_replay(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], mdl_claims: dict[str, Any]
 ) -> None:
     client, settings = idflow_stack.client, idflow_stack.settings
     pair = pairs["same person"]
-    draft = idflow_stack.run(
-        client.create(pair.selfie, pair.document, subject_ref="opaque-subject-3")
-    )
+    subject = "opaque-subject-purged-3"
+    draft = idflow_stack.run(client.create(pair.selfie, pair.document, subject_ref=subject))
+    binding = holder.device_binding(holder.new_device_key(), draft.nonce, settings.issuer_id)
 
-    async def verify_then_purge() -> tuple[VerificationResult, PurgeResult, PurgeResult]:
-        await client.start(draft)
-        result = await client.result(draft.verification_id)
-        request = PurgeRequest(draft.verification_id, "staff-42", "deletion requested")
-        purged = await client.temporal.execute_workflow(
-            PurgeVerification.run,
-            request,
-            id=f"idflow-purge-{draft.verification_id}",
-            task_queue=settings.cpu_task_queue,
-        )
-        again = await client.temporal.execute_workflow(
-            PurgeVerification.run,
-            request,
-            id=f"idflow-purge-again-{draft.verification_id}",
-            task_queue=settings.cpu_task_queue,
-        )
-        return result, purged, again
+    async def verify() -> VerificationResult:
+        await client.start(draft, device=binding, claims=mdl_claims | MARKERS)
+        return await client.result(draft.verification_id)
 
-    result, purged, again = idflow_stack.run(verify_then_purge())
-    assert result.decision is Decision.APPROVED
-    # selfie, document and the face crops the quality check cut from them
-    assert (purged.blobs_deleted, purged.already_purged) == (3, False)
+    async def purge(request: PurgeRequest, run_id: str) -> PurgeResult:
+        return await client.temporal.execute_workflow(
+            PurgeVerification.run, request, id=run_id, task_queue=settings.cpu_task_queue
+        )
+
+    result = idflow_stack.run(verify())
+    assert result.decision is Decision.APPROVED and result.credential is not None
+    assert result.credential.issuer_signed_b64  # the client read it from the store
+    credential = base64.b64decode(result.credential.issuer_signed_b64)
+    wrapped = data_keys.get(client.engine, draft.verification_id).wrapped_key  # type: ignore[union-attr]
+    assert wrapped is not None
+
+    request = PurgeRequest(draft.verification_id, "staff-42", "deletion requested")
+    purged = idflow_stack.run(purge(request, f"idflow-purge-{draft.verification_id}"))
+    again = idflow_stack.run(purge(request, f"idflow-purge-again-{draft.verification_id}"))
+    # Selfie, document, the face crops the quality check cut from them, holder data
+    # (device binding + claims) and the IssuerSigned.
+    assert (purged.blobs_deleted, purged.already_purged) == (5, False)
     assert again.already_purged
 
+    # The history, decoded with the payload key: decision and scores, nothing personal.
+    history = idflow_stack.run(_raw_history_async(idflow_stack, draft.verification_id))
+    codec = data_converter(settings, Binding.ANY_WORKFLOW).payload_codec
+    assert isinstance(codec, PayloadEncryptionCodec)
+    payloads = [p for _, p in _payloads(History(events=history.events))]
+    plain = b"".join(
+        codec.decrypt(p).data if p.metadata["encoding"] == ENCODING else p.data for p in payloads
+    )
+    assert b'"approved"' in plain and b'"face_match"' in plain and b'"liveness"' in plain
+    _assert_no_personal_data(plain, [pair.selfie, pair.document, credential])
+    for secret in (subject, binding.proof_jwt, binding.public_jwk["x"]):
+        assert secret.encode() not in plain, secret
+    encoded = base64.b64encode(credential)
+    assert not [w for w in _windows(encoded) if w in plain], "the credential leaked"
+    assert b"\xff\xd8\xff" not in plain and b"/9j/" not in plain  # no JPEG, raw or base64
+
+    # What the history references is gone for good: reading it says "purged".
     with pytest.raises(BlobPurged, match=r"purged on .* can never be read again"):
         client.blobs.get(draft.verification_id, draft.selfie)
+    assert (
+        idflow_stack.run(client.result(draft.verification_id)).credential.issuer_signed_b64 is None
+    )  # type: ignore[union-attr]
+
+    # No copy of the wrapped data key, nor the subject reference, in the database files.
+    for path in _database_files(settings):
+        content = path.read_bytes()
+        assert wrapped not in content and subject.encode() not in content, path.name
+
     row = verifications.get(client.engine, draft.verification_id)
     assert row is not None and row.decision == "approved" and row.scores == result.scores
+    assert row.subject_ref == "" and row.credential_issued
     trail = audit.trail(client.engine, draft.verification_id)
-    assert [e.event for e in trail] == ["created", "decided", "purged"]
+    assert [e.event for e in trail] == ["created", "credential_issued", "decided", "purged"]
     assert (trail[-1].actor, trail[-1].details["reason"]) == ("staff-42", "deletion requested")
     assert "purged" in (retention.personal_data_status(client.engine, draft.verification_id) or "")
 
-    history = idflow_stack.run(client.handle(draft.verification_id).fetch_history())
     idflow_stack.run(replay(history, settings))  # raises ReplayFailed if it does not replay
 
 

@@ -31,13 +31,14 @@ from devstack.faults import (
     register_production_copy,
     take_issuer_keys_away,
 )
-from devstack.scratch import DevServer, LoopThread, dev_server, stack_settings
+from devstack.scratch import DECODE_ONLY_STAFF, DevServer, LoopThread, dev_server, stack_settings
 from devstack.scratch import PoolStack as IdflowStack
 from devstack.scratch import start_pools as start_stack
 
 TemporalServer = DevServer
 
 __all__ = [
+    "DECODE_ONLY_STAFF",
     "GREY_ZONE_EMBED_VERSION",
     "IdflowStack",
     "LoopThread",

@@ -96,8 +96,8 @@ def test_unreadable_input_asks_for_a_recapture_but_tampering_declines() -> None:
 
 def test_review_outcome_keeps_why_it_was_reviewed() -> None:
     grey = policy.Outcome(Decision.REVIEW, (ReasonCode.FACE_MATCH_UNCERTAIN,))
-    approve = ReviewDecision("staff-7", True, "matches the passport")
-    decline = ReviewDecision("staff-7", False, "different person")
+    approve = ReviewDecision(True, "matches the passport", reviewer="staff-7")
+    decline = ReviewDecision(False, "different person", reviewer="staff-7")
     assert policy.review_outcome(grey, approve) == policy.Outcome(
         Decision.APPROVED, (ReasonCode.FACE_MATCH_UNCERTAIN, ReasonCode.REVIEW_APPROVED)
     )
@@ -123,7 +123,9 @@ def test_a_binding_that_gives_up_keeps_the_approval_for_the_reviewer() -> None:
         Decision.REVIEW, (*approved.reasons, ReasonCode.PROCESSING_FAILED)
     )
     # The reviewer's approval binds again; a decline or the deadline ends without a credential.
-    again = policy.review_outcome(pending, ReviewDecision("staff-7", True, "issuer keys restored"))
+    again = policy.review_outcome(
+        pending, ReviewDecision(True, "issuer keys restored", reviewer="staff-7")
+    )
     assert again.decision is Decision.APPROVED and again.reasons[-2:] == (
         ReasonCode.PROCESSING_FAILED,
         ReasonCode.REVIEW_APPROVED,

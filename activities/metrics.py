@@ -1,0 +1,58 @@
+"""Prometheus metrics of verifications: decisions, stage latency, score distributions.
+
+- ``idflow_verifications_total{decision, reason}``: one per decided verification
+  and reason code (``reason="none"`` for a decision without one), counted by
+  the record activity when the workflow records its ``decided`` event.
+- ``idflow_review_events_total{event}``: ``requested`` / ``reviewed``; their
+  difference summed over the CPU pools is the review backlog.
+- ``idflow_stage_duration_seconds{stage, outcome}``: each activity attempt
+  (``stage`` is the activity type), ``outcome`` ``ok`` or ``error``; recorded
+  by the worker's interceptor (``workers/telemetry.py``).
+- ``idflow_score{score, model}``: liveness and face-match scores per model
+  version (shadows too): the basis of the drift alerts.
+
+Labels carry only codes, names and model versions: never an id or personal data.
+A retried record activity counts again (rare: it is a local activity that
+writes one row).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from domain.contracts import RecordInput
+
+VERIFICATIONS = Counter(
+    "idflow_verifications",
+    "Decided verifications, by decision and reason code",
+    ["decision", "reason"],
+)
+REVIEW_EVENTS = Counter("idflow_review_events", "Manual reviews requested and completed", ["event"])
+STAGE_SECONDS = Histogram(
+    "idflow_stage_duration_seconds",
+    "Wall time of one activity attempt, by stage and outcome",
+    ["stage", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 20))
+SCORES = Histogram(
+    "idflow_score",
+    "Scores by kind and model version (liveness, face_match)",
+    ["score", "model"],
+    buckets=SCORE_BUCKETS,
+)
+_REVIEW_EVENTS = {"review_requested": "requested", "reviewed": "reviewed"}
+
+
+def observe_record(entry: RecordInput) -> None:
+    """Count what a recorded event says about decisions and reviews."""
+    if entry.event in _REVIEW_EVENTS:
+        REVIEW_EVENTS.labels(_REVIEW_EVENTS[entry.event]).inc()
+    if entry.event == "decided" and entry.result is not None:
+        decision = entry.result.decision.value
+        for reason in entry.result.reasons or [None]:
+            VERIFICATIONS.labels(decision, reason.value if reason else "none").inc()
+
+
+def observe_score(score: str, model: str, value: float) -> None:
+    SCORES.labels(score, model).observe(value)
