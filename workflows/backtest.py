@@ -162,8 +162,10 @@ class BacktestVerification:
             )
             outcome = policy.quality_outcome([quality.selfie, quality.document])
             scores: dict[str, float] = {}
-            if outcome is None:
-                assert quality.face_crops is not None  # both images show one usable face
+            if outcome is None and quality.face_crops is None:
+                # Usable images have a face; decide, never fail the workflow task.
+                outcome = policy.rejection_outcome(ReasonCode.QUALITY_NO_FACE)
+            if outcome is None and quality.face_crops is not None:
                 result: BiometricsResult = await self._step(
                     names.CHECK_BIOMETRICS,
                     BiometricsInput(

@@ -27,7 +27,7 @@ from security.keys import PAYLOAD, parse_inline
 from security.payload_codec import Binding, PayloadEncryptionCodec
 from settings import Settings
 
-from ..support.output import ProcessOutput
+from ..support.output import ProcessOutput, wait_until_ready
 from ..support.temporal import grey_zone_pins
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
@@ -84,8 +84,9 @@ def dev_stack(
         "IDFLOW_TEMPORAL_UI_PORT": str(ui_port),
         "IDFLOW_CODEC_PORT": str(codec_port),
     }
+    ready_file = home.parent / f"{home.name}-dev.ready"
     dev = subprocess.Popen(
-        [sys.executable, "-m", "cli", "dev"],
+        [sys.executable, "-m", "cli", "dev", "--ready-file", str(ready_file)],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -93,7 +94,9 @@ def dev_stack(
     )
     printed = ProcessOutput(dev)
     try:
-        output = printed.wait_for("Ctrl-C stops everything")
+        # Ready when the stack says so through its ready file; then read what it printed.
+        wait_until_ready(dev, ready_file)
+        output = printed.wait_for("Ctrl-C stops everything", timeout_s=30)
         yield DevStackRun(
             env, output, home, f"http://127.0.0.1:{codec_port}", f"http://127.0.0.1:{ui_port}"
         )

@@ -12,6 +12,7 @@ import queue
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 _EOF = None
 
@@ -64,3 +65,16 @@ class ProcessOutput:
             else:
                 self.lines.append(line)
         return "".join(self.lines[start:])
+
+
+def wait_until_ready(
+    process: subprocess.Popen[str], ready_file: Path, timeout_s: float = 180
+) -> None:
+    """Wait for ``process`` to create its ``--ready-file``; fail if it exits or times out."""
+    deadline = time.monotonic() + timeout_s
+    while not ready_file.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"exited with status {process.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not ready after {timeout_s:.0f} s (no {ready_file})")
+        time.sleep(0.2)

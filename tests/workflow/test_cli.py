@@ -19,7 +19,7 @@ from mdoc import holder
 from mdoc.keystore import KeyStore, keys_dir
 from mdoc.verify import verify_issuer_signed
 
-from ..support.output import ProcessOutput
+from ..support.output import ProcessOutput, wait_until_ready
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 
@@ -58,8 +58,9 @@ def idflow(
 def test_dev_stack_serves_verify_status_replay_and_stops_on_ctrl_c(
     cli_env: dict[str, str], photo_dir: Path, tmp_path: Path
 ) -> None:
+    ready_file = tmp_path.parent / f"{tmp_path.name}-dev.ready"
     dev = subprocess.Popen(
-        [sys.executable, "-m", "cli", "dev"],
+        [sys.executable, "-m", "cli", "dev", "--ready-file", str(ready_file)],
         env=cli_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -67,7 +68,9 @@ def test_dev_stack_serves_verify_status_replay_and_stops_on_ctrl_c(
     )
     printed = ProcessOutput(dev)
     try:
-        output = printed.wait_for("Ctrl-C stops everything")
+        # Ready when the stack says so through its ready file; then read what it printed.
+        wait_until_ready(dev, ready_file)
+        output = printed.wait_for("Ctrl-C stops everything", timeout_s=30)
         assert any(
             f"Web UI:  http://127.0.0.1:{cli_env['IDFLOW_TEMPORAL_UI_PORT']}" in line
             for line in output
