@@ -94,8 +94,9 @@ _LOCAL = _Step(timedelta(seconds=10), timedelta(milliseconds=200), timedelta(sec
 _CPU = _Step(timedelta(seconds=30), timedelta(milliseconds=500), timedelta(seconds=30))
 # Inference on the GPU pool: heartbeats reveal a dead worker within seconds,
 # and the activity then runs again on another one.
+# 20 s leaves a loaded 2-core machine room to start a task before it counts as lost.
 _GPU = _Step(
-    timedelta(seconds=60), timedelta(seconds=1), timedelta(seconds=30), timedelta(seconds=10)
+    timedelta(seconds=60), timedelta(seconds=1), timedelta(seconds=30), timedelta(seconds=20)
 )
 # Records must land: a database outage delays the verification, never loses it.
 _RECORD = {
