@@ -8,6 +8,8 @@
 - ``idflow_stage_duration_seconds{stage, outcome}``: each activity attempt
   (``stage`` is the activity type), ``outcome`` ``ok`` or ``error``; recorded
   by the worker's interceptor (``workers/telemetry.py``).
+- ``idflow_stage_in_flight{stage}``: activity attempts running in this process
+  now (what a stopping worker still has to finish).
 - ``idflow_score{score, model}``: liveness and face-match scores per model
   version (shadows too): the basis of the drift alerts.
 
@@ -18,7 +20,7 @@ writes one row).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from domain.contracts import RecordInput
 
@@ -33,6 +35,9 @@ STAGE_SECONDS = Histogram(
     "Wall time of one activity attempt, by stage and outcome",
     ["stage", "outcome"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+STAGE_IN_FLIGHT = Gauge(
+    "idflow_stage_in_flight", "Activity attempts running in this process now, by stage", ["stage"]
 )
 SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 20))
 SCORES = Histogram(

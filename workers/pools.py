@@ -78,6 +78,7 @@ class Pool:
     worker: Worker
     description: str
     queues: list[tuple[str, TaskQueueType.ValueType]]  # what it polls: (queue, kind)
+    timer: StageTimer  # the worker's interceptor: times attempts, knows which are running
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -115,6 +116,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
         engine, blobs, KeyStore.open(keys_dir(settings.home)), settings.issuer_id
     )
     executor = _executor(profiles, settings.cpu_concurrency, "cpu-activity")
+    timer = StageTimer()
     # Profiled runs time workflow tasks too; otherwise the SDK sizes their threads.
     workflows = profiles.executor(WORKFLOW_TASK_THREADS, "cpu-workflow") if profiles else None
     worker = Worker(
@@ -146,7 +148,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
         ),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        interceptors=[StageTimer()],
+        interceptors=[timer],
     )
     return Pool(
         worker,
@@ -155,6 +157,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
             (settings.cpu_task_queue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
             (settings.cpu_task_queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
         ],
+        timer,
         [executor.shutdown, quality.close, server.close],
     )
 
@@ -164,6 +167,7 @@ def gpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
     biometrics = BiometricActivities(server, open_blob_store(settings))
     # One thread per concurrent activity: the batcher gathers their requests.
     executor = _executor(profiles, settings.gpu_concurrency, "gpu-activity")
+    timer = StageTimer()
     worker = Worker(
         client,
         task_queue=settings.gpu_task_queue,
@@ -171,7 +175,7 @@ def gpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
         activity_executor=executor,
         max_concurrent_activities=settings.gpu_concurrency,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        interceptors=[StageTimer()],
+        interceptors=[timer],
     )
     batching = (
         f"batches of up to {settings.batch_max_size} within {settings.batch_max_wait_ms} ms"
@@ -182,6 +186,7 @@ def gpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
         worker,
         f"gpu pool on {settings.gpu_task_queue} ({server.provider}, {batching})",
         [(settings.gpu_task_queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)],
+        timer,
         [executor.shutdown, server.close],
     )
 
@@ -240,7 +245,12 @@ async def _run(
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         polling.clear()
         if not running.done():
-            print(f"stopping: {pool.description}", flush=True)
+            unfinished = pool.timer.running()
+            print(
+                f"stopping: {pool.description}; finishing {len(unfinished)} task(s)"
+                + "".join(f" {task}" for task in unfinished),
+                flush=True,
+            )
             await pool.worker.shutdown()
         await running  # raises if the worker failed on its own
     finally:

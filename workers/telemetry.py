@@ -39,30 +39,50 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from activities.metrics import STAGE_SECONDS
+from activities.metrics import STAGE_IN_FLIGHT, STAGE_SECONDS
 from store import verifications
 
 log = logging.getLogger(__name__)
 
 
 class StageTimer(Interceptor):
-    """Times every activity attempt of the worker into ``idflow_stage_duration_seconds``."""
+    """Times every activity attempt of the worker into ``idflow_stage_duration_seconds``.
+
+    It also knows which attempts are running (``idflow_stage_in_flight`` and
+    ``running()``), so that a stopping pool can say what it is still finishing.
+    """
+
+    def __init__(self) -> None:
+        self._running: set[str] = set()
+
+    def running(self) -> list[str]:
+        """``verification id/activity id`` of each attempt running now."""
+        return sorted(self._running)
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return _TimedActivity(next)
+        return _TimedActivity(next, self._running)
 
 
 class _TimedActivity(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, running: set[str]) -> None:
+        super().__init__(next)
+        self.running = running
+
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        stage = activity.info().activity_type
+        info = activity.info()
+        task = f"{info.workflow_id}/{info.activity_id}"
         started = time.perf_counter()
         outcome = "error"
+        self.running.add(task)
+        STAGE_IN_FLIGHT.labels(info.activity_type).inc()
         try:
             result = await self.next.execute_activity(input)
             outcome = "ok"
             return result
         finally:
-            STAGE_SECONDS.labels(stage, outcome).observe(time.perf_counter() - started)
+            self.running.discard(task)
+            STAGE_IN_FLIGHT.labels(info.activity_type).dec()
+            STAGE_SECONDS.labels(info.activity_type, outcome).observe(time.perf_counter() - started)
 
 
 class VerificationsByStatus(Collector):

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from domain.reasons import Decision
 from security.codec_server import CODEC_REQUESTS
 from settings import PROJECT_ROOT
 
+from ..support.metrics import get, scrape, value
 from ..support.temporal import IdflowStack
 
 DEPLOY = PROJECT_ROOT / "deploy"
@@ -55,37 +54,6 @@ def test_alert_rules_and_dashboard_parse() -> None:
         assert rule["labels"]["severity"] in {"warning", "critical"}
         assert rule["annotations"]["summary"]
     assert all(query.strip() for query in dashboard_queries())
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def scrape(stack: IdflowStack, pool: str) -> dict[str, float]:
-    """``metric{labels}`` -> value, from the pool's /metrics."""
-    port = getattr(stack.settings, f"{pool}_metrics_port")
-    status, text = get(f"http://127.0.0.1:{port}/metrics")
-    assert status == 200
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
-
-
-def value(samples: dict[str, float], name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples whose labels include ``labels``."""
-    wanted = [f'{key}="{label}"' for key, label in labels.items()]
-    return sum(
-        v
-        for key, v in samples.items()
-        if re.fullmatch(rf"{name}(\{{.*\}})?", key) and all(w in key for w in wanted)
-    )
 
 
 @pytest.fixture(scope="module")
