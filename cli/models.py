@@ -15,9 +15,9 @@ from cli.main import clear_errors
 from domain.enums import DECIDING_TASKS, ModelTask
 from domain.errors import ModelUnavailable
 from domain.signatures import ModelSignature, SignatureError
+from models.cache import sha256_of
 from models.errors import PullError
 from models.lifecycle import evaluations, registry, rollout
-from models.lifecycle.cache import sha256_of
 from models.lifecycle.cards import utc_minute, write_cards
 from models.lifecycle.checkpoints import pull_checkpoints
 from models.lifecycle.compare import compare, parse_window

@@ -16,7 +16,7 @@ from pathlib import Path
 from domain.contracts import ModelChoice
 from domain.enums import ModelTask
 from mdoc.keystore import keys_dir
-from models.lifecycle.cache import model_file, version_dir, visible_files
+from models.cache import model_file, version_dir, visible_files
 from models.lifecycle.registry import PRODUCTION, get_version, register_version, signature_of
 from models.lifecycle.registry import resolve as registry_resolve
 from settings import Settings

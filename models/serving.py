@@ -32,7 +32,7 @@ import onnxruntime as ort
 from domain.contracts import ModelChoice
 from domain.errors import ModelUnavailable
 from domain.signatures import ModelSignature
-from models.lifecycle.cache import model_file
+from models.cache import model_file
 
 from . import metrics, usage
 from .batching import Batcher, BatchPolicy, make_batch_dynamic

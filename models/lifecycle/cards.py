@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from domain.signatures import ModelSignature
+from models.cache import CARDS
 
-from .cache import CARDS
 from .evaluations import EvaluationRecord, history
 from .registry import ModelVersion, current_aliases, get_version, list_versions, signature_of
 from .targets import TARGETS, check

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from models.cache import check_file, downloads_dir, install, sha256_of, version_dir
 from models.errors import CachedFileTampered, ModelHashMismatch, ModelNotPulled
 
-from .cache import check_file, downloads_dir, install, sha256_of, version_dir
 from .converters import CheckpointError, ConversionError, convert_file
 from .converters.fusion import fused_onnx, fused_signature
 from .registry import PRODUCTION, prefer_manifest_alias, register_manifest_version, signature_of

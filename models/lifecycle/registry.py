@@ -24,15 +24,15 @@ from domain.contracts import ModelChoice
 from domain.enums import ModelTask
 from domain.errors import ModelUnavailable
 from domain.signatures import ModelSignature, SignatureError, check_tensors
+from models.cache import RESERVED_NAMES, install, sha256_of, version_dir, visible_files
 from models.errors import ModelHashMismatch
 from store.append_only import append_only
 from store.audit import utcnow
 from store.engine import ensure_tables
 
-from .cache import RESERVED_NAMES, install, model_path, sha256_of, version_dir, visible_files
 from .evaluations import EvaluationRecord, evidence
 from .pull import verify
-from .sources import DEFAULT_THRESHOLDS, SIGNATURES, SOURCES, Source
+from .sources import DEFAULT_THRESHOLDS, SIGNATURES, SOURCES, Source, model_path
 from .targets import TARGETS, TaskTargets
 
 PRODUCTION = "production"

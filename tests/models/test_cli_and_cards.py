@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from cli.main import run
-from models.lifecycle.cache import model_path
 from models.lifecycle.cards import card_path, write_cards
 from models.lifecycle.registry import record_metrics, set_alias
-from models.lifecycle.sources import SOURCES
+from models.lifecycle.sources import SOURCES, model_path
 
 FACEPLUGIN, BLAZEFACE = SOURCES
 LIVENESS = FACEPLUGIN.files[3]

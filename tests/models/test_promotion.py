@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from cli.main import run as idflow
 from domain.signatures import ModelSignature
-from models.lifecycle.cache import model_file
+from models.cache import model_file
 from models.lifecycle.cards import card_path
 from models.lifecycle.evaluate import evaluate
 from models.lifecycle.evaluations import history

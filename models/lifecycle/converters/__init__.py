@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.cache import sha256_of
+from models.errors import ModelHashMismatch
+
 from .minifasnet import ConversionError, minifasnet_onnx
 from .torch_checkpoint import CheckpointError, read_state_dict
 
@@ -27,10 +30,6 @@ def convert(checkpoint: Path, architecture: str) -> bytes:
 
 def convert_file(checkpoint: Path, sha256: str, architecture: str, into: Path) -> Path:
     """Check ``checkpoint`` against ``sha256``, convert it, write ``<stem>.onnx`` into ``into``."""
-    from models.errors import ModelHashMismatch
-
-    from ..cache import sha256_of
-
     actual = sha256_of(checkpoint)
     if actual != sha256:
         raise ModelHashMismatch(f"checkpoint {checkpoint.name}", sha256, actual)

@@ -1,5 +1,8 @@
 """Where pulled model files live, and how a cached file is trusted.
 
+The runtime (``models.serving``) reads it; the lifecycle (pull, import,
+conversion) writes it.
+
 Layout: ``<model_cache>/<name>/<version>/<file>``, exactly one model file per
 version directory, plus ``downloads/`` (verified archives, kept so that a pull
 can resume or repair without the network) and ``cards/`` (model cards).
@@ -21,12 +24,10 @@ import hashlib
 import json
 import os
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
-from models.errors import CachedFileTampered, ModelHashMismatch, ModelNotPulled
-
-from .sources import ModelFile, Source
+from .errors import CachedFileTampered, ModelHashMismatch, ModelNotPulled
 
 DOWNLOADS = "downloads"
 CARDS = "cards"
@@ -36,10 +37,6 @@ _CHUNK = 1 << 20
 
 def version_dir(cache_root: Path, name: str, version: str) -> Path:
     return cache_root / name / version
-
-
-def model_path(cache_root: Path, source: Source, model: ModelFile) -> Path:
-    return version_dir(cache_root, model.name, source.version) / PurePosixPath(model.member).name
 
 
 def downloads_dir(cache_root: Path) -> Path:
