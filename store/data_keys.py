@@ -58,20 +58,16 @@ def destroy(engine: Engine, verification_id: str, reason: str, retain_until: dat
     insert_if_absent(
         engine, DataKeyRecord(verification_id=verification_id, retain_until=retain_until)
     )
-    with Session(engine) as session:
-        changed = (
-            session.connection()
-            .execute(
-                update(DataKeyRecord)
-                .where(DataKeyRecord.verification_id == verification_id)
-                .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
-                .values(wrapped_key=None, master_key_id=None, purged_at=now, purge_reason=reason)
-            )
-            .rowcount
-        )
-        session.commit()
+    changed = _update_live(
+        engine,
+        verification_id,
+        wrapped_key=None,
+        master_key_id=None,
+        purged_at=now,
+        purge_reason=reason,
+    )
     _wipe_old_copies(engine)  # no copy of the wrapped key left in -wal or free space
-    return bool(changed)
+    return changed
 
 
 def _wipe_old_copies(engine: Engine, attempts: int = 50) -> bool:
@@ -99,6 +95,11 @@ def _wipe_old_copies(engine: Engine, attempts: int = 50) -> bool:
 
 def set_retain_until(engine: Engine, verification_id: str, retain_until: datetime) -> bool:
     """Move a live verification's retention deadline; False if unknown or already purged."""
+    return _update_live(engine, verification_id, retain_until=retain_until)
+
+
+def _update_live(engine: Engine, verification_id: str, **values: object) -> bool:
+    """Set ``values`` on the verification's key row unless it is purged; True if it changed."""
     with Session(engine) as session:
         changed = (
             session.connection()
@@ -106,7 +107,7 @@ def set_retain_until(engine: Engine, verification_id: str, retain_until: datetim
                 update(DataKeyRecord)
                 .where(DataKeyRecord.verification_id == verification_id)
                 .where(DataKeyRecord.purged_at.is_(None))  # type: ignore[union-attr]
-                .values(retain_until=retain_until)
+                .values(**values)
             )
             .rowcount
         )
