@@ -4,7 +4,9 @@ One row per verification id, claimed before anything else is stored: the
 request's digest (see ``request_digest``), then — once the images are stored
 (or refused at ingest), the verification row written and the nonce handed out
 — the blob references and the ingest refusals. A row without them is a create
-that has not finished (or crashed): the same request may finish it.
+that has not finished (or crashed): the same request may finish it. A purge
+erases the digest and the images' sha256 (each would confirm that a given
+photo or subject was verified) and keeps the row, so the id stays taken.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .audit import utcnow
 from .rows import insert_or_existing
 
 _DIGEST_VERSION = b"idflow-request-v1"
+PURGED_DIGEST = "purged"  # matches no request: a create with a purged id is refused
 
 
 class DraftRecord(SQLModel, table=True):
@@ -92,3 +95,15 @@ def complete(
 
 def _as_json(ref: BlobRef | None) -> dict[str, Any] | None:
     return dataclasses.asdict(ref) if ref is not None else None
+
+
+def forget(engine: Engine, verification_id: str) -> None:
+    """Erase what ties the draft to its images and subject (a purge); the row stays."""
+    with Session(engine) as session:
+        row = session.get(DraftRecord, verification_id)
+        if row is None or row.request_digest == PURGED_DIGEST:
+            return
+        row.request_digest = PURGED_DIGEST
+        row.selfie = row.document = None
+        session.add(row)
+        session.commit()

@@ -5,7 +5,8 @@ claims, issued credential) is kept for ``IDFLOW_RETENTION_DAYS`` (default 30)
 from its first stored blob, or for a per-verification period set with
 ``set_retention``. Then the retention schedule (``workers.schedules`` starts
 ``workflows.retention``) purges it; ``idflow purge ID`` does so at once. A
-purge erases the record's subject reference, destroys the verification's data
+purge erases the record's subject reference and the request's digests (the
+create draft), destroys the verification's data
 key (crypto-shredding), deletes its blob files and appends a ``purged`` audit
 entry. What stays: the verification's record (decision, reason codes, scores,
 model versions), its audit trail and its Temporal history, which holds only
@@ -19,7 +20,7 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 
 from domain.contracts import PurgeRequest, PurgeResult
-from store import audit, data_keys, verifications
+from store import audit, data_keys, drafts, verifications
 from store.audit import utcnow
 from store.blobs import BlobStore
 
@@ -28,9 +29,11 @@ def purge(engine: Engine, blobs: BlobStore, request: PurgeRequest) -> PurgeResul
     """Shred the data key, delete the blobs, audit it. Idempotent."""
     row = data_keys.get(engine, request.verification_id)
     already_purged = row is not None and row.purged
-    # The subject reference links the record to a person: it goes too (before the
-    # key is shredded, whose checkpoint also wipes the old row from the files).
+    # The subject reference and the request's digests link the record to a person:
+    # they go too (before the key is shredded, whose checkpoint also wipes the old
+    # rows from the files).
     verifications.forget_subject(engine, request.verification_id)
+    drafts.forget(engine, request.verification_id)
     deleted = blobs.delete_verification(request.verification_id, reason=request.reason)
     if not already_purged:
         audit.append(

@@ -39,7 +39,8 @@ from security.codec_server import start_codec_server
 from security.config import SecurityConfig
 from security.payload_codec import ENCODING, Binding, PayloadEncryptionCodec, data_converter
 from security.staff_tokens import ensure_dev_tokens
-from store import audit, data_keys, retention, verifications
+from starter.client import VerificationIdInUse
+from store import audit, data_keys, drafts, retention, verifications
 from workers.schedules import retention_schedule_id
 from workflows.identity_verification import SIGNED_REVIEWS, workflow_id
 from workflows.retention import PurgeVerification, RetentionSweep
@@ -363,10 +364,23 @@ def test_purge_forgets_the_person_and_keeps_decision_audit_and_replay(
         idflow_stack.run(client.result(draft.verification_id)).credential.issuer_signed_b64 is None
     )  # type: ignore[union-attr]
 
-    # No copy of the wrapped data key, nor the subject reference, in the database files.
+    # No copy of the wrapped data key, the subject reference, nor a digest that would
+    # confirm the photos or the subject, in the database files.
+    digests = [draft.selfie.sha256.encode(), draft.document.sha256.encode()]  # type: ignore[union-attr]
+    digests.append(drafts.request_digest(pair.selfie, pair.document, subject).encode())
     for path in _database_files(settings):
         content = path.read_bytes()
         assert wrapped not in content and subject.encode() not in content, path.name
+        assert not [d for d in digests if d in content], path.name
+    with pytest.raises(VerificationIdInUse):  # the id stays taken
+        idflow_stack.run(
+            client.create(
+                pair.selfie,
+                pair.document,
+                subject_ref=subject,
+                verification_id=draft.verification_id,
+            )
+        )
 
     row = verifications.get(client.engine, draft.verification_id)
     assert row is not None and row.decision == "approved" and row.scores == result.scores
