@@ -13,6 +13,8 @@ redacts
   ``\n`` escapes inside JSON);
 - runs of 16+ numbers: lists, tuples, numpy reprs (``array([...], dtype=...)``)
   and numpy ``str()`` (space-separated, over lines) — embeddings, landmarks;
+  and any bracketed numbers with numpy's ``...`` elision (a summarised array
+  of over 1000 values still shows its first and last ones);
 - bearer tokens, and tokens in URL paths (``/t/<token>``) or ``token=`` parameters.
 
 ``configure_logging`` sets up the root logger with it; worker pools and the
@@ -64,7 +66,15 @@ _NUMBER = r"-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
 _NUMBERS = re.compile(
     rf"(?:array\()?(?:[\[(]+\s*)?(?:{_NUMBER}[\s,\[\]()]+){{15,}}{_NUMBER}(?:\s*[\])])*"
 )
-_NUMPY_TAIL = re.compile(r"(\[redacted \d+ numbers\])(?:,\s*dtype=\w+)?\)?")
+# Bracketed numbers around numpy's "..." (after _NUMBERS, so every run left is short).
+_ELIDED = re.compile(
+    rf"(?:array\()?[\[(]+\s*(?:(?:{_NUMBER}|\.\.\.)[\s,\[\]()]+)*\.\.\."
+    rf"(?:[\s,\[\]()]+(?:{_NUMBER}|\.\.\.|\[redacted \d+ numbers\]))*\s*[\])]*"
+)
+_NUMPY_TAIL = re.compile(
+    r"(\[redacted (?:\d+ numbers|summarised array)\])"
+    r"(?:,\s*shape=\([\d, ]*\))?(?:,\s*dtype=\w+)?\)?"
+)
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+")
 _URL_TOKEN = re.compile(r"(?i)(/t/|[?&;](?:access_)?token=)[A-Za-z0-9._~+%=-]{8,}")
 
@@ -78,12 +88,17 @@ def _numbers(match: re.Match[str]) -> str:
     return f"[redacted {len(re.findall(_NUMBER, match.group(0)))} numbers]"
 
 
+def _elided(match: re.Match[str]) -> str:
+    return "[redacted summarised array]"
+
+
 def redact(text: str) -> str:
     text = _BEARER.sub("Bearer [redacted]", text)
     text = _URL_TOKEN.sub(lambda m: f"{m.group(1)}[redacted]", text)
     text = _KEYED.sub(lambda m: f"{m.group('key')}[redacted]", text)
     text = _BYTES.sub(lambda m: f"b'[redacted {len(m.group(0))} chars]'", text)
-    text = _NUMPY_TAIL.sub(r"\1", _NUMBERS.sub(_numbers, text))
+    text = _ELIDED.sub(_elided, _NUMBERS.sub(_numbers, text))
+    text = _NUMPY_TAIL.sub(r"\1", text)
     return _BASE64.sub(_base64, text)
 
 

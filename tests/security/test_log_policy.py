@@ -95,6 +95,20 @@ def test_numpy_reprs_and_strs_are_redacted() -> None:
         assert "0.2001" not in out and "67.25" not in out and "dtype" not in out, out
 
 
+def test_summarised_numpy_arrays_show_none_of_their_values() -> None:
+    np = pytest.importorskip("numpy")
+    embedding = (np.linspace(-0.2, 0.3, 2048) + 0.0123).astype("float32")
+    image = (np.arange(64 * 64 * 3) % 251).astype("uint8").reshape(64, 64, 3)
+    for array in (embedding, image):
+        for rendering in (repr(array), str(array)):
+            assert "..." in rendering  # numpy summarised it: first and last values only
+            out = _logged("face of v-6: %s done", rendering)
+            assert "v-6" in out and "done" in out and "[redacted summarised array]" in out
+            assert "0.1877" not in out and "0.3123" not in out and "dtype" not in out, out
+            assert "249" not in out and "250" not in out, out
+    assert redact("tried 3 ... 5 times [1, 2]") == "tried 3 ... 5 times [1, 2]"
+
+
 def test_wrapped_base64_is_redacted() -> None:
     data = base64.b64encode(os.urandom(300)).decode()
     mime = "\n".join(data[at : at + 48] for at in range(0, len(data), 48))
