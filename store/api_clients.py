@@ -7,7 +7,9 @@ lets a request find its client by one indexed lookup.
 An idempotency record holds, per client and ``Idempotency-Key``, the digest of
 the request it first came with and, once answered, the status and JSON body
 sent back: the same key and request get that answer again, another request
-with the same key is refused.
+with the same key is refused. Records are kept for ``IDEMPOTENCY_KEEP`` (24 h,
+as Stripe does): a key older than that is free again, and each claim deletes
+the client's records that have expired, so the table does not grow for ever.
 """
 
 from __future__ import annotations
@@ -15,18 +17,19 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Column
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, delete, select
 
 from .audit import utcnow
 from .rows import insert_or_existing
 
 KEY_PREFIX = "idf_"
 DEFAULT_RATE_PER_MINUTE = 120
+IDEMPOTENCY_KEEP = timedelta(hours=24)
 
 
 class ApiClientRecord(SQLModel, table=True):
@@ -92,10 +95,23 @@ def list_clients(engine: Engine) -> list[ApiClientRecord]:
 
 
 def claim_idempotency_key(
-    engine: Engine, client_id: str, key: str, request_sha256: str
+    engine: Engine, client_id: str, key: str, request_sha256: str, now: datetime | None = None
 ) -> tuple[IdempotencyRecord, bool]:
-    """The record of (client, key), and whether this call made it (else an earlier request did)."""
-    row = IdempotencyRecord(client_id=client_id, key=key, request_sha256=request_sha256)
+    """The record of (client, key), and whether this call made it (else an earlier request did).
+
+    The client's records older than ``IDEMPOTENCY_KEEP`` are deleted first.
+    """
+    now = now or utcnow()
+    with Session(engine) as session:
+        session.exec(  # type: ignore[call-overload]
+            delete(IdempotencyRecord)
+            .where(IdempotencyRecord.client_id == client_id)
+            .where(IdempotencyRecord.created_at < now - IDEMPOTENCY_KEEP)  # type: ignore[arg-type]
+        )
+        session.commit()
+    row = IdempotencyRecord(
+        client_id=client_id, key=key, request_sha256=request_sha256, created_at=now
+    )
     record = insert_or_existing(engine, row)
     return record, record is row
 
