@@ -12,6 +12,12 @@
   now (what a stopping worker still has to finish).
 - ``idflow_score{score, model}``: liveness and face-match scores per model
   version (shadows too): the basis of the drift alerts.
+- ``idflow_webhook_attempts_total{outcome}``: each webhook HTTP attempt:
+  ``delivered`` (2xx), ``retry`` (408/425/429/5xx, timeout, connection
+  failure: tried again), ``refused`` (any other status: not tried again),
+  ``endpoint_gone`` (the endpoint was deleted).
+- ``idflow_webhook_deliveries_total{outcome}``: each delivery as it ends:
+  ``delivered``, or ``failed`` when the sender gives up.
 
 Labels carry only codes, names and model versions: never an id or personal data.
 A retried record activity counts again (rare: it is a local activity that
@@ -45,6 +51,12 @@ SCORES = Histogram(
     "Scores by kind and model version (liveness, face_match)",
     ["score", "model"],
     buckets=SCORE_BUCKETS,
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "idflow_webhook_attempts", "Webhook HTTP attempts, by outcome", ["outcome"]
+)
+WEBHOOK_DELIVERIES = Counter(
+    "idflow_webhook_deliveries", "Webhook deliveries that ended, by outcome", ["outcome"]
 )
 _REVIEW_EVENTS = {"review_requested": "requested", "reviewed": "reviewed"}
 

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from settings import Settings
 from starter.client import VerificationClient
 
-from . import problems, verifications
+from . import problems, verifications, webhooks
 from .clients import RateLimiter
 from .uploads import DEFAULT_MAX_BODY_BYTES, BodyLimit
 
@@ -48,6 +48,7 @@ def create_app(settings: Settings, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES)
     app.state.rate_limiter = RateLimiter()
     problems.install(app)
     app.include_router(verifications.router)
+    app.include_router(webhooks.router)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     _document_problem_schema(app)
     return app

@@ -28,6 +28,7 @@ class Scope(StrEnum):
     VERIFICATIONS_WRITE = "verifications:write"
     VERIFICATIONS_READ = "verifications:read"
     REVIEWS = "reviews"
+    WEBHOOKS = "webhooks"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from settings import Settings
 from store import api_clients
 from store.engine import get_engine
 
-SCOPES = ("verifications:write", "verifications:read", "reviews")
+SCOPES = ("verifications:write", "verifications:read", "reviews", "webhooks")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -301,6 +301,23 @@ class RecordInput:
     reasons: list[ReasonCode] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DecisionEventInput:
+    """A decided verification to announce to the webhooks: ids and vocabulary only."""
+
+    verification_id: str
+    decision: Decision
+    reasons: list[ReasonCode] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WebhookFailure:
+    """A webhook delivery the sender gave up on, and why (a status code or error class)."""
+
+    delivery_id: str
+    failure: str
+
+
 @dataclass
 class VerificationProgress:
     """What the ``progress`` query returns: the stage and what is known so far."""

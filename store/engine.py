@@ -23,6 +23,7 @@ from store.data_keys import DataKeyRecord
 from store.drafts import DraftRecord
 from store.shadow_scores import ShadowScore
 from store.verifications import VerificationRecord
+from store.webhooks import WEBHOOK_TABLES
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -43,6 +44,7 @@ _STORE_TABLES = (
     BacktestReportRecord,
     ApiClientRecord,
     IdempotencyRecord,
+    *WEBHOOK_TABLES,
 )
 
 

@@ -43,12 +43,14 @@ from activities.quality import QualityActivities
 from activities.records import RecordActivities
 from activities.retention import RetentionActivities
 from activities.review import ReviewActivities
+from activities.webhooks import WebhookActivities
 from domain.enums import DECIDING_TASKS, QUALITY_TASKS, ModelTask
 from mdoc.keystore import KeyStore, keys_dir
 from models.batching import BatchPolicy
 from models.lifecycle.registry import resolve_all
 from models.serving import ModelServer
 from security.config import SecurityConfig
+from security.keys import BLOB, load_key_ring
 from settings import Settings
 from starter.connection import connect
 from store.blobs import open_blob_store
@@ -58,6 +60,7 @@ from workers.telemetry import StageTimer, Telemetry, VerificationsByStatus
 from workflows.backtest import Backtest, BacktestVerification
 from workflows.identity_verification import IdentityVerification
 from workflows.retention import PurgeVerification, RetentionSweep
+from workflows.webhooks import WebhookDelivery
 
 from .profiling import Profiles, write_usage
 
@@ -112,6 +115,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
     reviews = ReviewActivities(engine, settings)
     retention = RetentionActivities(engine, blobs)
     backtest = BacktestActivities(engine)
+    webhooks = WebhookActivities(engine, load_key_ring(settings, BLOB))
     credential = CredentialActivities(
         engine, blobs, KeyStore.open(keys_dir(settings.home)), settings.issuer_id
     )
@@ -128,6 +132,7 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
             PurgeVerification,
             Backtest,
             BacktestVerification,
+            WebhookDelivery,
         ],
         activities=[
             models.resolve_verification_models,
@@ -140,6 +145,9 @@ def cpu_pool(client: Client, settings: Settings, profiles: Profiles | None = Non
             backtest.select_backtest_cases,
             backtest.load_backtest_inputs,
             backtest.record_backtest,
+            webhooks.queue_decision_event,
+            webhooks.deliver_webhook,
+            webhooks.fail_webhook_delivery,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.cpu_concurrency,

@@ -4,6 +4,7 @@
     → liveness and face match (one GPU task, from the face crops the quality check cut)
     → review by a person when a score falls in the grey zone
     → credential binding when approved → record the result
+    → announce the decision to the registered webhooks (a delivery workflow each)
 
 Deterministic code only: no I/O, no numpy. The activities do the work; the
 decision is ``domain.policy``. Every verification ends in a recorded
@@ -15,6 +16,7 @@ then left to a person (REVIEW, ``PROCESSING_FAILED``).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +25,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities import names
@@ -32,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         BiometricsInput,
         BiometricsResult,
         BlobRef,
+        DecisionEventInput,
         IssueCredentialInput,
         IssuedCredential,
         ModelChoice,
@@ -49,10 +53,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.enums import ModelTask
     from domain.reasons import Decision, ReasonCode
     from workflows import search_attributes
+    from workflows.webhooks import WebhookDelivery, delivery_workflow_id
 
 WORKFLOW_ID_PREFIX = "idv-"
 # Patch: reviews carry a staff assertion checked by the CPU worker before they count.
 SIGNED_REVIEWS = "signed-reviews"
+# Patch: a decided verification announces its decision to the webhooks.
+WEBHOOKS = "webhooks"
 
 # A rejection is final: never retry it, whatever an activity forgot to mark.
 _NEVER_RETRY = sorted(reason.value for reason in policy.REJECTION_REASONS)
@@ -141,7 +148,10 @@ class IdentityVerification:
         if outcome.decision is Decision.APPROVED and (request.holder or request.device):
             credential, outcome = await self._bind_credential(request, outcome)
 
-        return await self._record_result(request, outcome, credential)
+        result = await self._record_result(request, outcome, credential)
+        if workflow.patched(WEBHOOKS):
+            await self._announce(result)
+        return result
 
     async def _assess(self, request: VerificationRequest) -> policy.Outcome:
         """Models, then the quality check, then liveness and face match: the automatic outcome.
@@ -396,6 +406,31 @@ class IdentityVerification:
         await self._record(request, Stage.COMPLETED, "decided", result=result)
         self._enter(Stage.COMPLETED, *_decision_attributes(outcome))
         return result
+
+    async def _announce(self, result: VerificationResult) -> None:
+        """Queue the decision as a webhook event and start one delivery workflow per endpoint.
+
+        The deliveries are abandoned children: they retry on their own schedule
+        while the verification completes, and a receiver that is down never holds it up.
+        """
+        delivery_ids: list[str] = await workflow.execute_local_activity(
+            names.QUEUE_DECISION_EVENT,
+            DecisionEventInput(result.verification_id, result.decision, list(result.reasons)),
+            result_type=list[str],
+            summary="Queue the decision for the webhooks",
+            **_RECORD,
+        )
+        await asyncio.gather(
+            *(
+                workflow.start_child_workflow(
+                    WebhookDelivery.run,
+                    delivery_id,
+                    id=delivery_workflow_id(delivery_id),
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                )
+                for delivery_id in delivery_ids
+            )
+        )
 
     async def _record(
         self, request: VerificationRequest, stage: Stage, event: str, **details: Any

@@ -238,7 +238,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(api_server: ApiS
     auth = {"Authorization": f"Bearer {api_server.keys['writer']}"}
     checks = [not_a_server_error, response_schema_conformance, content_type_conformance]
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 4
+    assert len(operations) == 9
 
     for operation in operations:
 

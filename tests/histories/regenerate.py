@@ -32,8 +32,11 @@ def main(only: list[str]) -> None:
     from devstack.faults import corrupted_model_pins, grey_zone_pins, take_issuer_keys_away
     from devstack.samples import DEMO_CLAIMS, sample_pairs
     from devstack.scratch import scratch_stack
+    from devstack.stack import free_port
     from mdoc import holder
     from models.lifecycle.samples import fetch_samples
+    from security.keys import BLOB, load_key_ring
+    from store import webhooks
 
     pairs = sample_pairs(fetch_samples())
     with scratch_stack("idflow-histories-") as stack:
@@ -102,6 +105,15 @@ def main(only: list[str]) -> None:
                 processing_attempts=2,
             )
         )
+        # Announced to a registered webhook (nobody listens: its delivery keeps retrying).
+        endpoint, _ = webhooks.add_endpoint(
+            client.engine,
+            load_key_ring(stack.settings, BLOB),
+            "histories",
+            f"http://127.0.0.1:{free_port()}/hook",
+        )
+        stack.run(record("webhook", "same person"))
+        webhooks.delete_endpoint(client.engine, "histories", endpoint.webhook_id)
 
 
 if __name__ == "__main__":

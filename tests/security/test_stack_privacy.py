@@ -44,7 +44,7 @@ from security.staff_tokens import ensure_dev_tokens
 from starter.client import VerificationIdInUse
 from store import audit, data_keys, drafts, retention, verifications
 from workers.schedules import retention_schedule_id
-from workflows.identity_verification import SIGNED_REVIEWS, workflow_id
+from workflows.identity_verification import SIGNED_REVIEWS, WEBHOOKS, workflow_id
 from workflows.retention import PurgeVerification, RetentionSweep
 
 from ..support.hostile_images import HostileImage
@@ -285,6 +285,7 @@ def test_raw_history_holds_no_personal_data_and_decodes_with_the_codec(
             *(d.value for d in Decision),
             *(r.value for r in ReasonCode),
             SIGNED_REVIEWS,  # TemporalChangeVersion, set by workflow.patched
+            WEBHOOKS,
         }
         attributes = [json.loads(p.data) for where, p in found if "search_attributes" in where]
         values = [

@@ -2,7 +2,7 @@
 
 ``api_server`` (module) serves ``api.app.create_app`` for ``idflow_stack``'s
 settings in a thread, with three API clients in the stack's database: a
-writer (write and read), a reader (read only) and a slow one (2 requests a
+writer (write, read and webhooks), a reader (read only) and a slow one (2 requests a
 minute, for the rate limit).
 """
 
@@ -45,7 +45,7 @@ def free_port() -> int:
 def api_server(idflow_stack: IdflowStack) -> Iterator[ApiServer]:
     engine = get_engine(idflow_stack.settings.database_url)
     clients = {
-        "writer": (["verifications:write", "verifications:read"], 100_000),
+        "writer": (["verifications:write", "verifications:read", "webhooks"], 100_000),
         "reader": (["verifications:read"], 100_000),
         "slow": (["verifications:read"], 2),
     }

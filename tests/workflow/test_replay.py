@@ -45,6 +45,7 @@ def test_every_representative_outcome_is_recorded() -> None:
         "model-unavailable",
         "processing-failed",
         "binding-retried",
+        "webhook",
         # Recorded before holder data went by reference and reviews were signed:
         # workflows of that code may still run, so their histories must replay.
         "credential-inline-holder",
