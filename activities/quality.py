@@ -77,6 +77,11 @@ class QualityActivities:
         with usage.measure(usage.DECODE):
             image = decode_image(data)  # refuses bad input before any model is asked for
         models = FaceModels.load(self.server, {task: choices[task] for task in QUALITY_TASKS})
-        faces, measures = observe_faces(image, models)
+        # Liveness judges the selfie only: whether its crops rest on enough pixels is a
+        # quality question of the selfie (domain/quality_rules.py).
+        liveness = choices.get(ModelTask.LIVENESS) if role is ImageRole.SELFIE else None
+        faces, measures = observe_faces(
+            image, models, required_signature(liveness) if liveness else None
+        )
         reasons = assess_quality(role, measures)
         return image, QualityReport(role, measures, faces[0] if faces else None, reasons)

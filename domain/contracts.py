@@ -86,6 +86,9 @@ class QualityMeasures:
     yaw_deg: float | None = None
     pitch_deg: float | None = None
     eyes_closed: float | None = None  # P(closed) of the more open eye (both must be closed)
+    # Image pixels behind one pixel of the liveness model's input, the fewest over its crops
+    # (models/face/inputs.py ``source_px_per_input_px``); measured on the selfie only.
+    liveness_source_px: float | None = None
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,19 @@ class QualityLimits:
     max_abs_yaw: float = 30.0
     max_abs_pitch: float = 30.0
     max_abs_roll: float = 25.0
+    # FACE_TOO_SMALL_FOR_LIVENESS (selfie): image pixels behind one pixel of the liveness
+    # model's input, the fewest over its crops, read from the deciding version's signature
+    # (crop region x its scale about the face box, fitted to the image as the model's own
+    # crop is, over its input size). Below 1 the crop is enlarged: the model judges
+    # interpolation, not the texture of skin, paper or screen, and its low score would
+    # decline a real person as an attack. So it is a capture problem, not a verdict: the
+    # user captures again (nearer, or at a higher resolution); an attack gets no further
+    # than a retry. MiniFASNet (80 px from 2.7x / 4x the face box) needs a face of ~30 px
+    # when the frame leaves room around it, more when the face fills the frame; faceplugin
+    # (128 px from 2.7x) ~47 px. Registry photos reduced to a 32-48 px face: where the fused
+    # MiniFASNet's crops rest on 0.59-0.88 px per input pixel, 4 photos scored 0.06-0.79
+    # (0.94-1.0 at full size); at 1.04-1.08 px, 3 photos stayed within 0.05 of full size.
+    min_liveness_source_px: float = 1.0
 
 
 def assess_quality(
@@ -115,4 +128,10 @@ def assess_quality(
             or abs(measures.roll_deg or 0.0) > limits.max_abs_roll
         ):
             reasons.append(ReasonCode.QUALITY_POSE)
+        if (
+            role is ImageRole.SELFIE
+            and measures.liveness_source_px is not None
+            and measures.liveness_source_px < limits.min_liveness_source_px
+        ):
+            reasons.append(ReasonCode.QUALITY_FACE_TOO_SMALL_FOR_LIVENESS)
     return reasons

@@ -38,6 +38,9 @@ class ReasonCode(StrEnum):
     QUALITY_LOW_CONTRAST = "QUALITY_LOW_CONTRAST"
     QUALITY_EYES_CLOSED = "QUALITY_EYES_CLOSED"
     QUALITY_POSE = "QUALITY_POSE"
+    # The liveness model would see the face enlarged from fewer pixels than its input has
+    # (domain/quality_rules.py): it cannot judge, so the user captures again, nearer or sharper.
+    QUALITY_FACE_TOO_SMALL_FOR_LIVENESS = "QUALITY_FACE_TOO_SMALL_FOR_LIVENESS"
     # Input that cannot be processed at all (decided on the first attempt).
     INPUT_UNREADABLE = "INPUT_UNREADABLE"
     INPUT_TOO_LARGE = "INPUT_TOO_LARGE"

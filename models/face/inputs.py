@@ -15,7 +15,15 @@ from PIL import Image
 from domain.contracts import FaceObservation
 from domain.signatures import InputSignature, ModelSignature, OutputSignature
 
-from .geometry import ARCFACE_TEMPLATE, Box, expand_box, resample, similarity_transform, warp_affine
+from .geometry import (
+    ARCFACE_TEMPLATE,
+    Box,
+    clip_box,
+    expand_box,
+    resample,
+    similarity_transform,
+    warp_affine,
+)
 
 
 def model_input(
@@ -97,13 +105,49 @@ def crop(
         whole = Image.fromarray(image)
         return np.asarray(whole.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0))
     if item.region == "face-points":
-        points = np.asarray(_need(face, item).landmarks5, np.float64)
-        template = ARCFACE_TEMPLATE * (np.array(size, np.float64) / 112.0)
-        return warp_affine(image, similarity_transform(points, template), size)
+        return warp_affine(image, _alignment(item, _need(face, item)), size)
+    return resample(image, _region(item, width, height, face, eye_box), size)
+
+
+def source_px_per_input_px(
+    signature: ModelSignature, width: int, height: int, face: FaceObservation
+) -> float:
+    """Image pixels behind one pixel of the model's input, the fewest over its inputs: below 1
+    the crop is enlarged, and the model sees interpolation instead of the texture it judges
+    (skin, paper, a screen's pixels). Read from the signature alone, as ``crop`` cuts."""
+    ratios = []
+    for item in signature.inputs:
+        if item.region == "image":
+            ratios.append(min(width / item.size[0], height / item.size[1]))
+        elif item.region == "face-points":
+            matrix = _alignment(item, face)
+            ratios.append(1.0 / float(np.hypot(matrix[0, 0], matrix[1, 0])))
+        elif item.region == "face-box":
+            x1, y1, x2, y2 = clip_box(_region(item, width, height, face), width, height)
+            ratios.append(min((x2 - x1) / item.size[0], (y2 - y1) / item.size[1]))
+    if not ratios:
+        raise ValueError("the signature has no input cut from the image or the face")
+    return min(ratios)
+
+
+def _alignment(item: InputSignature, face: FaceObservation) -> np.ndarray:
+    """The 2x3 similarity mapping the five points onto the template at the input's size."""
+    points = np.asarray(face.landmarks5, np.float64)
+    return similarity_transform(points, ARCFACE_TEMPLATE * (np.array(item.size) / 112.0))
+
+
+def _region(
+    item: InputSignature,
+    width: int,
+    height: int,
+    face: FaceObservation | None,
+    eye_box: Box | None = None,
+) -> Box:
+    """The box a face-box or eye-box input resamples (before clipping to the image)."""
     region = eye_box if item.region == "eye-box" else tuple(_need(face, item).box)
     if region is None:
         raise ValueError("an eye-box input needs the eye box")
-    return resample(image, scaled_box(region, item.scale, item.fit, width, height), size)
+    return scaled_box(region, item.scale, item.fit, width, height)
 
 
 def _need(face: FaceObservation | None, item: InputSignature) -> FaceObservation:

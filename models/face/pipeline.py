@@ -13,19 +13,27 @@ detecting again. In the service the quality check cuts those crops once
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from domain.contracts import FaceObservation, ModelChoice, QualityMeasures
 from domain.enums import ModelTask
+from domain.signatures import ModelSignature
 
 from ..serving import ModelServer, Runner
 from ..usage import FACE_PIPELINE, measure
 from . import stages
 from .crops import FaceCrops
 from .geometry import Box, visible_area
-from .inputs import crop, input_from_crops, liveness_crops, read_embedding, read_score
+from .inputs import (
+    crop,
+    input_from_crops,
+    liveness_crops,
+    read_embedding,
+    read_score,
+    source_px_per_input_px,
+)
 from .mirror import both_ways
 from .pose import head_pose
 from .quality import exposure, face_view, grey
@@ -63,10 +71,11 @@ class FaceModels:
 
 @measure(FACE_PIPELINE)
 def observe_faces(
-    image: np.ndarray, models: FaceModels
+    image: np.ndarray, models: FaceModels, liveness: ModelSignature | None = None
 ) -> tuple[list[FaceObservation], QualityMeasures]:
     """The subject face first, then the other faces that count (see selection.py), and the
-    quality measures of the subject (or of the whole image when there is no face)."""
+    quality measures of the subject (or of the whole image when there is no face). With the
+    ``liveness`` signature (a selfie), also how many image pixels its crops would rest on."""
     height, width = image.shape[:2]
     view = stages.detector_view(image)
     detections = select_faces(
@@ -92,7 +101,11 @@ def observe_faces(
         return [], QualityMeasures(
             width=width, height=height, face_count=0, **vars(exposure(grey(view)))
         )
-    return faces, _face_measures(image, faces[0], points[0], len(detections), models)
+    measures = _face_measures(image, faces[0], points[0], len(detections), models)
+    if liveness is not None:
+        reach = source_px_per_input_px(liveness, width, height, faces[0])
+        measures = replace(measures, liveness_source_px=round(reach, 3))
+    return faces, measures
 
 
 def _face_measures(

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from PIL import Image
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -230,6 +233,23 @@ def test_no_face_asks_for_a_recapture_without_biometrics(
     assert result.decision is Decision.RETRY
     assert result.reasons == [ReasonCode.QUALITY_NO_FACE]
     assert result.scores == {}  # liveness and face match never ran
+
+
+def test_a_selfie_too_small_for_the_deciding_liveness_model_asks_for_a_recapture(
+    idflow_stack: IdflowStack, pairs: dict[str, SamplePair], photo_dir: Any
+) -> None:
+    """A 100 px frame filled by the face: faceplugin's liveness input (128 px from 2.7x the
+    face box, its signature) would rest on 99 image px, so the quality check, given the
+    pinned deciding version, sends it back instead of letting the model call it an attack."""
+    face = np.load(photo_dir / "lfw_subset.npy")[0]
+    grey = Image.fromarray(np.round(face * 255).astype(np.uint8)).resize((100, 100))
+    selfie = io.BytesIO()
+    grey.convert("RGB").save(selfie, "PNG")
+    pins = {"liveness": "faceplugin-fr-liveness@0.0.1"}
+    result = idflow_stack.verify(selfie.getvalue(), pairs["same person"].document, model_pins=pins)
+    assert result.decision is Decision.RETRY
+    assert ReasonCode.QUALITY_FACE_TOO_SMALL_FOR_LIVENESS in result.reasons
+    assert result.scores == {}  # the liveness model never judged it
 
 
 def test_corrupt_file_is_decided_at_once_without_storing_it(
