@@ -4,7 +4,8 @@ One task per verification: it reads the face crops the quality check cut
 (a few kilobytes from the encrypted blob store, no photo decoded), runs the
 liveness and embedding models through the worker's model server and returns
 two scores: the embeddings never leave the activity. When a task has a shadow
-version it scores the same crops in the same activity; its failure only loses
+version it scores in the same activity, from the crops its own signature asks
+for (cut by the quality check beside the deciding ones); its failure only loses
 its score. Short enough not to heartbeat: a worker that dies mid-way is
 noticed by the heartbeat timeout, which runs from the start, and the task
 moves to another worker.
@@ -40,11 +41,15 @@ class BiometricActivities:
     def check_biometrics(self, request: BiometricsInput) -> BiometricsResult:
         crops = FaceCrops.from_bytes(self.blobs.get(request.verification_id, request.face_crops))
 
-        def liveness(model: ModelChoice) -> float:
+        def liveness(model: ModelChoice, pixels=crops.liveness) -> float:
             models = FaceModels.load(self.server, {ModelTask.LIVENESS: model})
-            score = round(crop_liveness(crops.liveness, models), SCORE_DECIMALS)
+            score = round(crop_liveness(pixels, models), SCORE_DECIMALS)
             metrics.observe_score("liveness", model.ref, score)
             return score
+
+        def shadow_liveness(model: ModelChoice) -> float:
+            # Cut by the quality check as its own signature says (FaceCrops.cut).
+            return liveness(model, crops.shadow_liveness_crops())
 
         def face_match(model: ModelChoice) -> float:
             models = FaceModels.load(self.server, {ModelTask.EMBED: model})
@@ -55,7 +60,7 @@ class BiometricActivities:
         return BiometricsResult(
             liveness(request.liveness),
             face_match(request.embed),
-            _shadow(liveness, request.shadow_liveness),
+            _shadow(shadow_liveness, request.shadow_liveness),
             _shadow(face_match, request.shadow_embed),
         )
 

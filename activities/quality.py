@@ -62,6 +62,7 @@ class QualityActivities:
                 document_report.face,
                 required_signature(models["liveness"]),
                 required_signature(models["embed"]),
+                request.shadow_liveness.signature if request.shadow_liveness else None,
             )
             crops = self.blobs.put(vid, cut.to_bytes(), FACE_CROPS)
         return QualityResult(selfie, document_report, crops)

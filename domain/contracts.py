@@ -258,6 +258,9 @@ class QualityCheckInput:
     selfie: BlobRef
     document: BlobRef
     models: dict[ModelTask, ModelChoice]  # the tasks the face observation needs
+    # A shadow liveness version: when its signature asks for other crops than the deciding
+    # version's, they are cut here too, so that the GPU task can score it.
+    shadow_liveness: ModelChoice | None = None
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,9 @@ class IdentityVerification:
             models = resolved.deciding
 
             self._enter(Stage.QUALITY_CHECK, self._model_versions_attribute())
-            quality = await self._check_quality(request, models)
+            quality = await self._check_quality(
+                request, models, resolved.shadow.get(ModelTask.LIVENESS)
+            )
             outcome = policy.quality_outcome([quality.selfie, quality.document])
             if outcome is not None:
                 return outcome
@@ -269,11 +271,16 @@ class IdentityVerification:
         )
 
     async def _check_quality(
-        self, request: VerificationRequest, models: dict[ModelTask, ModelChoice]
+        self,
+        request: VerificationRequest,
+        models: dict[ModelTask, ModelChoice],
+        shadow_liveness: ModelChoice | None,
     ) -> QualityResult:
         quality: QualityResult = await self._activity(
             names.CHECK_QUALITY,
-            QualityCheckInput(request.verification_id, request.selfie, request.document, models),
+            QualityCheckInput(
+                request.verification_id, request.selfie, request.document, models, shadow_liveness
+            ),
             result_type=QualityResult,
             summary="Quality check: selfie and document",
             **_CPU.options(request.processing_attempts),

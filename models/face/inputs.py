@@ -45,6 +45,15 @@ def liveness_crops(
     return np.stack([crop(item, image, face) for item in signature.inputs])
 
 
+def same_crops(a: ModelSignature, b: ModelSignature) -> bool:
+    """Whether two signatures cut the same pixels (colour, values and layout come later)."""
+
+    def cuts(signature: ModelSignature) -> list[tuple]:
+        return [(i.region, i.scale, i.fit, tuple(i.size)) for i in signature.inputs]
+
+    return cuts(a) == cuts(b)
+
+
 def input_from_crops(signature: ModelSignature, crops: np.ndarray) -> np.ndarray:
     """The model's item from ``liveness_crops``-style pixels (K, H, W, 3), one per input."""
     expected = [(item.size[1], item.size[0], 3) for item in signature.inputs]

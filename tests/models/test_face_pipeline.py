@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
+from domain.signatures import InputSignature, ModelSignature, OutputSignature
 from models.face import (
     FaceCrops,
     cosine_similarity,
@@ -19,6 +20,7 @@ from models.face import (
     observe_faces,
     stages,
 )
+from models.face.inputs import liveness_crops
 from models.face.selection import CONFIDENT_SCORE
 from models.face.stages import DETECT_MIN_SCORE
 from models.lifecycle.labelled_sets import lfw_thumbnail
@@ -175,3 +177,21 @@ def test_face_crops_refuse_anything_else(observe, face_models):
         FaceCrops.from_bytes(wrong.to_bytes())
     with pytest.raises(ValueError):  # not an archive at all
         FaceCrops.from_bytes(b"\xff\xd8\xff not crops")
+
+
+def test_a_shadow_liveness_signature_with_other_crops_gets_its_own(observe, face_models):
+    """Cut beside the deciding crops only when they differ; read back from the archive."""
+    image, (face,), _ = observe(OBAMA[0])
+    deciding, embed = face_models.liveness.signature, face_models.embed.signature
+    other = ModelSignature(
+        [InputSignature("input", "face-box", [48, 48], "RGB", [0.0], [1.0], scale=1.5)],
+        OutputSignature("logits", "logits", positive_class=1),
+    )
+    same = FaceCrops.cut(image, face, image, face, deciding, embed, deciding)
+    assert same.shadow_liveness is None
+    assert same.shadow_liveness_crops() is same.liveness
+    crops = FaceCrops.cut(image, face, image, face, deciding, embed, other)
+    stored = FaceCrops.from_bytes(crops.to_bytes())
+    assert np.array_equal(stored.shadow_liveness_crops(), liveness_crops(other, image, face))
+    assert stored.shadow_liveness_crops().shape == (1, 48, 48, 3)
+    assert np.array_equal(stored.liveness, crops.liveness)

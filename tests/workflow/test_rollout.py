@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from cli.main import run as idflow
 from devstack.samples import SamplePair, sample_pairs
 from domain.contracts import PurgeRequest, PurgeResult
+from domain.enums import QUALITY_TASKS
 from domain.reasons import Decision, ReasonCode
+from domain.signatures import InputSignature, ModelSignature, OutputSignature
+from models.cache import sha256_of
+from models.face import FaceModels, decode_image, observe_faces
+from models.face.inputs import crop
 from models.lifecycle.compare import compare
-from models.lifecycle.registry import set_alias
+from models.lifecycle.registry import register_version, resolve_all, set_alias
 from models.lifecycle.rollout import set_canary_share
+from models.serving import ModelServer
 from store import backtests, shadow_scores
 from store.engine import get_engine
 from workflows import search_attributes
@@ -98,6 +107,70 @@ def test_shadow_versions_score_every_verification_and_decide_nothing(
         result = idflow_stack.verify(same_person.selfie, same_person.document)
     assert result.decision is Decision.APPROVED
     assert "liveness" not in result.shadow_scores and "face_match" in result.shadow_scores
+
+
+def tiny_liveness(folder: Path) -> tuple[Path, ModelSignature]:
+    """A real ONNX liveness model with crops of its own: the mean colour (0..1) of a 48x48 RGB
+    crop of 1.5x the face box, through fixed weights to two logits. No deciding model cuts
+    such crops."""
+    weights = np.array([[4.0, -4.0], [-2.0, 2.0], [1.0, -1.0]], np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["input"], ["mean"], axes=[2, 3], keepdims=0),
+            helper.make_node("MatMul", ["mean", "weights"], ["logits"]),
+        ],
+        "tiny-liveness",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 48, 48])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(weights, "weights")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    path = folder / "tiny-liveness.onnx"
+    path.write_bytes(model.SerializeToString())
+    signature = ModelSignature(
+        [InputSignature("input", "face-box", [48, 48], "RGB", [0.0], [255.0], scale=1.5)],
+        OutputSignature("logits", "logits", positive_class=1),
+    )
+    return path, signature
+
+
+def test_a_shadow_liveness_version_with_other_crops_is_scored_on_its_own_crops(
+    idflow_stack: IdflowStack, same_person: SamplePair, tmp_path: Path
+) -> None:
+    settings = idflow_stack.settings
+    engine = get_engine(settings.database_url)
+    path, signature = tiny_liveness(tmp_path)
+    tiny = register_version(
+        engine,
+        settings.model_cache,
+        path,
+        task="liveness",
+        name="tiny-liveness",
+        version="1",
+        sha256=sha256_of(path),
+        licence="test",
+        signature=signature,
+        caveats="test shadow: mean colour of its own crop",
+    )
+    set_alias(engine, "liveness", "shadow", tiny.ref, moved_by="test")
+    try:
+        result = idflow_stack.verify(same_person.selfie, same_person.document)
+    finally:  # the other tests' shadow: the production file again
+        again = register_production_copy(settings, "liveness", "0.0.1-shadow", "test shadow")
+        set_alias(engine, "liveness", "shadow", again.ref, moved_by="test")
+    assert result.decision is Decision.APPROVED  # the shadow decides nothing
+    assert result.shadow_versions["liveness"] == tiny.ref
+    # Its score is that of its own crop of the selfie (1.5x the face box, 48 px), not None.
+    with ModelServer(settings.model_cache) as server:
+        choices = resolve_all(engine, {})
+        models = FaceModels.load(server, {task: choices[task] for task in QUALITY_TASKS})
+        image = decode_image(same_person.selfie)
+        (face, *_), _ = observe_faces(image, models)
+    mean = crop(signature.inputs[0], image, face).reshape(-1, 3).mean(axis=0) / 255
+    logits = mean @ np.array([[4.0, -4.0], [-2.0, 2.0], [1.0, -1.0]])
+    expected = float(np.exp(logits[1]) / np.exp(logits).sum())
+    assert result.shadow_scores["liveness"] == pytest.approx(expected, abs=0.01)
+    assert result.shadow_scores["liveness"] != result.scores["liveness"]
 
 
 def test_a_canary_decides_its_share_and_is_recorded(
