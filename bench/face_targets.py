@@ -50,8 +50,12 @@ def main() -> None:
             f"{'FMR/FNMR@accept':>16} {'no face':>7}  photos: retry (reasons)"
         )
         for part, face_set in sets.items():
-            run = evaluate(engine, cache, "embed", face_set.folder, record=False, progress=quiet)
-            photos = evaluate(engine, cache, "embed", face_set.photos, record=False, progress=quiet)
+            run = evaluate(
+                engine, cache, "embed", face_set.folder, record=False, progress=quiet, split=False
+            )
+            photos = evaluate(
+                engine, cache, "embed", face_set.photos, record=False, progress=quiet, split=False
+            )
             m, retry = run.metrics, photos.metrics["genuine_quality_retry"]
             at = m["fnmr_at_fmr"]["0.001"]
             accept = m["at_accept"]

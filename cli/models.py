@@ -61,6 +61,17 @@ JPEG, PNG or WebP images):
             columns image,label (label = live or attack; optional column attack
             names the kind).
 
+The set is split in two by source photo / subject, deterministically: groups (a
+liveness image's file name without suffix, e.g. attack/print/obama.jpg and
+live/photo/obama.jpg are one group, or a CSV column group; an embed person folder,
+or in a CSV the folder above each image) ordered by sha256 of their name, every
+second one held out. Thresholds are suggested from the tune part; the targets are
+printed for both parts, and the holdout's are the evidence a promotion reads.
+--no-split takes the whole set as holdout (a set already held out from tuning);
+the --samples sets (4 people) are too small to split and are measured whole.
+Liveness is reported as verifications decide: the selfie's quality rules first
+(retry), then the version's bands, per kind of bona fide and attack group.
+
 Each recorded evaluation is kept in the version's history with the set's name
 and sha256 digest (over image contents and labels), its metrics, the targets
 below and a DET / score plot beside the model card. The production and canary
@@ -179,10 +190,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     sets = commands.add_parser(
         "liveness-sets",
-        help="write the liveness labelled sets (tuning, held-out, stress) from registry photos",
-        description="Write DIR/tuning, DIR/held-out and DIR/stress (models/lifecycle/"
-        "liveness_sets.py says exactly how each image is made). Set thresholds on tuning, "
-        "measure on held-out: idflow models evaluate liveness DIR/held-out --model REF.",
+        help="write the liveness labelled sets (main, stress) from registry photos",
+        description="Write DIR/liveness and DIR/stress (models/lifecycle/liveness_sets.py "
+        "says exactly how each image is made), named by source photo so that `idflow models "
+        "evaluate liveness DIR/liveness --model REF` splits them into tune and holdout.",
     )
     sets.add_argument("dir", type=Path)
     sets.add_argument(
@@ -219,6 +230,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--name", help="the labelled set's name in the history (default: its file name)"
     )
     evaluate.add_argument("--by", default=None, help="who evaluates (default: the login name)")
+    evaluate.add_argument(
+        "--no-split",
+        action="store_true",
+        help="the set is held out from any tuning already: all of it is the evidence",
+    )
     evaluate.add_argument(
         "--no-record",
         action="store_true",
@@ -417,6 +433,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         record=not args.no_record,
         name=args.name,
         evaluated_by=args.by or getpass.getuser(),
+        split=not (args.no_split or args.samples),  # 4 people: too few to split
     )
     print(evaluation.summary())
     if evaluation.record is not None:

@@ -8,6 +8,13 @@
   the accept and reject thresholds (ISO/IEC 30107-3 terms), BPCER at APCER 5%,
   and APCER per attack kind.
 
+The set is split into tune and holdout by source photo / subject
+(``labelled_sets.split_groups``; ``split=False`` / ``--no-split`` for a set held out as a
+whole): thresholds are suggested from tune, the targets are reported on both parts, and
+the holdout's are the evidence a promotion reads. Liveness is also reported as the
+decisions verifications would make: the selfie's quality rules first (retry), then the
+version's bands; the liveness targets read those (``decision_metrics``).
+
 Every image goes through the production face pipeline (decode, detect,
 landmarks); an image without a usable face is a failure to acquire, counted
 and left out of the rates. A target rate finer than one error in the set
@@ -25,7 +32,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +43,10 @@ from sqlalchemy.engine import Engine
 from domain.contracts import FaceObservation, ModelChoice, QualityMeasures
 from domain.enums import DECIDING_TASKS, QUALITY_TASKS, ImageRole, ModelTask
 from domain.errors import InputRejected
+from domain.policy import Band, band
 from domain.quality_rules import assess_quality
+from domain.reasons import Decision, ReasonCode
+from domain.signatures import ModelSignature
 from models.face import FaceModels, decode_image, face_embedding, liveness_score, observe_faces
 from models.face.pipeline import cosine_similarity
 from models.serving import ModelServer
@@ -46,10 +56,13 @@ from .cards import plot_path, write_cards
 from .evaluations import EvaluationRecord
 from .labelled_sets import (
     LabelledSetError,
+    Pair,
+    Presentation,
     pairs_digest,
     presentations_digest,
     read_pairs,
     read_presentations,
+    split_groups,
 )
 from .plots import score_plot
 from .registry import get_version, resolve_all
@@ -76,19 +89,24 @@ class Evaluation:
     targets: list[TargetResult] = field(default_factory=list)
     record: EvaluationRecord | None = None
     plot: Path | None = None
+    tune_targets: list[TargetResult] = field(default_factory=list)  # the same, on tune
 
     @property
     def passed(self) -> bool:
         return bool(self.targets) and all(result.passed for result in self.targets)
 
     def summary(self) -> str:
-        lines = [f"{key}: {value}" for key, value in self.metrics.items()]
+        lines = [f"{key}: {value}" for key, value in self.metrics.items() if key != "tune"]
+        lines += [f"tune {key}: {value}" for key, value in self.metrics.get("tune", {}).items()]
         lines.append(f"labelled set {self.dataset}: sha256 {self.dataset_digest}")
+        if self.tune_targets:
+            lines.append("targets on tune (where thresholds are chosen):")
+            lines += [f"  {result.describe()}" for result in self.tune_targets]
         if self.targets:
-            lines.append("targets:")
+            lines.append("targets on holdout (the evidence a promotion reads):")
             lines += [f"  {result.describe()}" for result in self.targets]
             verdict = "meets" if self.passed else "does NOT meet"
-            lines.append(f"{self.model.ref} {verdict} the {self.task} targets")
+            lines.append(f"{self.model.ref} {verdict} the {self.task} targets on holdout")
         return "\n".join(lines)
 
 
@@ -228,86 +246,183 @@ def suggested_thresholds(bona_fide: np.ndarray, attacks: np.ndarray) -> dict[str
 
 
 class _Faces:
-    """Decoded images and their subject face (models/face/selection.py), each computed once."""
+    """Decoded images, their subject face (models/face/selection.py), quality measures and
+    scores, each computed once. With the liveness version's signature, the measures include
+    whether its crops rest on enough pixels (domain/quality_rules.py)."""
 
-    def __init__(self, models: FaceModels) -> None:
+    def __init__(self, models: FaceModels, liveness: ModelSignature | None = None) -> None:
         self.models = models
+        self.liveness_signature = liveness
         self._seen: dict[Path, tuple[np.ndarray, FaceObservation] | None] = {}
         self.measures: dict[Path, QualityMeasures] = {}
+        self._scores: dict[tuple[str, Path], Any] = {}
 
     def subject(self, path: Path) -> tuple[np.ndarray, FaceObservation] | None:
         if path not in self._seen:
             try:
                 image = decode_image(path.read_bytes())
-                faces, self.measures[path] = observe_faces(image, self.models)
+                faces, self.measures[path] = observe_faces(
+                    image, self.models, self.liveness_signature
+                )
                 self._seen[path] = (image, faces[0]) if faces else None
             except (OSError, InputRejected):
                 self._seen[path] = None
         return self._seen[path]
+
+    def embedding(self, path: Path) -> np.ndarray | None:
+        return self._score("embed", path, face_embedding)
+
+    def liveness(self, path: Path) -> float | None:
+        return self._score("liveness", path, liveness_score)
+
+    def _score(self, what: str, path: Path, score: Callable[..., Any]) -> Any:
+        if (what, path) not in self._scores:
+            found = self.subject(path)
+            self._scores[what, path] = score(*found, self.models) if found else None
+        return self._scores[what, path]
 
     @property
     def failures(self) -> int:
         return sum(1 for found in self._seen.values() if found is None)
 
 
-def score_pairs(faces: _Faces, labelled: Path, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
-    pairs = read_pairs(labelled)
-    embeddings: dict[Path, np.ndarray | None] = {}
-    for path in sorted({p for pair in pairs for p in (pair.a, pair.b)}):
-        found = faces.subject(path)
-        embeddings[path] = face_embedding(*found, faces.models) if found else None
-    progress(f"embedded {len(embeddings)} images ({faces.failures} without a usable face)")
+def score_pairs(faces: _Faces, pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray]:
     genuine, impostor = [], []
     for pair in pairs:
-        a, b = embeddings[pair.a], embeddings[pair.b]
+        a, b = faces.embedding(pair.a), faces.embedding(pair.b)
         if a is not None and b is not None:
             (genuine if pair.same else impostor).append(cosine_similarity(a, b))
     return np.asarray(genuine), np.asarray(impostor)
 
 
-def genuine_quality_retry(faces: _Faces, labelled: Path) -> dict[str, Any]:
+def genuine_quality_retry(faces: _Faces, pairs: list[Pair]) -> dict[str, Any]:
     """How many genuine pairs the quality check sends back (decision ``retry``): the first
     photo judged as a selfie, the second as a document, as a verification would."""
     reasons: Counter[str] = Counter()
-    pairs = retried = 0
-    for pair in read_pairs(labelled):
+    counted = retried = 0
+    for pair in pairs:
         if not pair.same or pair.a not in faces.measures or pair.b not in faces.measures:
             continue
         found = [
             *assess_quality(ImageRole.SELFIE, faces.measures[pair.a]),
             *assess_quality(ImageRole.DOCUMENT, faces.measures[pair.b]),
         ]
-        pairs += 1
+        counted += 1
         retried += bool(found)
         reasons.update(reason.value for reason in set(found))
     return {
-        "pairs": pairs,
+        "pairs": counted,
         "retried": retried,
-        "rate": round(retried / pairs, 4) if pairs else None,
+        "rate": round(retried / counted, 4) if counted else None,
         "reasons": dict(reasons.most_common()),
     }
 
 
-def score_presentations(
-    faces: _Faces, labelled: Path, progress: Progress
-) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    bona_fide, attacks, kinds, live_kinds = [], [], [], []
-    for presentation in read_presentations(labelled):
-        found = faces.subject(presentation.image)
-        if found is None:
-            continue
-        score = liveness_score(*found, faces.models)
-        if presentation.live:
-            bona_fide.append(score)
-            live_kinds.append(presentation.kind)
+@dataclass(frozen=True)
+class Judged:
+    """One liveness presentation as a verification would see it."""
+
+    score: float
+    live: bool
+    kind: str
+    quality: tuple[ReasonCode, ...]  # the selfie's quality reasons: any means retry
+
+
+def judge_presentations(faces: _Faces, presentations: list[Presentation]) -> list[Judged]:
+    judged = []
+    for presentation in presentations:
+        score = faces.liveness(presentation.image)
+        if score is not None:
+            quality = assess_quality(ImageRole.SELFIE, faces.measures[presentation.image])
+            judged.append(Judged(score, presentation.live, presentation.kind, tuple(quality)))
+    return judged
+
+
+def decision_metrics(judged: list[Judged], model: ModelChoice) -> dict[str, Any]:
+    """What verifications would decide: the quality check first (any selfie reason: retry),
+    then the liveness bands (approved / review / declined), counted per kind. The targets
+    read ``decided``: attacks approved among the attacks the quality check lets through (one
+    sent back is not approved; it returns as a new capture and is judged then), bona fide
+    declined and bona fide not approved automatically (review, declined or retry) among all
+    bona fide with a face."""
+    counts: dict[str, dict[str, Counter[str]]] = {"bona_fide": {}, "attacks": {}}
+    reasons: Counter[str] = Counter()
+    for item in judged:
+        if item.quality:
+            decision = Decision.RETRY
+            reasons.update(reason.value for reason in item.quality)
         else:
-            attacks.append(score)
-            kinds.append(presentation.kind)
-    progress(
-        f"scored {len(bona_fide) + len(attacks)} presentations "
-        f"({faces.failures} without a usable face)"
-    )
-    return np.asarray(bona_fide), np.asarray(attacks), kinds, live_kinds
+            decision = {
+                Band.PASS: Decision.APPROVED,
+                Band.UNCERTAIN: Decision.REVIEW,
+                Band.FAIL: Decision.DECLINED,
+            }[band(item.score, model)]
+        group = "bona_fide" if item.live else "attacks"
+        kind = item.kind if item.live else item.kind.split("/")[0]
+        counts[group].setdefault(kind, Counter())[decision.value] += 1
+    total = {group: sum(by_kind.values(), Counter()) for group, by_kind in counts.items()}
+    live, attacks = total["bona_fide"], total["attacks"]
+    bona_fide = sum(live.values())
+    judged_attacks = attacks.total() - attacks[Decision.RETRY.value]
+
+    def share(hits: int, of: int) -> float | None:
+        return round(hits / of, 4) if of else None
+
+    return {
+        "decisions": {
+            group: {kind: dict(sorted(c.items())) for kind, c in sorted(by_kind.items())}
+            for group, by_kind in counts.items()
+        },
+        "retry_reasons": dict(reasons.most_common()),
+        "decided": {
+            "bona_fide": bona_fide,
+            "attacks_judged": judged_attacks,
+            "attacks_retried": attacks[Decision.RETRY.value],
+            "attacks_approved": share(attacks[Decision.APPROVED.value], judged_attacks),
+            "bona_fide_declined": share(live[Decision.DECLINED.value], bona_fide),
+            "bona_fide_not_approved": share(bona_fide - live[Decision.APPROVED.value], bona_fide),
+        },
+    }
+
+
+def _part_metrics(
+    task: ModelTask, faces: _Faces, items: list, model: ModelChoice, part: str
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The metrics of one part of the set, and its positive and negative scores."""
+    if task == ModelTask.EMBED:
+        positives, negatives = score_pairs(faces, items)
+        what = ("genuine pairs", "impostor pairs")
+    else:
+        judged = judge_presentations(faces, items)
+        positives = np.asarray([j.score for j in judged if j.live])
+        negatives = np.asarray([j.score for j in judged if not j.live])
+        what = ("bona fide presentations", "attack presentations")
+    for scores, name in zip((positives, negatives), what, strict=True):
+        if len(scores) == 0:
+            raise LabelledSetError(
+                f"the {part} part of the set has no {name} with a usable face (split by "
+                f"source photo / subject: add some, or --no-split for a set held out as a whole)"
+            )
+    if task == ModelTask.EMBED:
+        metrics = embed_metrics(positives, negatives, model)
+        metrics["genuine_quality_retry"] = genuine_quality_retry(faces, items)
+    else:
+        kinds = [j.kind for j in judged if not j.live]
+        live_kinds = [j.kind for j in judged if j.live]
+        metrics = liveness_metrics(positives, negatives, kinds, model, live_kinds)
+        if model.accept is not None and model.reject is not None:
+            metrics |= decision_metrics(judged, model)
+    return metrics, positives, negatives
+
+
+def _tuned(task: ModelTask, tune: dict[str, Any], model: ModelChoice) -> ModelChoice | None:
+    """The version with the thresholds its tune part suggests (liveness), or with accept at
+    the tune part's FMR 0.1 % threshold (embed)."""
+    if task == ModelTask.EMBED:
+        accept = tune["fnmr_at_fmr"]["0.001"]["threshold"]
+        return replace(model, accept=accept, reject=min(model.reject or accept, accept))
+    suggested = tune.get("thresholds_this_set_suggests") or {}
+    return replace(model, **suggested) if suggested else None
 
 
 def evaluate(
@@ -322,12 +437,18 @@ def evaluate(
     name: str | None = None,
     evaluated_by: str = "idflow",
     targets: dict[str, TaskTargets] = TARGETS,
+    split: bool = True,
 ) -> Evaluation:
     """Evaluate ``model`` (an alias or name@version; default the task's production
     version) on the labelled set ``labelled`` (called ``name``, default its file
-    name) and check the task's targets. Unless ``record`` is False, the
-    evaluation is added to the version's history with its plot, and the card is
-    rendered again."""
+    name) and check the task's targets.
+
+    The set is split into a tune and a holdout part by source photo / subject
+    (``labelled_sets.split_groups``): thresholds are suggested from tune, the targets are
+    reported on both, and the holdout's (at the version's thresholds) are the evidence a
+    promotion reads. ``split=False`` takes the whole set as holdout (a set already held
+    out from any tuning). Unless ``record`` is False, the evaluation is added to the
+    version's history with its plot, and the card is rendered again."""
     if task not in DECIDING_TASKS:
         raise ValueError(f"evaluation covers the tasks {', '.join(DECIDING_TASKS)}, not {task!r}")
     choices = resolve_all(engine, {task: model} if model else {})
@@ -335,49 +456,77 @@ def evaluate(
     if task == ModelTask.EMBED:
         items: list = read_pairs(labelled)
         digest = pairs_digest(items)
+        groups_of: Callable[[Any], set[str]] = lambda pair: set(pair.groups)  # noqa: E731
     else:
         items = read_presentations(labelled)
         digest = presentations_digest(items)
+        groups_of = lambda presentation: {presentation.group}  # noqa: E731
     if not items:
         raise LabelledSetError(f"labelled set {labelled} holds no images")
-    progress(f"evaluating {choice.ref} ({task}) on {labelled} ({len(items)} items)")
+    groups = {group for item in items for group in groups_of(item)}
+    tune_groups, holdout_groups = split_groups(groups) if split else (frozenset(), groups)
+    parts = {
+        part: [item for item in items if groups_of(item) <= members]
+        for part, members in (("tune", tune_groups), ("holdout", holdout_groups))
+        if members
+    }
+    progress(
+        f"evaluating {choice.ref} ({task}) on {labelled} ({len(items)} items; "
+        + ", ".join(f"{part} {len(part_items)}" for part, part_items in parts.items())
+        + ")"
+    )
+    signature = choice.signature if task == ModelTask.LIVENESS else None
     with ModelServer(cache_root) as server:
-        faces = _Faces(FaceModels.load(server, {t: choices[t] for t in (*QUALITY_TASKS, task)}))
+        models = FaceModels.load(server, {t: choices[t] for t in (*QUALITY_TASKS, task)})
+        faces = _Faces(models, signature)
         try:
-            if task == ModelTask.EMBED:
-                positives, negatives = score_pairs(faces, labelled, progress)
-                classes = ("genuine pairs", "impostor pairs")
-            else:
-                positives, negatives, kinds, live_kinds = score_presentations(
-                    faces, labelled, progress
-                )
-                classes = ("bona fide presentations", "attack presentations")
+            measured = {
+                part: _part_metrics(task, faces, part_items, choice, part)
+                for part, part_items in parts.items()
+            }
         except (LabelledSetError, EvaluationError):
             raise
         except Exception as error:  # onnxruntime raises untyped errors: name the model
             detail = (str(error).strip().splitlines() or [type(error).__name__])[-1]
             raise EvaluationError(f"{choice.ref} cannot run on this set: {detail}") from None
-    for scores, what in zip((positives, negatives), classes, strict=True):
-        if len(scores) == 0:
-            raise LabelledSetError(
-                f"labelled set {labelled} has no {what} with a usable face "
-                f"({faces.failures} images without one)"
-            )
+        if "holdout" not in measured:
+            raise LabelledSetError(f"labelled set {labelled} has one group only: nothing held out")
+        holdout, positives, negatives = measured["holdout"]
+        task_targets = targets.get(task, ())
+        tune_results: list[TargetResult] = []
+        metrics: dict[str, Any] = {
+            "dataset": name or labelled.name,
+            "failed_to_acquire": faces.failures,
+            "split": {
+                "rule": "by source photo / subject: sha256 order, every second group held out"
+                if split
+                else "none: the whole set is held out",
+                "tune_groups": len(tune_groups),
+                "holdout_groups": len(holdout_groups),
+                "tune_items": len(parts.get("tune", [])),
+                "holdout_items": len(parts["holdout"]),
+            },
+            **holdout,
+        }
+        if "tune" in measured:
+            tune = measured["tune"][0]
+            tune_results = check(tune, task_targets)
+            metrics["tune"] = tune
+            tuned = _tuned(task, tune, choice)
+            if tuned is not None:
+                at_tuned, _, _ = _part_metrics(task, faces, parts["holdout"], tuned, "holdout")
+                metrics["holdout_at_tune_thresholds"] = {
+                    "accept": tuned.accept,
+                    "reject": tuned.reject,
+                    **{k: at_tuned[k] for k in ("decided", "at_accept") if k in at_tuned},
+                    "targets": [r.describe() for r in check(at_tuned, task_targets)],
+                }
+    metrics["evaluated_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     if task == ModelTask.EMBED:
-        metrics = embed_metrics(positives, negatives, choice)
-        metrics["genuine_quality_retry"] = genuine_quality_retry(faces, labelled)
         names, errors = ("genuine", "impostor"), ("FNMR", "FMR")
     else:
-        metrics = liveness_metrics(positives, negatives, kinds, choice, live_kinds)
         names, errors = ("bona fide", "attack"), ("BPCER", "APCER")
-    dataset = name or labelled.name
-    metrics = {
-        "dataset": dataset,
-        "failed_to_acquire": faces.failures,
-        **metrics,
-        "evaluated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-    task_targets = targets.get(task, ())
+    dataset = metrics["dataset"]
     evaluation = Evaluation(
         task,
         choice,
@@ -387,6 +536,7 @@ def evaluate(
         negatives.tolist(),
         metrics,
         check(metrics, task_targets),
+        tune_targets=tune_results,
     )
     if record:
         evaluation.plot = plot_path(cache_root, choice.ref, uuid.uuid4().hex[:12])
@@ -395,7 +545,7 @@ def evaluate(
             k: v for k, v in (("accept", choice.accept), ("reject", choice.reject)) if v is not None
         }
         score_plot(
-            f"{choice.ref} on {dataset}", positives, negatives, names, errors, thresholds
+            f"{choice.ref} on {dataset} (holdout)", positives, negatives, names, errors, thresholds
         ).save(evaluation.plot)
         evaluation.record = evaluations.add(
             engine,

@@ -21,7 +21,7 @@ import csv
 import hashlib
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -46,6 +46,7 @@ class Pair:
     a: Path
     b: Path
     same: bool
+    groups: tuple[str, str] = ("", "")  # the subjects of a and b (split_groups)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,18 @@ class Presentation:
     image: Path
     live: bool
     kind: str = "live"  # the sub-folder of live/ or attack/ (or CSV column "attack")
+    group: str = ""  # the source photo or subject (split_groups)
+
+
+def split_groups(groups: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """(tune, holdout): the groups ordered by the sha256 of their names, every second one held
+    out. Deterministic, half of them (rounded down) held out, and never an image of one group
+    in both parts. A group is a liveness image's file name without its suffix (the source
+    photo: ``live/photo/obama.jpg`` and ``attack/print/flat/obama.jpg`` are one group) or the
+    CSV's ``group`` column; an embed image's person folder, or in a CSV the folder above
+    each image."""
+    ranked = sorted(set(groups), key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    return frozenset(ranked[0::2]), frozenset(ranked[1::2])
 
 
 def _images(folder: Path) -> list[Path]:
@@ -78,13 +91,13 @@ def read_pairs(source: Path) -> list[Pair]:
     if _existing(source).is_dir():
         people = {d.name: _images(d) for d in sorted(source.iterdir()) if d.is_dir()}
         tagged = [(person, image) for person, images in people.items() for image in images]
-        return [Pair(a, b, pa == pb) for (pa, a), (pb, b) in combinations(tagged, 2)]
-    return [
-        Pair(
-            source.parent / row["a"], source.parent / row["b"], row["same"].strip().lower() in _TRUE
-        )
-        for row in _csv_rows(source, ("a", "b", "same"))
-    ]
+        return [Pair(a, b, pa == pb, (pa, pb)) for (pa, a), (pb, b) in combinations(tagged, 2)]
+    pairs = []
+    for row in _csv_rows(source, ("a", "b", "same")):
+        a, b = source.parent / row["a"], source.parent / row["b"]
+        same = row["same"].strip().lower() in _TRUE
+        pairs.append(Pair(a, b, same, (a.parent.name, b.parent.name)))
+    return pairs
 
 
 def read_presentations(source: Path) -> list[Presentation]:
@@ -93,8 +106,8 @@ def read_presentations(source: Path) -> list[Presentation]:
         live, attack = source / "live", source / "attack"
         if not live.is_dir() or not attack.is_dir():
             raise LabelledSetError(f"{source} must hold the folders live/ and attack/")
-        return [Presentation(p, True, _kind(live, p, "live")) for p in _images(live)] + [
-            Presentation(p, False, _kind(attack, p, "attack")) for p in _images(attack)
+        return [Presentation(p, True, _kind(live, p, "live"), p.stem) for p in _images(live)] + [
+            Presentation(p, False, _kind(attack, p, "attack"), p.stem) for p in _images(attack)
         ]
     presentations = []
     for row in _csv_rows(source, ("image", "label")):
@@ -102,7 +115,9 @@ def read_presentations(source: Path) -> list[Presentation]:
         if label not in ("live", "attack"):
             raise LabelledSetError(f"{source}: label must be live or attack, got {label!r}")
         kind = "live" if label == "live" else (row.get("attack") or "attack")
-        presentations.append(Presentation(source.parent / row["image"], label == "live", kind))
+        image = source.parent / row["image"]
+        group = row.get("group") or image.stem
+        presentations.append(Presentation(image, label == "live", kind, group))
     return presentations
 
 

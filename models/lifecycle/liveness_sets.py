@@ -1,14 +1,17 @@
-"""The liveness labelled sets: tuning, held-out and stress, from registry photos only.
+"""The liveness labelled sets: the main set and a stress set, from registry photos only.
 
-``write_liveness_sets(root)`` writes three sets in the layout ``idflow models evaluate
+``write_liveness_sets(root)`` writes two sets in the layout ``idflow models evaluate
 liveness`` reads (``live/<kind>/`` and ``attack/<group>/<kind>/``), from the
 face_recognition sdist photos (Obama x5, Biden), scikit-image's astronaut and, when a
 mirror holds MiniFASNet (``../shared/models``), upstream's three labelled samples:
 
-Every image is made from the photo reduced to at most 1024 px on its long side.
+Every image is made from the photo reduced to at most 1024 px on its long side, and is
+named after its source photo: ``evaluate`` splits tune/holdout by that name, so no attack
+of a held-out photo is tuned on.
 
 - bona fide (``live/``): each photo as it is (``photo``), downscaled to 480 px on its
-  long side and saved as JPEG quality 70 (``photo-phone``), and mirrored
+  long side and saved as JPEG quality 70 (``photo-phone``), to 240 px as JPEG quality 75
+  (``photo-low-res``: a low-resolution real capture, faces ~45-85 px), and mirrored
   (``photo-mirrored``); upstream's real sample T1.
 - print attacks (``attack/print/``): the photo printed (blur 1.2 px, ink range x0.78+28,
   grain sigma 5, a white paper margin of 1/12 of its width), held at 70 % of the frame in
@@ -20,12 +23,10 @@ Every image is made from the photo reduced to at most 1024 px on its long side.
   of its width), presented the same way flat, tilted, or with a diagonal glare band.
 - captured attacks (``attack/captured/``): upstream's two real attack samples F1, F2.
 
-``tuning`` holds obama, obama3, obama_partial_face and F1; ``held-out`` everything else
-(split by source photo: no attack of a held-out photo is tuned on). ``stress`` holds what
-is reported apart because no threshold fixes it: close-ups (the medium fills the whole
-frame, no border: models/lifecycle/labelled_sets.py print, screen, moire and 1/4
-re-capture of every photo) and 100 LFW-subset faces (25x25 grey, enlarged 4x) as
-low-resolution bona fide. Files are written once; a second call costs nothing.
+``stress`` holds what is reported apart because no threshold fixes it: close-ups (the
+medium fills the whole frame, no border: models/lifecycle/labelled_sets.py print, screen,
+moire and 1/4 re-capture of every photo) and 100 LFW-subset faces (25x25 grey, enlarged
+4x) as low-resolution bona fide. Files are written once; a second call costs nothing.
 """
 
 from __future__ import annotations
@@ -44,23 +45,30 @@ from .samples import BIDEN, OBAMA, fetch_samples
 # Close-ups: the whole frame is the medium (lifecycle/labelled_sets.py ATTACKS).
 CLOSE_UP = ("print", "screen", "moire", "recapture-4x")
 PHOTOS = (*OBAMA, BIDEN, "astronaut.png")
-# The tuning part: thresholds are set on it only. Everything else is held out.
-TUNING = frozenset({"obama.jpg", "obama3.jpg", "obama_partial_face.jpg", "image_F1.jpg"})
 LFW_FACES = 100  # lfw_subset.npy: the first 100 are faces
 MAX_SIDE = 1024
 
 
-def _phone(image: Image.Image) -> Image.Image:
-    scale = 480 / max(image.size)
+def _reduced(image: Image.Image, side: int, quality: int) -> Image.Image:
+    scale = side / max(image.size)
     small = image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
     out = io.BytesIO()
-    small.save(out, "JPEG", quality=70)
+    small.save(out, "JPEG", quality=quality)
     return Image.open(io.BytesIO(out.getvalue())).convert("RGB")
+
+
+def _phone(image: Image.Image) -> Image.Image:
+    return _reduced(image, 480, 70)
+
+
+def _low_res(image: Image.Image) -> Image.Image:
+    return _reduced(image, 240, 75)
 
 
 BONA_FIDE_VARIANTS = {
     "photo": lambda image: image,
     "photo-phone": _phone,
+    "photo-low-res": _low_res,
     "photo-mirrored": ImageOps.mirror,
 }
 
@@ -142,25 +150,24 @@ SCREEN = {
 
 def write_liveness_sets(
     root: Path, photo_dir: Path | None = None, mirror: Path | None = None
-) -> tuple[Path, Path, Path]:
-    """Write the tuning, held-out and stress liveness sets under ``root``; their folders."""
+) -> tuple[Path, Path]:
+    """Write the main and the stress liveness sets under ``root``; their folders."""
     photos = photo_dir or fetch_samples()
-    parts = {True: root / "tuning", False: root / "held-out"}
-    stress = root / "stress"
+    main, stress = root / "liveness", root / "stress"
     sources = {name: photos / name for name in PHOTOS}
     samples = (Path(mirror) / "minifasnet" / "samples") if mirror else None
     if samples is not None and samples.is_dir():
         sources["image_T1.jpg"] = samples / "image_T1.jpg"
         for attack in ("image_F1.jpg", "image_F2.jpg"):
-            _save(parts[attack in TUNING] / "attack" / "captured" / attack, samples / attack)
+            _save(main / "attack" / "captured" / attack, samples / attack)
     for name, path in sources.items():
-        part, stem = parts[name in TUNING], Path(name).stem
+        stem = Path(name).stem
         upright = None
         for kind, variant in BONA_FIDE_VARIANTS.items():
-            upright = _each(part / "live" / kind / f"{stem}.jpg", path, variant, upright)
+            upright = _each(main / "live" / kind / f"{stem}.jpg", path, variant, upright)
         for group, kinds in (("print", PRINT), ("screen", SCREEN)):
             for kind, simulate in kinds.items():
-                target = part / "attack" / group / kind / f"{stem}.jpg"
+                target = main / "attack" / group / kind / f"{stem}.jpg"
                 upright = _each(target, path, simulate, upright)
         for kind in CLOSE_UP:
             target = stress / "attack" / "close-up" / kind / f"{stem}.jpg"
@@ -172,7 +179,7 @@ def write_liveness_sets(
             grey = Image.fromarray(np.round(face * 255).astype(np.uint8))
             large = grey.resize((100, 100), Image.Resampling.BICUBIC).convert("RGB")
             _write(target, _encoded(large, "PNG"))
-    return parts[True], parts[False], stress
+    return main, stress
 
 
 def _each(target: Path, source: Path, make, upright: Image.Image | None) -> Image.Image | None:

@@ -129,11 +129,11 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     # print/screen/re-photo attacks score above 0.9 too (see README); only strong ones fall
     # below 0.5. Thresholds keep genuine selfies passing and send doubtful ones to review.
     "faceplugin-fr-liveness": {"accept": 0.90, "reject": 0.50},
-    # P(bona fide), mean of MiniFASNet V2 and V1SE. Set on the tuning part of the liveness
-    # sets (models/lifecycle/liveness_sets.py) by the rule `evaluate` suggests: accept just
-    # above every tuning attack (19: print/screen held up in a scene and upstream's F1;
-    # highest 0.9634); reject at upstream's own verdict (its argmax is "real" above 0.5),
-    # which declines no tuning bona fide (lowest 0.993). Held-out numbers: README "Liveness".
+    # P(bona fide), mean of MiniFASNet V2 and V1SE. Set on an earlier hand-made tuning part of
+    # the liveness sets (obama, obama3, obama_partial_face, upstream's F1) by the rule
+    # `evaluate` suggests: accept just above every tuning attack (19; highest 0.9634); reject
+    # at upstream's own verdict (its argmax is "real" above 0.5). Measured on `evaluate`'s
+    # own tune / holdout split: README "Liveness".
     "minifasnet-fused": {"accept": 0.964, "reject": 0.50},
 }
 
@@ -294,10 +294,10 @@ FUSIONS: tuple[Fusion, ...] = (
         "43904c7939d44e672db3125953e00380ef46ecbc71714ba00811254f3011dd9e",
         prefer_over="faceplugin-fr-liveness",
         why=(
-            "held-out liveness set (README): 0/31 print/screen/captured attacks approved "
-            "(faceplugin 1/31), 3/15 bona fide declined (faceplugin 2/15), 6/15 not approved "
-            "automatically (faceplugin 3/15); it stops the attacks, the bona fide targets are "
-            "not met by either model"
+            "holdout part of the registry liveness set (README): 0/13 attacks approved of "
+            "those the quality check lets through (faceplugin 3/13), 0/16 bona fide declined "
+            "(faceplugin 1/16), 6/16 not approved automatically (faceplugin 7/16); the bona "
+            "fide targets are not met by either model"
         ),
     ),
 )

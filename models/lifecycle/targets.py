@@ -21,11 +21,21 @@ class Target:
     label: str  # what it means for people, e.g. "attacks approved"
     metric: tuple[str, ...]  # path into the evaluation metrics
     at_most: float  # the rate must not exceed this
-    samples: str  # metrics key counting the class this rate is measured on
+    samples: str | tuple[str, ...]  # metrics key (or path) counting the class it is measured on
     min_samples: int  # the fewest samples of that class that can show ``at_most``
 
+    @property
+    def samples_path(self) -> tuple[str, ...]:
+        return (self.samples,) if isinstance(self.samples, str) else self.samples
+
+    @property
+    def samples_name(self) -> str:
+        return self.samples_path[-1]
+
     def describe(self) -> str:
-        return f"{self.label} <= {self.at_most:.2%} (needs >= {self.min_samples} {self.samples})"
+        return (
+            f"{self.label} <= {self.at_most:.2%} (needs >= {self.min_samples} {self.samples_name})"
+        )
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,7 @@ class TargetResult:
     def describe(self) -> str:
         verdict = "pass" if self.passed else "FAIL"
         if self.samples < self.target.min_samples:
-            shown = f"not measurable on {self.samples} {self.target.samples}"
+            shown = f"not measurable on {self.samples} {self.target.samples_name}"
         elif self.value is None:
             shown = "not measured (no threshold)"
         else:
@@ -50,16 +60,30 @@ TaskTargets = tuple[Target, ...]
 
 # The targets of issue 9, per task. A task without targets is not gated.
 TARGETS: dict[ModelTask, TaskTargets] = {
+    # Liveness reads what verifications decide (evaluate.decision_metrics): the quality check
+    # first, then the bands. An attack sent back to capture again is not approved and is
+    # left out of the attack rate (it is judged when it returns); a bona fide sent back is
+    # not declined but is not approved either.
     ModelTask.LIVENESS: (
-        Target("attacks approved (APCER at accept)", ("at_accept", "apcer"), 0.05, "attacks", 20),
         Target(
-            "bona fide declined (BPCER at reject)", ("at_reject", "bpcer"), 0.05, "bona_fide", 20
+            "attacks approved (of those the quality check lets through)",
+            ("decided", "attacks_approved"),
+            0.05,
+            ("decided", "attacks_judged"),
+            20,
         ),
         Target(
-            "bona fide not approved automatically (BPCER at accept)",
-            ("at_accept", "bpcer"),
+            "bona fide declined",
+            ("decided", "bona_fide_declined"),
+            0.05,
+            ("decided", "bona_fide"),
+            20,
+        ),
+        Target(
+            "bona fide not approved automatically (review, declined or retry)",
+            ("decided", "bona_fide_not_approved"),
             0.15,
-            "bona_fide",
+            ("decided", "bona_fide"),
             7,
         ),
     ),
@@ -87,16 +111,21 @@ def check(metrics: dict[str, Any], targets: TaskTargets) -> list[TargetResult]:
     """Each target against ``metrics`` (as ``models.evaluate`` records them)."""
     results = []
     for target in targets:
-        value: Any = metrics
-        for key in target.metric:
-            value = value.get(key) if isinstance(value, dict) else None
-        samples = int(metrics.get(target.samples) or 0)
+        value, samples = (_read(metrics, path) for path in (target.metric, target.samples_path))
+        samples = int(samples or 0)
         measured = isinstance(value, (int, float)) and samples >= target.min_samples
         passed = measured and float(value) <= target.at_most + 1e-12
         results.append(
             TargetResult(target, float(value) if measured else None, samples, bool(passed))
         )
     return results
+
+
+def _read(metrics: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = metrics
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def as_record(targets: TaskTargets) -> list[dict[str, Any]]:
@@ -107,7 +136,7 @@ def as_record(targets: TaskTargets) -> list[dict[str, Any]]:
             "metric": "/".join(t.metric),
             "at_most": t.at_most,
             "min_samples": t.min_samples,
-            "samples": t.samples,
+            "samples": "/".join(t.samples_path),
         }
         for t in targets
     ]

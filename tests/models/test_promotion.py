@@ -80,10 +80,16 @@ def test_production_moves_only_to_a_version_whose_evaluation_meets_the_targets(
 
     # The targets cannot be shown on 2 + 2 presentations: recorded, and not enough.
     first = evaluate(
-        engine, scratch_cache, "liveness", small_liveness_set, candidate, progress=quiet
+        engine,
+        scratch_cache,
+        "liveness",
+        small_liveness_set,
+        candidate,
+        progress=quiet,
+        split=False,
     )
     assert not first.passed and first.record is not None and not first.record.passed
-    with pytest.raises(PromotionRefused, match="not measurable on 2 attacks"):
+    with pytest.raises(PromotionRefused, match="not measurable on 2 attacks_judged"):
         set_alias(engine, "liveness", "production", candidate, moved_by="ann")
 
     second = evaluate(
@@ -96,6 +102,7 @@ def test_production_moves_only_to_a_version_whose_evaluation_meets_the_targets(
         name="two-and-two",
         evaluated_by="ann",
         targets=SMALL_SET_TARGETS,
+        split=False,
     )
     assert second.passed and second.dataset_digest == first.dataset_digest  # same content
     moved = set_alias(
@@ -145,7 +152,14 @@ def test_an_override_needs_a_reason_and_is_in_the_alias_history(
 def test_the_evaluation_history_cannot_be_rewritten(
     model_registry_engine: Engine, scratch_cache: Path, small_liveness_set: Path
 ) -> None:
-    evaluate(model_registry_engine, scratch_cache, "liveness", small_liveness_set, progress=quiet)
+    evaluate(
+        model_registry_engine,
+        scratch_cache,
+        "liveness",
+        small_liveness_set,
+        progress=quiet,
+        split=False,
+    )
     for statement in ("UPDATE model_evaluations SET passed = 1", "DELETE FROM model_evaluations"):
         with (
             pytest.raises(DBAPIError, match="model_evaluations is append-only"),
@@ -201,7 +215,8 @@ def test_evaluate_help_states_the_formats_and_targets(capsys) -> None:
     out = capsys.readouterr().out
     for expected in ("a,b,same", "image,label", "live/ and attack/", "one sub-folder per person"):
         assert expected in out
-    assert "attacks approved (APCER at accept) <= 5.00% (needs >= 20 attacks)" in out
+    assert "attacks approved (of those the quality check lets through) <= 5.00%" in out
+    assert "split in two by source photo / subject" in out
     assert "FNMR at FMR 0.1% <= 1.00% (needs >= 1000 impostor_pairs)" in out
 
 
